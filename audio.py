@@ -1,0 +1,145 @@
+"""Audio I/O for every script: read any WAV as 16 kHz mono float32, write 16-bit WAV atomically.
+
+    from audio import read_wav
+    samples = read_wav("data/train/audio/yes/0a7c2a8d_nohash_0.wav")   # float32 [16000] in [-1, 1]
+
+Reads PCM 8/16/24/32-bit and float 32/64 (anything libsndfile reads), mixes channels to mono,
+resamples with a polyphase filter and pads or crops to one second. A corrupt, empty, truncated or
+non-audio file raises AudioError naming the file; folder loaders skip such files and warn once.
+"""
+
+import io
+import math
+import os
+import re
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from common import atomic_path
+
+SAMPLE_RATE = 16000
+CLIP_SAMPLES = 16000
+MAX_SECONDS = 600  # refuse to decode longer files: a mutated header must not allocate gigabytes
+_TRUNCATED = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+
+
+class AudioError(ValueError):
+    """A file that is not readable audio. The message names the file."""
+
+
+def fit_length(samples, num_samples=CLIP_SAMPLES):
+    """Pad with zeros at the end or crop to exactly num_samples."""
+    if len(samples) >= num_samples:
+        return samples[:num_samples]
+    return np.pad(samples, (0, num_samples - len(samples)))
+
+
+def resample(samples, orig_rate, target_rate=SAMPLE_RATE):
+    if orig_rate == target_rate:
+        return samples
+    g = math.gcd(int(orig_rate), int(target_rate))
+    return resample_poly(samples, target_rate // g, orig_rate // g).astype(np.float32)
+
+
+def _open(source, name):
+    try:
+        return sf.SoundFile(source)
+    except Exception as e:  # libsndfile says "Format not recognised", "Error in WAV file" ...
+        raise AudioError(f"{name}: not readable audio ({str(e).splitlines()[-1][:120]})") from None
+
+
+def _decode(source, name, sample_rate, num_samples):
+    with _open(source, name) as f:
+        rate, channels, frames = f.samplerate, f.channels, f.frames
+        if not (1 <= channels <= 64) or not (100 <= rate <= 768000):
+            raise AudioError(f"{name}: implausible header ({channels} channels at {rate} Hz)")
+        if frames <= 0:
+            raise AudioError(f"{name}: empty audio (0 samples)")
+        if frames > MAX_SECONDS * rate:
+            raise AudioError(f"{name}: too long ({frames / rate:.0f} s > {MAX_SECONDS} s)")
+        truncated = _TRUNCATED.search(f.extra_info)
+        if truncated and int(truncated.group(2)) < int(truncated.group(1)):
+            raise AudioError(f"{name}: truncated (data chunk says {truncated.group(1)} bytes, "
+                             f"file holds {truncated.group(2)})")
+        try:
+            data = f.read(dtype="float32", always_2d=True)
+        except Exception as e:
+            raise AudioError(f"{name}: corrupt audio data ({e})") from None
+    if len(data) == 0:
+        raise AudioError(f"{name}: empty audio (0 samples)")
+    samples = data.mean(axis=1) if channels > 1 else data[:, 0]
+    if not np.all(np.isfinite(samples)):
+        raise AudioError(f"{name}: non-finite samples")
+    samples = np.clip(resample(samples, rate, sample_rate), -1.0, 1.0).astype(np.float32)
+    return fit_length(samples, num_samples) if num_samples else samples
+
+
+def read_wav(path, sample_rate=SAMPLE_RATE, num_samples=CLIP_SAMPLES):
+    """Read an audio file as float32 mono at sample_rate, padded/cropped to num_samples.
+
+    num_samples=None keeps the whole file.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise AudioError(f"{path}: no such file")
+    if os.path.getsize(path) == 0:
+        raise AudioError(f"{path}: empty file")
+    return _decode(path, path, sample_rate, num_samples)
+
+
+def decode_wav_bytes(data, name="<bytes>", sample_rate=SAMPLE_RATE, num_samples=CLIP_SAMPLES):
+    """Same as read_wav, for the bytes of a file."""
+    if not data:
+        raise AudioError(f"{name}: empty file")
+    return _decode(io.BytesIO(data), name, sample_rate, num_samples)
+
+
+def write_wav(path, samples, sample_rate=SAMPLE_RATE):
+    """Write float samples in [-1, 1] as 16-bit PCM WAV; the file appears only when complete."""
+    samples = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
+    with atomic_path(path, suffix=".wav") as tmp:
+        sf.write(tmp, samples, sample_rate, subtype="PCM_16", format="WAV")
+
+
+def warn_skipped(errors, what="files"):
+    """Warn once about unreadable files: the count and the first few names."""
+    if errors:
+        first = "; ".join(str(e) for e in errors[:3])
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        print(f"warning: skipped {len(errors)} unreadable {what}: {first}{more}", file=sys.stderr)
+
+
+def read_many(paths, strict=False, num_samples=CLIP_SAMPLES, workers=None, progress=False):
+    """Decode many files in parallel. Returns (float32 [n, num_samples], indices of the paths kept).
+
+    Unreadable files are skipped with one warning, or raise AudioError when strict.
+    """
+    paths = list(paths)
+    out = np.zeros((len(paths), num_samples), dtype=np.float32)
+    ok = np.zeros(len(paths), dtype=bool)
+    errors = []
+
+    def load(i):
+        try:
+            out[i] = read_wav(paths[i], num_samples=num_samples)
+            ok[i] = True
+        except AudioError as e:
+            if strict:
+                raise
+            errors.append(e)
+
+    workers = workers or min(8, (os.cpu_count() or 2) * 2)
+    with ThreadPoolExecutor(workers) as pool:
+        jobs = pool.map(load, range(len(paths)))
+        if progress and len(paths) > 500:
+            from tqdm import tqdm
+            jobs = tqdm(jobs, total=len(paths), desc="decode", unit="clip", mininterval=1.0)
+        for _ in jobs:
+            pass
+    warn_skipped(errors)
+    kept = np.flatnonzero(ok)
+    return out[kept], kept

@@ -1,0 +1,68 @@
+"""Small helpers every script shares: one-line CLI errors and atomic file writes.
+
+A script wraps its main() with `run_cli(main)`; anything raised as `UserError` (or the audio
+module's `AudioError`) is printed as one line and the process exits with code 2.
+"""
+
+import contextlib
+import os
+import sys
+import tempfile
+
+
+class UserError(Exception):
+    """Bad input from the user: a missing path, an empty folder, a bad flag value."""
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix=None):
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    A reader never sees a half-written file under its final name, even if the process is killed.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    suffix = suffix if suffix is not None else os.path.splitext(path)[1]
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".part" + suffix,
+                               dir=directory)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write_text(path, text):
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+def require_dir(path, what="folder"):
+    if not os.path.isdir(path):
+        raise UserError(f"{what} not found: {path}")
+    return path
+
+
+def require_file(path, what="file"):
+    if not os.path.isfile(path):
+        raise UserError(f"{what} not found: {path}")
+    return path
+
+
+def run_cli(main, argv=None):
+    """Run main(argv); turn expected failures into one line on stderr and exit code 2."""
+    from audio import AudioError
+
+    try:
+        result = main(argv)
+    except (UserError, AudioError, FileNotFoundError, NotADirectoryError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(result or 0)

@@ -1,0 +1,525 @@
+"""AudioProcessor: find labelled clips, split them by speaker, and feed augmented batches to Keras.
+
+    python input_data.py --data_dir data/synthetic/train/audio     # prints the class counts per set
+
+Reads the Speech Commands training layout (`<word>/<speaker>_nohash_<n>.wav`, `_background_noise_/`,
+optional `validation_list.txt` / `testing_list.txt` beside the word folders or one level up as in
+Kaggle's `train/audio`), the official test-set layout (`_silence_/`, `_unknown_/`, the ten words),
+several data dirs at once, and pseudo-labelled pools. The split follows the TF speech_commands
+tutorial (`which_set`), so our sets equal the tutorial's on the real dataset.
+"""
+
+import argparse
+import dataclasses
+import hashlib
+import math
+import os
+import re
+import sys
+
+import numpy as np
+
+from audio import CLIP_SAMPLES, SAMPLE_RATE, AudioError, read_many, read_wav, warn_skipped
+from common import UserError, run_cli
+
+SILENCE_LABEL = "_silence_"
+UNKNOWN_LABEL = "_unknown_"
+BACKGROUND_NOISE_DIR_NAME = "_background_noise_"
+COMPETITION_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
+COMPETITION_LABELS = [SILENCE_LABEL, UNKNOWN_LABEL] + COMPETITION_WORDS
+MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # ~134M
+RANDOM_SEED = 59185
+SETS = ("training", "validation", "testing")
+
+
+def speaker_id(filename):
+    """The part of a clip's name that identifies its speaker.
+
+    `0a7c2a8d_nohash_0.wav` -> `0a7c2a8d`. The official test set names unknown words
+    `<word>_<speaker>_nohash_<n>.wav.wav`; we keep only the speaker so a speaker's command words and
+    unknown words land in the same set. Names without `_nohash_` hash as a whole.
+    """
+    base = os.path.basename(filename)
+    if "_nohash_" in base:
+        return re.sub(r"_nohash_.*$", "", base).split("_")[-1]
+    return base.split(".")[0]
+
+
+def which_set(filename, validation_percentage, testing_percentage, salt=""):
+    """The tutorial's stable split into 'training', 'validation' or 'testing' by speaker hash.
+
+    A non-empty salt draws another speaker-stable split: the official v0.02 test set is exactly the
+    speakers whose unsalted hash lands in 'testing', so splitting it needs a salt.
+    """
+    hashed = hashlib.sha1((salt + speaker_id(filename)).encode("utf-8")).hexdigest()
+    percentage_hash = ((int(hashed, 16) % (MAX_NUM_WAVS_PER_CLASS + 1)) *
+                       (100.0 / MAX_NUM_WAVS_PER_CLASS))
+    if percentage_hash < validation_percentage:
+        return "validation"
+    if percentage_hash < testing_percentage + validation_percentage:
+        return "testing"
+    return "training"
+
+
+def submission_label(label):
+    """Model label -> Kaggle submission label (`_silence_` -> `silence`)."""
+    return label.strip("_") if label in (SILENCE_LABEL, UNKNOWN_LABEL) else label
+
+
+def model_label(label):
+    """Submission or folder label -> model label (`silence` -> `_silence_`)."""
+    return {"silence": SILENCE_LABEL, "unknown": UNKNOWN_LABEL}.get(label, label)
+
+
+def _wavs_in(folder):
+    return sorted(f for f in os.listdir(folder)
+                  if f.lower().endswith(".wav") and os.path.isfile(os.path.join(folder, f)))
+
+
+def _read_list(path):
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return {line.strip().replace("\\", "/") for line in f if line.strip()}
+
+
+@dataclasses.dataclass
+class DataDir:
+    """One scanned data folder: its word folders, noise files and optional split lists."""
+    root: str
+    words: dict            # folder name -> sorted wav file names
+    noise_files: list
+    validation_list: set = None
+    testing_list: set = None
+
+
+def scan_data_dir(data_dir):
+    """Find word folders, `_background_noise_` and split lists in any of the supported layouts."""
+    if not os.path.isdir(data_dir):
+        raise UserError(f"data folder not found: {data_dir}")
+    root = data_dir
+    if not _has_word_folders(root) and os.path.isdir(os.path.join(root, "audio")):
+        root = os.path.join(root, "audio")  # Kaggle: train/ holds audio/ and the lists
+    words, noise_files = {}, []
+    for name in sorted(os.listdir(root)):
+        path = os.path.join(root, name)
+        if not os.path.isdir(path):
+            continue
+        if name == BACKGROUND_NOISE_DIR_NAME:
+            noise_files = [os.path.join(path, f) for f in _wavs_in(path)]
+        elif _wavs_in(path):
+            words[name] = _wavs_in(path)
+    if not words:
+        raise UserError(f"no word folders with .wav files in {data_dir}")
+    lists = {}
+    for which in ("validation", "testing"):
+        for folder in (root, os.path.dirname(os.path.abspath(root))):
+            lists[which] = _read_list(os.path.join(folder, f"{which}_list.txt"))
+            if lists[which] is not None:
+                break
+    return DataDir(root, words, noise_files, lists["validation"], lists["testing"])
+
+
+def _has_word_folders(folder):
+    return any(os.path.isdir(os.path.join(folder, d)) and _wavs_in(os.path.join(folder, d))
+               for d in os.listdir(folder))
+
+
+def list_test_clips(folder):
+    """Clips of a test folder: flat (Kaggle `test/audio`, labels None) or `<label>/*.wav`.
+
+    Returns (paths, labels) with labels a list of folder names, or None for a flat folder.
+    """
+    if not os.path.isdir(folder):
+        raise UserError(f"test folder not found: {folder}")
+    flat = _wavs_in(folder)
+    if flat:
+        return [os.path.join(folder, f) for f in flat], None
+    paths, labels = [], []
+    for name in sorted(os.listdir(folder)):
+        sub = os.path.join(folder, name)
+        if os.path.isdir(sub) and name != BACKGROUND_NOISE_DIR_NAME:
+            for f in _wavs_in(sub):
+                paths.append(os.path.join(sub, f))
+                labels.append(name)
+    if not paths:
+        raise UserError(f"no .wav files in {folder}")
+    return paths, labels
+
+
+@dataclasses.dataclass
+class Augmentation:
+    """Training-time augmentation: each kind with a probability and a range."""
+    background_frequency: float = 0.8   # probability of mixing in background noise
+    background_volume: float = 0.1      # noise gain drawn from U(0, background_volume)
+    silence_volume: float = 1.0         # noise gain of silence clips, U(0, silence_volume)
+    foreground_frequency: float = 0.0   # probability of scaling the speech
+    foreground_volume_min: float = 0.8
+    foreground_volume_max: float = 1.2
+    time_shift_frequency: float = 1.0   # probability of shifting in time
+    time_shift_ms: float = 100.0        # shift drawn from U(-time_shift_ms, time_shift_ms)
+    time_shift_mode: str = "pad"        # "pad" (zeros in) or "roll" (circular)
+
+    def __post_init__(self):
+        for name in ("background_frequency", "foreground_frequency", "time_shift_frequency"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise UserError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("background_volume", "silence_volume", "time_shift_ms"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.foreground_volume_min <= self.foreground_volume_max:
+            raise UserError("need 0 < foreground_volume_min <= foreground_volume_max")
+        if self.time_shift_mode not in ("pad", "roll"):
+            raise UserError(f"time_shift_mode must be pad or roll, not {self.time_shift_mode!r}")
+
+    @classmethod
+    def from_dict(cls, options):
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in options.items() if k in fields})
+
+
+class AudioProcessor:
+    """Index, split, decode and augment a keyword-spotting dataset.
+
+    data_index[set] is a list of dicts {'label': label, 'file': path or None}; file None marks a
+    silence clip made from background noise. words_list is the model's label order.
+    """
+
+    def __init__(self, data_dirs, wanted_words=None, silence_percentage=10.0,
+                 unknown_percentage=10.0, validation_percentage=10.0, testing_percentage=10.0,
+                 noise_dirs=(), pseudo_dirs=(), pseudo_frequency=0.0, eval_noise_fraction=0.2,
+                 split_salt="", seed=RANDOM_SEED, strict=False):
+        if isinstance(data_dirs, str):
+            data_dirs = [d for d in data_dirs.split(",") if d]
+        if not data_dirs:
+            raise UserError("no data folder given")
+        if not 0 <= pseudo_frequency < 1:
+            raise UserError(f"pseudo_frequency must be in [0, 1), got {pseudo_frequency}")
+        self.seed = seed
+        self.split_salt = split_salt
+        self.strict = strict
+        self.pseudo_frequency = pseudo_frequency if pseudo_dirs else 0.0
+        scanned = [scan_data_dir(d) for d in data_dirs]
+        self.words_list = self._choose_words(scanned, wanted_words)
+        self.word_to_index = {w: i for i, w in enumerate(self.words_list)}
+        self.data_index = self._build_index(scanned, silence_percentage, unknown_percentage,
+                                            validation_percentage, testing_percentage)
+        self.pseudo_index = self._pseudo_items([scan_data_dir(d) for d in pseudo_dirs])
+        noise_files = [f for s in scanned for f in s.noise_files]
+        for d in pseudo_dirs:
+            pseudo_noise = os.path.join(d, BACKGROUND_NOISE_DIR_NAME)
+            if os.path.isdir(pseudo_noise):
+                noise_files += [os.path.join(pseudo_noise, f) for f in _wavs_in(pseudo_noise)]
+        for d in noise_dirs or ():
+            if not os.path.isdir(d):
+                raise UserError(f"noise folder not found: {d}")
+            noise_files += [os.path.join(d, f) for f in _wavs_in(d)]
+        self.noise_train, self.noise_eval = self._load_noise(noise_files, eval_noise_fraction)
+        self._audio = None   # decoded clips, filled on first use
+        self._row = {}       # path -> row in self._audio
+
+    # ---- indexing -------------------------------------------------------------------------
+    @staticmethod
+    def _choose_words(scanned, wanted_words):
+        if wanted_words is None:
+            wanted_words = COMPETITION_WORDS
+        if isinstance(wanted_words, str):
+            wanted_words = [w for w in wanted_words.split(",") if w]
+        if wanted_words == ["all"]:
+            found = {w for s in scanned for w in s.words} - {SILENCE_LABEL, UNKNOWN_LABEL}
+            wanted_words = sorted(found)
+        if not wanted_words:
+            raise UserError("empty word list")
+        if len(set(wanted_words)) != len(wanted_words):
+            raise UserError(f"repeated words in {wanted_words}")
+        return [SILENCE_LABEL, UNKNOWN_LABEL] + list(wanted_words)
+
+    def _label_of_folder(self, folder):
+        if folder == SILENCE_LABEL:
+            return SILENCE_LABEL
+        return folder if folder in self.word_to_index else UNKNOWN_LABEL
+
+    def _assign_set(self, data_dir, word, fname, val_pct, test_pct):
+        if data_dir.validation_list is not None or data_dir.testing_list is not None:
+            key = f"{word}/{fname}"
+            if data_dir.validation_list and key in data_dir.validation_list:
+                return "validation"
+            if data_dir.testing_list and key in data_dir.testing_list:
+                return "testing"
+            return "training"
+        return which_set(fname, val_pct, test_pct, self.split_salt)
+
+    def _build_index(self, scanned, silence_pct, unknown_pct, val_pct, test_pct):
+        rng = np.random.RandomState(self.seed)
+        wanted = {s: [] for s in SETS}
+        unknown = {s: [] for s in SETS}
+        for data_dir in scanned:
+            for word, files in data_dir.words.items():
+                label = self._label_of_folder(word)
+                for fname in files:
+                    which = self._assign_set(data_dir, word, fname, val_pct, test_pct)
+                    item = {"label": label, "file": os.path.join(data_dir.root, word, fname)}
+                    (unknown if label == UNKNOWN_LABEL else wanted)[which].append(item)
+        index = {}
+        for which in SETS:
+            items = wanted[which]
+            set_size = sum(1 for it in items if it["label"] != SILENCE_LABEL)
+            rng.shuffle(unknown[which])
+            if unknown_pct is None or unknown_pct < 0:
+                items += unknown[which]
+            else:
+                items += unknown[which][:int(math.ceil(set_size * unknown_pct / 100))]
+            silence_size = int(math.ceil(set_size * silence_pct / 100))
+            items += [{"label": SILENCE_LABEL, "file": None} for _ in range(silence_size)]
+            rng.shuffle(items)
+            index[which] = items
+        return index
+
+    def _pseudo_items(self, scanned):
+        items = []
+        for data_dir in scanned:
+            for folder, files in data_dir.words.items():
+                label = self._label_of_folder(model_label(folder))
+                items += [{"label": label, "file": os.path.join(data_dir.root, folder, f)}
+                          for f in files]
+        return items
+
+    def _load_noise(self, files, eval_fraction):
+        """Split every noise recording in time: the head trains, the tail makes eval silence."""
+        train, evaluation, errors = [], [], []
+        for f in files:
+            try:
+                noise = read_wav(f, num_samples=None)
+            except AudioError as e:
+                if self.strict:
+                    raise
+                errors.append(e)
+                continue
+            cut = int(len(noise) * (1 - eval_fraction))
+            for part, pool in ((noise[:cut], train), (noise[cut:], evaluation)):
+                if len(part):
+                    pool.append(np.resize(part, max(len(part), CLIP_SAMPLES)))
+        warn_skipped(errors, "noise files")
+        return train, evaluation
+
+    # ---- queries --------------------------------------------------------------------------
+    def set_size(self, mode):
+        return len(self.data_index[mode])
+
+    def label_counts(self, mode):
+        counts = {w: 0 for w in self.words_list}
+        for item in self.data_index[mode]:
+            counts[item["label"]] += 1
+        return counts
+
+    def speakers(self, mode):
+        return {speaker_id(it["file"]) for it in self.data_index[mode]
+                if it["file"] and "_nohash_" in it["file"]}
+
+    # ---- decoding -------------------------------------------------------------------------
+    def _decode_all(self):
+        if self._audio is not None:
+            return
+        files = sorted({it["file"] for which in SETS for it in self.data_index[which]
+                        if it["file"]} | {it["file"] for it in self.pseudo_index})
+        audio, kept = read_many(files, strict=self.strict, progress=True)
+        kept_files = {files[i] for i in kept}
+        self._row = {files[i]: row for row, i in enumerate(kept)}
+        # int16 halves the memory of the cache; the clips are 16-bit to begin with
+        self._audio = np.round(audio * 32767).astype(np.int16)
+        for which in SETS:
+            self.data_index[which] = [it for it in self.data_index[which]
+                                      if it["file"] is None or it["file"] in kept_files]
+        self.pseudo_index = [it for it in self.pseudo_index if it["file"] in kept_files]
+
+    def _rows_and_labels(self, items):
+        rows = np.array([self._row[it["file"]] if it["file"] else -1 for it in items], np.int32)
+        labels = np.array([self.word_to_index[it["label"]] for it in items], np.int32)
+        return rows, labels
+
+    def _gather(self, rows):
+        clips = self._audio[np.maximum(rows, 0)].astype(np.float32) / 32767.0
+        clips[rows < 0] = 0.0
+        return clips
+
+    # ---- batches --------------------------------------------------------------------------
+    def dataset(self, mode, batch_size=64, augmentation=None, shuffle=None, seed=None,
+                drop_remainder=False):
+        """A tf.data.Dataset of (audio float32 [B, 16000], label int32 [B]) for model.fit.
+
+        Training batches are shuffled each epoch and augmented; other sets come in a fixed order
+        with silence clips made from held-out noise, the same every epoch. With a pseudo pool,
+        each training example comes from it with probability pseudo_frequency.
+        """
+        import tensorflow as tf
+
+        self._decode_all()
+        training = mode == "training"
+        shuffle = training if shuffle is None else shuffle
+        augmentation = augmentation or Augmentation()
+        seed = self.seed if seed is None else seed
+        rows, labels = self._rows_and_labels(self.data_index[mode])
+        if len(rows) == 0:
+            raise UserError(f"the {mode} set is empty")
+        ds = tf.data.Dataset.from_tensor_slices((rows, labels))
+        if shuffle:
+            ds = ds.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+        if training and self.pseudo_frequency and self.pseudo_index:
+            p_rows, p_labels = self._rows_and_labels(self.pseudo_index)
+            pseudo = tf.data.Dataset.from_tensor_slices((p_rows, p_labels))
+            pseudo = pseudo.shuffle(len(p_rows), seed=seed + 1).repeat()
+            ds = tf.data.Dataset.sample_from_datasets(
+                [ds, pseudo], [1 - self.pseudo_frequency, self.pseudo_frequency], seed=seed + 2,
+                stop_on_empty_dataset=True)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        if training:
+            seeds = tf.data.Dataset.random(seed=seed + 3, rerandomize_each_iteration=True)
+        else:
+            seeds = tf.data.Dataset.range(1 << 62)  # fixed per batch: the same eval set each epoch
+        ds = tf.data.Dataset.zip(ds, seeds)
+        noise = self.noise_train if training else self.noise_eval
+        batch_fn = self._batch_fn(noise, augmentation if training else None)
+        ds = ds.map(batch_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def _batch_fn(self, noise, augmentation):
+        import tensorflow as tf
+
+        noise_flat, noise_starts, noise_lengths = _pack_noise(noise)
+
+        def load(batch, seed):
+            rows, labels = batch
+            clips = tf.numpy_function(self._gather, [rows], tf.float32, stateful=False)
+            clips = tf.ensure_shape(clips, [None, CLIP_SAMPLES])
+            clips = augment_batch(clips, rows < 0, seed, noise_flat, noise_starts, noise_lengths,
+                                  augmentation)
+            return clips, labels
+
+        return load
+
+    def get_data(self, mode, how_many=-1, offset=0, augmentation=None, seed=0):
+        """Numpy batch API: (audio float32 [n, 16000], labels int32 [n]) from a set's items.
+
+        augmentation=None gives clean clips (eval noise in silence); pass an Augmentation to
+        augment as in training.
+        """
+        self._decode_all()
+        items = self.data_index[mode]
+        items = items[offset:] if how_many < 0 else items[offset:offset + how_many]
+        rows, labels = self._rows_and_labels(items)
+        noise = self.noise_train if augmentation else self.noise_eval
+        clips = augment_batch(self._gather(rows), rows < 0, seed, *_pack_noise(noise),
+                              augmentation)
+        return np.asarray(clips), labels
+
+
+def _pack_noise(noise):
+    """Noise recordings as one flat tensor plus start and length of each."""
+    import tensorflow as tf
+
+    if not noise:
+        return tf.zeros([CLIP_SAMPLES]), tf.constant([0], tf.int64), tf.constant([CLIP_SAMPLES],
+                                                                                   tf.int64)
+    lengths = np.array([len(n) for n in noise], np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    return (tf.constant(np.concatenate(noise).astype(np.float32)), tf.constant(starts),
+            tf.constant(lengths))
+
+
+def augment_batch(clips, generated_silence, seed, noise_flat, noise_starts, noise_lengths,
+                  augmentation=None):
+    """Add noise, scale and shift a batch of clips [B, 16000] with stateless random ops.
+
+    Silence clips made from noise (generated_silence) always get noise at U(0, silence_volume);
+    with augmentation=None only they are touched (volume U(0, 1)), so evaluation is repeatable.
+    """
+    import tensorflow as tf
+
+    seed = tf.cast(seed, tf.int64)
+    keys = [tf.stack([seed, tf.constant(i, tf.int64)]) for i in range(8)]
+    batch = tf.shape(clips)[0]
+    aug = augmentation
+
+    def uniform(key, low=0.0, high=1.0):
+        return tf.random.stateless_uniform([batch], key, low, high)
+
+    def chance(key, probability):
+        return uniform(key) < probability
+
+    if aug is not None and aug.foreground_frequency > 0:
+        gain = uniform(keys[0], aug.foreground_volume_min, aug.foreground_volume_max)
+        gain = tf.where(chance(keys[1], aug.foreground_frequency), gain, 1.0)
+        clips = clips * gain[:, None]
+    if aug is not None and aug.time_shift_ms > 0 and aug.time_shift_frequency > 0:
+        limit = int(SAMPLE_RATE * aug.time_shift_ms / 1000)
+        shift = tf.random.stateless_uniform([batch], keys[2], -limit, limit + 1, tf.int32)
+        shift = tf.where(chance(keys[3], aug.time_shift_frequency), shift, 0)
+        source = tf.range(CLIP_SAMPLES)[None, :] - shift[:, None]
+        if aug.time_shift_mode == "roll":
+            clips = tf.gather(clips, source % CLIP_SAMPLES, batch_dims=1)
+        else:
+            inside = (source >= 0) & (source < CLIP_SAMPLES)
+            moved = tf.gather(clips, tf.clip_by_value(source, 0, CLIP_SAMPLES - 1), batch_dims=1)
+            clips = tf.where(inside, moved, 0.0)
+    # a random one-second window of a random noise recording per clip
+    which = tf.random.stateless_uniform([batch], keys[4], 0, tf.shape(noise_lengths)[0], tf.int32)
+    room = tf.cast(tf.gather(noise_lengths, which) - CLIP_SAMPLES + 1, tf.float32)
+    offset = tf.gather(noise_starts, which) + tf.cast(uniform(keys[5]) * room, tf.int64)
+    noise = tf.gather(noise_flat, offset[:, None] + tf.range(CLIP_SAMPLES, dtype=tf.int64)[None, :])
+    silence_volume = 1.0 if aug is None else aug.silence_volume
+    volume = uniform(keys[6], 0.0, silence_volume)
+    if aug is not None:
+        speech_volume = uniform(keys[6], 0.0, aug.background_volume)
+        speech_volume = tf.where(chance(keys[7], aug.background_frequency), speech_volume, 0.0)
+        volume = tf.where(generated_silence, volume, speech_volume)
+    else:
+        volume = tf.where(generated_silence, volume, 0.0)
+    return tf.clip_by_value(clips + volume[:, None] * noise, -1.0, 1.0)
+
+
+def add_data_args(parser):
+    """The dataset flags train.py and friends share."""
+    parser.add_argument("--data_dir", required=True,
+                        help="comma-separated data folders (Speech Commands, Kaggle train or "
+                             "official test-set layout)")
+    parser.add_argument("--wanted_words", default=",".join(COMPETITION_WORDS),
+                        help="comma-separated words to recognise, or 'all' for every word folder")
+    parser.add_argument("--silence_percentage", type=float, default=10.0,
+                        help="silence clips as a percentage of the wanted-word clips of each set")
+    parser.add_argument("--unknown_percentage", type=float, default=10.0,
+                        help="unknown-word clips as a percentage of the wanted-word clips "
+                             "(negative: all of them)")
+    parser.add_argument("--validation_percentage", type=float, default=10.0,
+                        help="speakers held out for validation when no lists are present")
+    parser.add_argument("--testing_percentage", type=float, default=10.0,
+                        help="speakers held out for testing when no lists are present")
+    parser.add_argument("--split_salt", default="",
+                        help="salt for the speaker hash: '' is the tutorial's split, any other "
+                             "string draws another speaker-disjoint split")
+    parser.add_argument("--noise_dir", action="append", default=[],
+                        help="extra folder of background noise WAVs (repeatable)")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop at the first unreadable file instead of skipping it")
+    return parser
+
+
+def main(argv=None):
+    parser = add_data_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
+    parser.add_argument("--seed", type=int, default=RANDOM_SEED)
+    args = parser.parse_args(argv)
+    processor = AudioProcessor(args.data_dir, args.wanted_words, args.silence_percentage,
+                               args.unknown_percentage, args.validation_percentage,
+                               args.testing_percentage, noise_dirs=args.noise_dir,
+                               split_salt=args.split_salt,
+                               seed=args.seed, strict=args.strict)
+    print("label".ljust(12) + "".join(s.rjust(12) for s in SETS))
+    counts = {s: processor.label_counts(s) for s in SETS}
+    for label in processor.words_list:
+        print(label.ljust(12) + "".join(str(counts[s][label]).rjust(12) for s in SETS))
+    print("total".ljust(12) + "".join(str(processor.set_size(s)).rjust(12) for s in SETS))
+    print("speakers".ljust(12) + "".join(str(len(processor.speakers(s))).rjust(12) for s in SETS))
+    print(f"noise: {len(processor.noise_train)} recordings", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run_cli(main)
