@@ -343,49 +343,88 @@ class AudioProcessor:
         return clips
 
     # ---- batches --------------------------------------------------------------------------
-    def dataset(self, mode, batch_size=64, augmentation=None, shuffle=None, seed=None,
-                drop_remainder=False):
-        """A tf.data.Dataset of (audio float32 [B, 16000], label int32 [B]) for model.fit.
+    def steps_per_epoch(self, batch_size):
+        """Training batches per epoch; a pseudo pool adds examples on top of the labelled ones."""
+        return math.ceil(self._epoch_length() / batch_size)
 
-        Training batches are shuffled each epoch and augmented; other sets come in a fixed order
-        with silence clips made from held-out noise, the same every epoch. With a pseudo pool,
-        each training example comes from it with probability pseudo_frequency.
+    def _epoch_length(self):
+        n = len(self.data_index["training"])
+        if self.pseudo_frequency and self.pseudo_index:
+            return math.ceil(n / (1 - self.pseudo_frequency))
+        return n
+
+    def dataset(self, mode, batch_size=64, augmentation=None, seed=None, initial_epoch=0,
+                epochs=None, soft_targets=None):
+        """A tf.data.Dataset of (audio float32 [B, 16000], labels) for model.fit.
+
+        Training: epochs initial_epoch..epochs-1 back to back (steps_per_epoch batches each; None
+        repeats forever), each shuffled and augmented from a seed and its epoch number alone, so
+        a resumed run sees exactly the batches an uninterrupted run would. With a pseudo pool each
+        example comes from it with probability pseudo_frequency. Other sets come once, in a fixed
+        order, with silence made from held-out noise: the same every epoch.
+
+        labels are int32 [B]; with soft_targets ({clip basename: probabilities over words_list})
+        they are float32 [B, 1 + classes]: the label, then the clip's soft target or -1s.
         """
         import tensorflow as tf
 
         self._decode_all()
         training = mode == "training"
-        shuffle = training if shuffle is None else shuffle
         augmentation = augmentation or Augmentation()
         seed = self.seed if seed is None else seed
         rows, labels = self._rows_and_labels(self.data_index[mode])
         if len(rows) == 0:
             raise UserError(f"the {mode} set is empty")
-        ds = tf.data.Dataset.from_tensor_slices((rows, labels))
-        if shuffle:
-            ds = ds.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
-        if training and self.pseudo_frequency and self.pseudo_index:
-            p_rows, p_labels = self._rows_and_labels(self.pseudo_index)
-            pseudo = tf.data.Dataset.from_tensor_slices((p_rows, p_labels))
-            pseudo = pseudo.shuffle(len(p_rows), seed=seed + 1).repeat()
-            ds = tf.data.Dataset.sample_from_datasets(
-                [ds, pseudo], [1 - self.pseudo_frequency, self.pseudo_frequency], seed=seed + 2,
-                stop_on_empty_dataset=True)
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
         if training:
-            seeds = tf.data.Dataset.random(seed=seed + 3, rerandomize_each_iteration=True)
+            p_rows, p_labels = self._rows_and_labels(self.pseudo_index)
+            if not self.pseudo_frequency or not len(p_rows):
+                p_rows, p_labels = rows[:1], labels[:1]  # never drawn
+            last = tf.data.Dataset.range(initial_epoch, epochs) if epochs else None
+            epoch_ids = last if last is not None else tf.data.Dataset.range(initial_epoch, 1 << 40)
+            ds = epoch_ids.flat_map(lambda epoch: self._training_epoch(
+                epoch, rows, labels, p_rows, p_labels, batch_size, seed))
         else:
-            seeds = tf.data.Dataset.range(1 << 62)  # fixed per batch: the same eval set each epoch
-        ds = tf.data.Dataset.zip(ds, seeds)
+            ds = tf.data.Dataset.from_tensor_slices((rows, labels)).batch(batch_size)
+            ds = ds.enumerate().map(lambda i, batch: (batch, i))  # fixed noise per batch
         noise = self.noise_train if training else self.noise_eval
-        batch_fn = self._batch_fn(noise, augmentation if training else None)
+        batch_fn = self._batch_fn(noise, augmentation if training else None,
+                                  self._soft_table(soft_targets))
         ds = ds.map(batch_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return ds.prefetch(tf.data.AUTOTUNE)
 
-    def _batch_fn(self, noise, augmentation):
+    def _training_epoch(self, epoch, rows, labels, p_rows, p_labels, batch_size, seed):
+        import tensorflow as tf
+
+        n = len(rows)
+        length = self._epoch_length()
+        key = tf.stack([tf.constant(seed, tf.int64), epoch])
+        index = tf.range(length, dtype=tf.int64)
+        order = tf.random.experimental.index_shuffle(index % n, key, n - 1)
+        from_pseudo = tf.random.stateless_uniform([length], key, dtype=tf.float32) < \
+            self.pseudo_frequency
+        pick = tf.random.stateless_uniform([length], key + 1, 0, len(p_rows), dtype=tf.int64)
+        epoch_rows = tf.where(from_pseudo, tf.gather(p_rows, pick), tf.gather(rows, order))
+        epoch_labels = tf.where(from_pseudo, tf.gather(p_labels, pick), tf.gather(labels, order))
+        ds = tf.data.Dataset.from_tensor_slices((epoch_rows, epoch_labels)).batch(batch_size)
+        # one augmentation seed per (seed, epoch, batch)
+        return ds.enumerate().map(lambda i, batch: (batch, (seed * 1_000_003 + epoch) * 65_536 + i))
+
+    def _soft_table(self, soft_targets):
+        """Soft targets by cache row: float32 [rows + 1, classes], -1 where a clip has none."""
+        if soft_targets is None:
+            return None
+        table = -np.ones((len(self._audio) + 1, len(self.words_list)), np.float32)
+        for path, row in self._row.items():
+            probs = soft_targets.get(os.path.basename(path))
+            if probs is not None:
+                table[row] = probs
+        return table
+
+    def _batch_fn(self, noise, augmentation, soft_table=None):
         import tensorflow as tf
 
         noise_flat, noise_starts, noise_lengths = _pack_noise(noise)
+        soft = None if soft_table is None else tf.constant(soft_table)
 
         def load(batch, seed):
             rows, labels = batch
@@ -393,7 +432,10 @@ class AudioProcessor:
             clips = tf.ensure_shape(clips, [None, CLIP_SAMPLES])
             clips = augment_batch(clips, rows < 0, seed, noise_flat, noise_starts, noise_lengths,
                                   augmentation)
-            return clips, labels
+            if soft is None:
+                return clips, labels
+            targets = tf.gather(soft, tf.where(rows < 0, tf.shape(soft)[0] - 1, rows))
+            return clips, tf.concat([tf.cast(labels, tf.float32)[:, None], targets], axis=1)
 
         return load
 
@@ -477,9 +519,9 @@ def augment_batch(clips, generated_silence, seed, noise_flat, noise_starts, nois
     return tf.clip_by_value(clips + volume[:, None] * noise, -1.0, 1.0)
 
 
-def add_data_args(parser):
+def add_data_args(parser, data_dir_required=True):
     """The dataset flags train.py and friends share."""
-    parser.add_argument("--data_dir", required=True,
+    parser.add_argument("--data_dir", required=data_dir_required,
                         help="comma-separated data folders (Speech Commands, Kaggle train or "
                              "official test-set layout)")
     parser.add_argument("--wanted_words", default=",".join(COMPETITION_WORDS),
