@@ -5,7 +5,9 @@ module's `AudioError`) is printed as one line and the process exits with code 2.
 """
 
 import contextlib
+import glob
 import os
+import signal
 import sys
 import tempfile
 
@@ -35,6 +37,12 @@ def atomic_path(path, suffix=None):
             os.remove(tmp)
 
 
+def remove_partial_files(directory):
+    """Delete temp files that a killed process left behind in directory (see atomic_path)."""
+    for path in glob.glob(os.path.join(glob.escape(directory), ".*.part*")):
+        os.remove(path)
+
+
 def atomic_write_text(path, text):
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
@@ -57,6 +65,10 @@ def run_cli(main, argv=None):
     """Run main(argv); turn expected failures into one line on stderr and exit code 2."""
     from audio import AudioError
 
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)  # unwinds: temp files are removed on the way out
+
+    signal.signal(signal.SIGTERM, terminate)
     try:
         result = main(argv)
     except (UserError, AudioError, FileNotFoundError, NotADirectoryError) as e:

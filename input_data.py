@@ -354,14 +354,15 @@ class AudioProcessor:
         return n
 
     def dataset(self, mode, batch_size=64, augmentation=None, seed=None, initial_epoch=0,
-                epochs=None, soft_targets=None):
+                epochs=None, steps_per_epoch=None, soft_targets=None):
         """A tf.data.Dataset of (audio float32 [B, 16000], labels) for model.fit.
 
-        Training: epochs initial_epoch..epochs-1 back to back (steps_per_epoch batches each; None
-        repeats forever), each shuffled and augmented from a seed and its epoch number alone, so
-        a resumed run sees exactly the batches an uninterrupted run would. With a pseudo pool each
-        example comes from it with probability pseudo_frequency. Other sets come once, in a fixed
-        order, with silence made from held-out noise: the same every epoch.
+        Training: epochs initial_epoch..epochs-1 back to back (None: forever), each of
+        steps_per_epoch batches (default: one pass), shuffled and augmented from a seed and the
+        epoch number alone, so a resumed run sees exactly the batches an uninterrupted run would.
+        With a pseudo pool each example comes from it with probability pseudo_frequency. Other
+        sets come once, in a fixed order, with silence made from held-out noise: the same every
+        epoch.
 
         labels are int32 [B]; with soft_targets ({clip basename: probabilities over words_list})
         they are float32 [B, 1 + classes]: the label, then the clip's soft target or -1s.
@@ -381,8 +382,9 @@ class AudioProcessor:
                 p_rows, p_labels = rows[:1], labels[:1]  # never drawn
             last = tf.data.Dataset.range(initial_epoch, epochs) if epochs else None
             epoch_ids = last if last is not None else tf.data.Dataset.range(initial_epoch, 1 << 40)
+            steps = steps_per_epoch or self.steps_per_epoch(batch_size)
             ds = epoch_ids.flat_map(lambda epoch: self._training_epoch(
-                epoch, rows, labels, p_rows, p_labels, batch_size, seed))
+                epoch, rows, labels, p_rows, p_labels, batch_size, seed).repeat().take(steps))
         else:
             ds = tf.data.Dataset.from_tensor_slices((rows, labels)).batch(batch_size)
             ds = ds.enumerate().map(lambda i, batch: (batch, i))  # fixed noise per batch

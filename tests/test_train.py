@@ -1,0 +1,164 @@
+"""train.py end to end on a tiny generated dataset: checkpoints, logs, resume, distillation."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_speech_commands
+
+REPO = Path(__file__).resolve().parents[1]
+WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "cat", "dog"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_data")
+    return make_speech_commands(root / "sc", WORDS, [f"{i:08x}" for i in range(12)])
+
+
+def train(tmp, data, *flags, check=True, **popen):
+    cmd = [sys.executable, str(REPO / "train.py"), "--config", str(REPO / "experiments/smoke.json"),
+           "--data_dir", str(data), "--checkpoint_dir", str(tmp / "ck"), "--log_dir",
+           str(tmp / "logs"), *flags]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CI="1")
+    if popen:
+        return subprocess.Popen(cmd, cwd=REPO, env=env, **popen)
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    if check:
+        assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def weights(path):
+    import keras
+
+    import model  # noqa: F401  (registers the custom layers)
+    return keras.models.load_model(path, compile=False, safe_mode=True).get_weights()
+
+
+def log_rows(tmp, exp="smoke"):
+    with open(tmp / "logs" / exp / "log.csv") as f:
+        return list(csv.DictReader(f))
+
+
+FLAGS = ["--epochs", "3", "--steps_per_epoch", "4"]
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory, data):
+    """One uninterrupted reference run."""
+    tmp = tmp_path_factory.mktemp("whole")
+    train(tmp, data, *FLAGS, "--learning_rate", "0.002")
+    return tmp
+
+
+def test_run_writes_checkpoints_logs_and_resolved_config(whole, data):
+    exp = whole / "ck" / "smoke"
+    names = sorted(os.listdir(exp))
+    assert len([n for n in names if n.startswith("ep-") and n.endswith(".keras")]) == 3
+    assert {"labels.txt", "config.json", "last.keras", "optimizer.npz", "state.json"} <= set(names)
+    config = json.loads((exp / "config.json").read_text())
+    assert config["learning_rate"] == 0.002 and config["model"] == "ds_cnn_s"  # flag > config
+    assert (exp / "labels.txt").read_text().split()[:2] == ["_silence_", "_unknown_"]
+    rows = log_rows(whole)
+    assert len(rows) == 3 and {"accuracy", "loss", "val_accuracy", "val_loss"} <= set(rows[0])
+    assert (whole / "logs" / "smoke" / "confusion-ep003.csv").exists()
+    assert any(p.name.startswith("events") for p in (whole / "logs" / "smoke").rglob("*"))
+    from train import best_checkpoint
+    assert os.path.exists(best_checkpoint(str(exp)))
+    again = train(whole, data, *FLAGS, check=False)
+    assert again.returncode == 2 and "--resume" in again.stderr
+
+
+def same_weights(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(weights(a), weights(b)))
+
+
+def test_same_seed_same_first_epoch_and_resume_equals_uninterrupted(tmp_path, whole, data):
+    train(tmp_path, data, *FLAGS, "--learning_rate", "0.002", "--epochs", "1")
+    assert log_rows(tmp_path)[0] == log_rows(whole)[0]
+    train(tmp_path, data, *FLAGS, "--learning_rate", "0.002", "--resume")
+    assert same_weights(whole / "ck/smoke/last.keras", tmp_path / "ck/smoke/last.keras")
+    assert log_rows(tmp_path) == log_rows(whole)
+
+
+def kill_during_training(tmp, data, sig, flags):
+    run = train(tmp, data, *flags, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    state = tmp / "ck" / "smoke" / "state.json"
+    started = state.stat().st_mtime if state.exists() else 0
+    while (not state.exists() or state.stat().st_mtime == started) and run.poll() is None \
+            and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(np.random.default_rng().uniform(0, 1.0))
+    run.send_signal(sig)
+    run.wait(60)
+
+
+def test_killed_runs_resume_to_the_same_result(tmp_path, whole, data):
+    flags = [*FLAGS, "--learning_rate", "0.002"]
+    kill_during_training(tmp_path, data, signal.SIGTERM, flags)
+    kill_during_training(tmp_path, data, signal.SIGKILL, [*flags, "--resume"])
+    exp = tmp_path / "ck" / "smoke"
+    for name in os.listdir(exp):  # whatever is there under a final name is complete
+        if name.endswith(".keras") and not name.startswith("."):
+            weights(exp / name)
+    train(tmp_path, data, *flags, "--resume")
+    assert same_weights(whole / "ck/smoke/last.keras", exp / "last.keras")
+    assert not [n for n in os.listdir(exp) if ".part" in n]
+
+
+def test_distillation_from_probabilities_and_teacher_checkpoint(tmp_path, whole, data):
+    from conftest import tone
+
+    from audio import write_wav
+
+    labels = (whole / "ck" / "smoke" / "labels.txt").read_text().split()
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(30):
+        name = f"clip_{i:04x}.wav"
+        write_wav(tmp_path / "pseudo" / labels[2 + i % 10] / name, tone(300 + 150 * (i % 10)))
+        rows.append([name] + [f"{v:.6f}" for v in rng.dirichlet(np.ones(len(labels)))])
+    probs = tmp_path / "teacher.probs.csv"
+    with open(probs, "w", newline="") as f:
+        csv.writer(f).writerows([["fname"] + labels] + rows)
+    train(tmp_path / "s1", data, "--teacher_probs", str(probs), "--distill_weight", "0.7",
+          "--pseudo_dir", str(tmp_path / "pseudo"), "--pseudo_frequency", "0.5")
+    teacher = whole / "ck" / "smoke" / "last.keras"
+    train(tmp_path / "s2", data, "--teacher_checkpoint", str(teacher), "--distill_temperature", "3")
+    assert len(log_rows(tmp_path / "s1")) == 2 and len(log_rows(tmp_path / "s2")) == 2
+
+
+def test_distillation_loss_blends_only_where_a_teacher_speaks():
+    import tensorflow as tf
+
+    from train import make_loss
+
+    loss = make_loss(3, 0.0, 2.0, 1.0)
+    logits = tf.constant([[2.0, 0.0, -1.0], [2.0, 0.0, -1.0]])
+    y = tf.constant([[0, -1, -1, -1], [0, 0.0, 1.0, 0.0]])
+    hard_only, soft = loss(y, logits).numpy()
+    expected_ce = -tf.nn.log_softmax(logits[0])[0].numpy()
+    assert np.isclose(hard_only, expected_ce, atol=1e-5)
+    expected_kd = 4 * -tf.nn.log_softmax(logits[1] / 2)[1].numpy()
+    assert np.isclose(soft, expected_kd, atol=1e-3)
+
+
+def test_bad_flags_and_configs_exit_2(tmp_path, data):
+    bad_config = tmp_path / "bad.json"
+    bad_config.write_text('{"modle": "ds_cnn_s"}')
+    cases = [["--optimizer", "adagrad"], ["--config", str(bad_config)],
+             ["--data_dir", str(tmp_path / "missing")], ["--model", "no_such_model"],
+             ["--time_shift_mode", "wrap"]]
+    for flags in cases:
+        done = train(tmp_path, data, *flags, check=False)
+        assert done.returncode == 2, (flags, done.stderr[-500:])
+        assert done.stderr.strip().splitlines()[-1].startswith(("error", "usage", "train.py"))

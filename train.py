@@ -1,0 +1,443 @@
+"""Train a keyword-spotting model on raw audio from an AudioProcessor's tf.data pipeline.
+
+    python train.py --config experiments/195.json --data_dir data/synthetic/train
+
+A config file holds a numbered experiment's recipe; flags override it, and the resolved config is
+saved as checkpoints/<exp>/config.json. Writes checkpoints/<exp>/ep-<epoch>-vl-<val_loss>.keras,
+labels.txt, last.keras + state.json (for --resume), logs/<exp>/ (TensorBoard, log.csv, a confusion
+matrix per epoch). Knowledge distillation from teacher checkpoints or a probabilities file, and
+pseudo-labelled folders mixed in with --pseudo_frequency.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import numpy as np
+
+from common import (
+    UserError,
+    atomic_path,
+    atomic_write_text,
+    remove_partial_files,
+    require_file,
+    run_cli,
+)
+from input_data import (
+    COMPETITION_LABELS,
+    SILENCE_LABEL,
+    UNKNOWN_LABEL,
+    AudioProcessor,
+    Augmentation,
+    add_data_args,
+    submission_label,
+)
+
+OPTIMIZERS = ("sgd", "rmsprop", "adam")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", help="JSON file of defaults (experiments/NNN.json)")
+    parser.add_argument("--exp_name", help="experiment name (default: the config's name)")
+    add_data_args(parser, data_dir_required=False)
+    g = parser.add_argument_group("model and optimisation")
+    g.add_argument("--model", default="ds_cnn_s", help="a name from model.MODELS")
+    g.add_argument("--model_options", type=json.loads, default={},
+                   help='JSON dict of build_model options, e.g. \'{"width": 1.5}\'')
+    g.add_argument("--init_checkpoint", help="start from this checkpoint's weights (fine-tuning)")
+    g.add_argument("--batch_size", type=int, default=100)
+    g.add_argument("--epochs", type=int, default=30)
+    g.add_argument("--steps_per_epoch", type=int, default=0,
+                   help="batches per epoch (0: one pass over the training set)")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    g.add_argument("--learning_rate", type=float, default=1e-3)
+    g.add_argument("--momentum", type=float, default=0.9, help="for sgd and rmsprop")
+    g.add_argument("--weight_decay", type=float, default=0.0, help="decoupled weight decay")
+    g.add_argument("--label_smoothing", type=float, default=0.0)
+    g.add_argument("--lr_factor", type=float, default=0.5, help="ReduceLROnPlateau factor")
+    g.add_argument("--lr_patience", type=int, default=4, help="ReduceLROnPlateau patience")
+    g.add_argument("--min_lr", type=float, default=1e-5)
+    g = parser.add_argument_group("augmentation (training only)")
+    for field, default in Augmentation().__dict__.items():
+        kind = str if isinstance(default, str) else float
+        g.add_argument(f"--{field}", type=kind, default=default)
+    g = parser.add_argument_group("pseudo labels and distillation")
+    g.add_argument("--pseudo_dir", action="append", default=[],
+                   help="pseudo-labelled folder <label>/*.wav (repeatable)")
+    g.add_argument("--pseudo_frequency", type=float, default=0.0,
+                   help="probability that a training example comes from the pseudo pool")
+    g.add_argument("--teacher_checkpoint", action="append", default=[],
+                   help="teacher .keras checkpoint (repeatable: an ensemble's mean)")
+    g.add_argument("--teacher_probs", help="probabilities CSV (fname,<label>...) of a teacher")
+    g.add_argument("--distill_temperature", type=float, default=2.0)
+    g.add_argument("--distill_weight", type=float, default=0.5,
+                   help="weight of the teacher's soft targets against the hard labels")
+    g = parser.add_argument_group("run")
+    g.add_argument("--seed", type=int, default=59185)
+    g.add_argument("--save_best_only", action="store_true",
+                   help="keep only checkpoints that improve validation accuracy")
+    g.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    g.add_argument("--checkpoint_dir", default="checkpoints")
+    g.add_argument("--log_dir", default="logs")
+    g.add_argument("--strategy", choices=("default", "mirrored"), default="default",
+                   help="mirrored: tf.distribute.MirroredStrategy over all GPUs")
+    g.add_argument("--threads", type=int, default=0, help="TF intra-op threads (0: all cores)")
+    return parser
+
+
+def parse_args(argv=None):
+    """Defaults < config file < flags given on the command line."""
+    parser = build_parser()
+    pre, _ = parser.parse_known_args(argv)
+    if pre.config:
+        require_file(pre.config, "config file")
+        with open(pre.config, encoding="utf-8") as f:
+            config = json.load(f)
+        known = {a.dest for a in parser._actions}
+        unknown = sorted(set(config) - known - {"description"})
+        if unknown:
+            raise UserError(f"{pre.config}: unknown keys {unknown}")
+        config.pop("description", None)
+        parser.set_defaults(**config)
+    args = parser.parse_args(argv)
+    if not args.data_dir:
+        raise UserError("--data_dir is required (on the command line or in the config)")
+    if not args.exp_name:
+        args.exp_name = os.path.splitext(os.path.basename(args.config))[0] if args.config \
+            else args.model
+    for name in ("batch_size", "epochs"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be >= 1")
+    if not 0 <= args.distill_weight <= 1 or args.distill_temperature <= 0:
+        raise UserError("need 0 <= --distill_weight <= 1 and --distill_temperature > 0")
+    if not 0 <= args.label_smoothing < 1:
+        raise UserError("--label_smoothing must be in [0, 1)")
+    return args
+
+
+# ---- losses and metrics -----------------------------------------------------------------------
+def make_loss(num_classes, label_smoothing, temperature, distill_weight):
+    """Cross-entropy on hard labels, blended with a distillation term where a soft target exists.
+
+    y_true is [B, 1 + classes]: the label, then the teacher's probabilities (or -1s: no teacher).
+    The soft term is Hinton's T^2 * CE(softmax(log p_teacher / T), softmax(z / T)).
+    """
+    import tensorflow as tf
+
+    def loss(y_true, y_pred):
+        hard = tf.cast(y_true[:, 0], tf.int32)
+        onehot = tf.one_hot(hard, num_classes) * (1 - label_smoothing) + \
+            label_smoothing / num_classes
+        ce = tf.nn.softmax_cross_entropy_with_logits(onehot, y_pred)
+        soft = y_true[:, 1:]
+        has_soft = tf.reduce_min(soft, axis=1) >= 0
+        teacher = tf.nn.softmax(tf.math.log(tf.maximum(soft, 1e-7)) / temperature)
+        kd = temperature ** 2 * tf.nn.softmax_cross_entropy_with_logits(teacher,
+                                                                        y_pred / temperature)
+        blended = (1 - distill_weight) * ce + distill_weight * kd
+        return tf.where(has_soft, blended, ce)
+
+    return loss
+
+
+def hard_label_accuracy(y_true, y_pred):
+    import tensorflow as tf
+
+    hard = tf.cast(y_true[:, 0], tf.int64)
+    return tf.cast(tf.equal(tf.argmax(y_pred, axis=1), hard), tf.float32)
+
+
+def make_optimizer(args):
+    import keras
+
+    if args.optimizer == "sgd":
+        return keras.optimizers.SGD(args.learning_rate, momentum=args.momentum, nesterov=True,
+                                    weight_decay=args.weight_decay or None)
+    if args.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(args.learning_rate, momentum=args.momentum,
+                                        weight_decay=args.weight_decay or None)
+    return keras.optimizers.Adam(args.learning_rate, weight_decay=args.weight_decay or None)
+
+
+# ---- teachers ---------------------------------------------------------------------------------
+def load_teacher_probs(path, labels):
+    """A probabilities CSV (fname,<label>...) as {fname: probabilities in the model's order}."""
+    import pandas as pd
+
+    require_file(path, "teacher probabilities")
+    table = pd.read_csv(path)
+    columns = [label if label in table.columns else submission_label(label) for label in labels]
+    missing = [c for c in columns if c not in table.columns]
+    if "fname" not in table.columns or missing:
+        raise UserError(f"{path}: needs columns fname and {missing or columns}")
+    if table["fname"].duplicated().any():
+        raise UserError(f"{path}: repeated fnames")
+    probs = table[columns].to_numpy(np.float32)
+    probs /= np.maximum(probs.sum(axis=1, keepdims=True), 1e-9)
+    return dict(zip(table["fname"].map(os.path.basename), probs))
+
+
+def teacher_targets(dataset, checkpoints, labels):
+    """Replace the soft targets of every batch with the mean softmax of teacher models."""
+    import tensorflow as tf
+
+    from model import load_checkpoint
+
+    teachers = []
+    for path in checkpoints:
+        teacher, teacher_labels = load_checkpoint(path)
+        if list(teacher_labels) != list(labels):
+            raise UserError(f"teacher {path} has labels {teacher_labels}, the student {labels}")
+        teacher.trainable = False
+        teachers.append(teacher)
+
+    def add(x, y):
+        probs = tf.add_n([tf.nn.softmax(t(x, training=False)) for t in teachers]) / len(teachers)
+        return x, tf.concat([y[:, :1], probs], axis=1)
+
+    return dataset.map(add)
+
+
+# ---- evaluation callback ----------------------------------------------------------------------
+def competition_index(labels):
+    """Map each model label to its competition class index (words outside the 10 -> unknown)."""
+    return np.array([COMPETITION_LABELS.index(lb) if lb in COMPETITION_LABELS
+                     else COMPETITION_LABELS.index(UNKNOWN_LABEL) for lb in labels])
+
+
+def confusion(true, pred, n):
+    return np.bincount(true * n + pred, minlength=n * n).reshape(n, n)
+
+
+def make_eval_callback(val_data, labels, log_dir):
+    """One pass over the validation set per epoch: val_loss, val_accuracy, the confusion matrix,
+    and for all-words models the mean per-class accuracy over the 12 competition classes."""
+    import keras
+    import tensorflow as tf
+
+    to12 = competition_index(labels)
+    all_words = list(labels) != COMPETITION_LABELS
+
+    class EvalCallback(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logits, truth = [], []
+            for x, y in val_data:
+                logits.append(self.model(x, training=False).numpy())
+                truth.append(y.numpy())
+            logits, truth = np.concatenate(logits), np.concatenate(truth).astype(int)
+            loss = tf.keras.losses.sparse_categorical_crossentropy(truth, logits, from_logits=True)
+            pred = logits.argmax(1)
+            logs["val_loss"] = float(np.mean(loss))
+            logs["val_accuracy"] = float(np.mean(pred == truth))
+            matrix = confusion(truth, pred, len(labels))
+            if all_words:
+                m12 = confusion(to12[truth], to12[pred], len(COMPETITION_LABELS))
+                recall = np.diag(m12) / np.maximum(m12.sum(1), 1)
+                logs["val_accuracy_12"] = float(np.mean(recall[m12.sum(1) > 0]))
+            write_confusion(os.path.join(log_dir, f"confusion-ep{epoch + 1:03d}.csv"), matrix,
+                            labels)
+
+    return EvalCallback()
+
+
+def write_confusion(path, matrix, labels):
+    rows = ["true\\pred," + ",".join(labels)]
+    rows += [f"{label}," + ",".join(map(str, row)) for label, row in zip(labels, matrix)]
+    atomic_write_text(path, "\n".join(rows) + "\n")
+
+
+def make_checkpoint_callback(exp_dir, save_best_only, plateau):
+    """Atomic per-epoch checkpoints, plus last.keras and state.json for --resume."""
+    import keras
+
+    class Checkpointer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.best = -math.inf
+            self.best_name = None
+
+        def on_epoch_end(self, epoch, logs=None):
+            acc = logs["val_accuracy"]
+            name = f"ep-{epoch + 1:03d}-vl-{logs['val_loss']:.4f}.keras"
+            if not save_best_only or acc > self.best:
+                with atomic_path(os.path.join(exp_dir, name)) as tmp:
+                    self.model.save(tmp)
+            if acc > self.best:
+                self.best, self.best_name = acc, name
+            with atomic_path(os.path.join(exp_dir, "last.keras")) as tmp:
+                self.model.save(tmp)
+            save_optimizer(self.model, os.path.join(exp_dir, "optimizer.npz"))
+            state = {"epoch": epoch + 1, "best_val_accuracy": self.best,
+                     "learning_rate": float(self.model.optimizer.learning_rate.numpy()),
+                     "plateau_wait": plateau.wait, "plateau_best": float(plateau.best),
+                     "plateau_cooldown": plateau.cooldown_counter, "last_checkpoint": name,
+                     "best_checkpoint": self.best_name}
+            atomic_write_text(os.path.join(exp_dir, "state.json"), json.dumps(state, indent=1))
+
+    return Checkpointer()
+
+
+# ---- main -------------------------------------------------------------------------------------
+def configure_tensorflow(args):
+    import keras
+    import tensorflow as tf
+
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    keras.utils.set_random_seed(args.seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def make_processor(args):
+    return AudioProcessor(args.data_dir, args.wanted_words, args.silence_percentage,
+                          args.unknown_percentage, args.validation_percentage,
+                          args.testing_percentage, noise_dirs=args.noise_dir,
+                          pseudo_dirs=args.pseudo_dir, pseudo_frequency=args.pseudo_frequency,
+                          split_salt=args.split_salt, seed=args.seed, strict=args.strict)
+
+
+def build_and_compile(args, num_classes, exp_dir, resume_state):
+    import keras
+
+    import model as zoo
+
+    loss = make_loss(num_classes, args.label_smoothing, args.distill_temperature,
+                     args.distill_weight)
+    metric = keras.metrics.MeanMetricWrapper(hard_label_accuracy, name="accuracy")
+    if resume_state:
+        net = keras.models.load_model(os.path.join(exp_dir, "last.keras"), compile=False,
+                                      safe_mode=True)
+    else:
+        net = zoo.build_model(args.model, num_classes, **args.model_options)
+        if args.init_checkpoint:
+            require_file(args.init_checkpoint, "init checkpoint")
+            net.load_weights(args.init_checkpoint, skip_mismatch=True)
+    net.compile(optimizer=make_optimizer(args), loss=loss, metrics=[metric])
+    if resume_state:
+        restore_optimizer(net, os.path.join(exp_dir, "optimizer.npz"))
+        net.optimizer.learning_rate.assign(resume_state["learning_rate"])
+    return net
+
+
+def save_optimizer(net, path):
+    """The optimizer's slots (momentum, RMS averages, step count) as arrays, for --resume."""
+    arrays = {f"v{i:04d}": v.numpy() for i, v in enumerate(net.optimizer.variables)}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def restore_optimizer(net, path):
+    net.optimizer.build(net.trainable_variables)
+    with np.load(path) as saved:
+        values = [saved[k] for k in sorted(saved.files)]
+    if len(values) != len(net.optimizer.variables):
+        raise UserError(f"{path} does not match this model's optimizer: cannot resume")
+    for variable, value in zip(net.optimizer.variables, values):
+        variable.assign(value)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    configure_tensorflow(args)
+    import keras
+    import tensorflow as tf
+
+    exp_dir = os.path.join(args.checkpoint_dir, args.exp_name)
+    log_dir = os.path.join(args.log_dir, args.exp_name)
+    resume_state = read_resume_state(exp_dir, args)
+    os.makedirs(log_dir, exist_ok=True)
+    processor = make_processor(args)
+    labels = processor.words_list
+    augmentation = Augmentation.from_dict(vars(args))
+    save_run_files(exp_dir, args, labels)
+    print_sets(processor)
+
+    initial_epoch = resume_state["epoch"] if resume_state else 0
+    if initial_epoch >= args.epochs:
+        print(f"{exp_dir}: already trained for {initial_epoch} epochs")
+        return 0
+    soft = load_teacher_probs(args.teacher_probs, labels) if args.teacher_probs else None
+    steps = args.steps_per_epoch or processor.steps_per_epoch(args.batch_size)
+    train = processor.dataset("training", args.batch_size, augmentation, seed=args.seed,
+                              initial_epoch=initial_epoch, epochs=args.epochs,
+                              steps_per_epoch=steps, soft_targets=soft if soft is not None else {})
+    if args.teacher_checkpoint:
+        train = teacher_targets(train, args.teacher_checkpoint, labels)
+    val = processor.dataset("validation", args.batch_size)
+
+    strategy = tf.distribute.MirroredStrategy() if args.strategy == "mirrored" \
+        else tf.distribute.get_strategy()
+    with strategy.scope():
+        net = build_and_compile(args, len(labels), exp_dir, resume_state)
+    plateau = keras.callbacks.ReduceLROnPlateau("val_accuracy", factor=args.lr_factor,
+                                                patience=args.lr_patience, min_lr=args.min_lr,
+                                                mode="max", verbose=1)
+    if resume_state:
+        plateau.on_train_begin()
+        plateau.wait = resume_state["plateau_wait"]
+        plateau.best = resume_state["plateau_best"]
+        plateau.cooldown_counter = resume_state["plateau_cooldown"]
+        plateau.on_train_begin = lambda logs=None: None  # keep the restored state
+    checkpointer = make_checkpoint_callback(exp_dir, args.save_best_only, plateau)
+    if resume_state:
+        checkpointer.best = resume_state["best_val_accuracy"]
+        checkpointer.best_name = resume_state["best_checkpoint"]
+    callbacks = [make_eval_callback(val, labels, log_dir),
+                 keras.callbacks.CSVLogger(os.path.join(log_dir, "log.csv"),
+                                           append=bool(resume_state)),
+                 keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0),
+                 plateau, checkpointer]
+    print(f"model {args.model}: {net.count_params():,} parameters; {steps} steps per epoch")
+    net.fit(train, epochs=args.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+            callbacks=callbacks, shuffle=False, verbose=2 if os.environ.get("CI") else 1)
+    print(f"best val_accuracy {checkpointer.best:.4f}: "
+          f"{os.path.join(exp_dir, checkpointer.best_name)}")
+    return 0
+
+
+def best_checkpoint(exp_dir):
+    """Path of the checkpoint with the best validation accuracy of a finished or running run."""
+    state_path = os.path.join(exp_dir, "state.json")
+    require_file(state_path, "training state (has train.py run?)")
+    with open(state_path, encoding="utf-8") as f:
+        return os.path.join(exp_dir, json.load(f)["best_checkpoint"])
+
+
+def read_resume_state(exp_dir, args):
+    state_path = os.path.join(exp_dir, "state.json")
+    if os.path.isdir(exp_dir):
+        remove_partial_files(exp_dir)
+    if not args.resume:
+        if os.path.exists(state_path):
+            raise UserError(f"{exp_dir} holds a run already: pass --resume to continue it, or "
+                            f"choose another --exp_name")
+        return None
+    needed = [os.path.join(exp_dir, f) for f in ("state.json", "last.keras", "optimizer.npz")]
+    if not all(os.path.exists(f) for f in needed):
+        print(f"nothing to resume in {exp_dir}: starting afresh", file=sys.stderr)
+        return None
+    with open(state_path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def save_run_files(exp_dir, args, labels):
+    os.makedirs(exp_dir, exist_ok=True)
+    atomic_write_text(os.path.join(exp_dir, "labels.txt"), "\n".join(labels) + "\n")
+    config = {k: v for k, v in vars(args).items() if k not in ("resume", "config")}
+    atomic_write_text(os.path.join(exp_dir, "config.json"), json.dumps(config, indent=1))
+
+
+def print_sets(processor):
+    for which in ("training", "validation", "testing"):
+        counts = processor.label_counts(which)
+        speakers = len(processor.speakers(which))
+        print(f"{which}: {processor.set_size(which)} clips, {speakers} speakers, "
+              f"silence {counts[SILENCE_LABEL]}, unknown {counts[UNKNOWN_LABEL]}")
+
+
+if __name__ == "__main__":
+    run_cli(main)
