@@ -91,6 +91,7 @@ class DataDir:
     noise_files: list
     validation_list: set = None
     testing_list: set = None
+    train_only: bool = False  # every clip trains (extra corpora, synthetic speech)
 
 
 def scan_data_dir(data_dir):
@@ -188,6 +189,7 @@ class AudioProcessor:
     def __init__(self, data_dirs, wanted_words=None, silence_percentage=10.0,
                  unknown_percentage=10.0, validation_percentage=10.0, testing_percentage=10.0,
                  noise_dirs=(), pseudo_dirs=(), pseudo_frequency=0.0, eval_noise_fraction=0.2,
+                 train_only_dirs=(),
                  split_salt="", seed=RANDOM_SEED, strict=False):
         if isinstance(data_dirs, str):
             data_dirs = [d for d in data_dirs.split(",") if d]
@@ -200,6 +202,8 @@ class AudioProcessor:
         self.strict = strict
         self.pseudo_frequency = pseudo_frequency if pseudo_dirs else 0.0
         scanned = [scan_data_dir(d) for d in data_dirs]
+        for d in train_only_dirs or ():
+            scanned.append(dataclasses.replace(scan_data_dir(d), train_only=True))
         self.words_list = self._choose_words(scanned, wanted_words)
         self.word_to_index = {w: i for i, w in enumerate(self.words_list)}
         self.data_index = self._build_index(scanned, silence_percentage, unknown_percentage,
@@ -253,11 +257,19 @@ class AudioProcessor:
         rng = np.random.RandomState(self.seed)
         wanted = {s: [] for s in SETS}
         unknown = {s: [] for s in SETS}
-        for data_dir in scanned:
+        held_out = set()  # speakers of validation and testing: train-only dirs must not leak them
+        for data_dir in sorted(scanned, key=lambda d: d.train_only):
             for word, files in data_dir.words.items():
                 label = self._label_of_folder(word)
                 for fname in files:
-                    which = self._assign_set(data_dir, word, fname, val_pct, test_pct)
+                    if data_dir.train_only:
+                        if speaker_id(fname) in held_out:
+                            continue
+                        which = "training"
+                    else:
+                        which = self._assign_set(data_dir, word, fname, val_pct, test_pct)
+                        if which != "training" and "_nohash_" in fname:
+                            held_out.add(speaker_id(fname))
                     item = {"label": label, "file": os.path.join(data_dir.root, word, fname)}
                     (unknown if label == UNKNOWN_LABEL else wanted)[which].append(item)
         index = {}
@@ -540,6 +552,9 @@ def add_data_args(parser, data_dir_required=True):
     parser.add_argument("--split_salt", default="",
                         help="salt for the speaker hash: '' is the tutorial's split, any other "
                              "string draws another speaker-disjoint split")
+    parser.add_argument("--train_only_dir", action="append", default=[],
+                        help="extra data folder whose clips all train, minus held-out speakers "
+                             "(synthetic speech, other corpora; repeatable)")
     parser.add_argument("--noise_dir", action="append", default=[],
                         help="extra folder of background noise WAVs (repeatable)")
     parser.add_argument("--strict", action="store_true",
@@ -554,7 +569,7 @@ def main(argv=None):
     processor = AudioProcessor(args.data_dir, args.wanted_words, args.silence_percentage,
                                args.unknown_percentage, args.validation_percentage,
                                args.testing_percentage, noise_dirs=args.noise_dir,
-                               split_salt=args.split_salt,
+                               split_salt=args.split_salt, train_only_dirs=args.train_only_dir,
                                seed=args.seed, strict=args.strict)
     print("label".ljust(12) + "".join(s.rjust(12) for s in SETS))
     counts = {s: processor.label_counts(s) for s in SETS}

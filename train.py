@@ -50,6 +50,8 @@ def build_parser():
     g.add_argument("--init_checkpoint", help="start from this checkpoint's weights (fine-tuning)")
     g.add_argument("--batch_size", type=int, default=100)
     g.add_argument("--epochs", type=int, default=30)
+    g.add_argument("--max_minutes", type=float, default=0,
+                   help="stop after the epoch that passes this wall-clock budget (0: no limit)")
     g.add_argument("--steps_per_epoch", type=int, default=0,
                    help="batches per epoch (0: one pass over the training set)")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
@@ -249,6 +251,24 @@ def write_confusion(path, matrix, labels):
     atomic_write_text(path, "\n".join(rows) + "\n")
 
 
+def make_budget_callback(minutes):
+    """Stop training after the first epoch that ends past the time budget."""
+    import time
+
+    import keras
+
+    class Budget(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.start = time.monotonic()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if minutes and time.monotonic() - self.start > minutes * 60:
+                print(f"time budget of {minutes:g} minutes used: stopping after epoch {epoch + 1}")
+                self.model.stop_training = True
+
+    return Budget()
+
+
 def make_checkpoint_callback(exp_dir, save_best_only, plateau):
     """Atomic per-epoch checkpoints, plus last.keras and state.json for --resume."""
     import keras
@@ -296,7 +316,8 @@ def make_processor(args):
                           args.unknown_percentage, args.validation_percentage,
                           args.testing_percentage, noise_dirs=args.noise_dir,
                           pseudo_dirs=args.pseudo_dir, pseudo_frequency=args.pseudo_frequency,
-                          split_salt=args.split_salt, seed=args.seed, strict=args.strict)
+                          split_salt=args.split_salt, train_only_dirs=args.train_only_dir,
+                          seed=args.seed, strict=args.strict)
 
 
 def build_and_compile(args, num_classes, exp_dir, resume_state):
@@ -390,7 +411,7 @@ def main(argv=None):
                  keras.callbacks.CSVLogger(os.path.join(log_dir, "log.csv"),
                                            append=bool(resume_state)),
                  keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0),
-                 plateau, checkpointer]
+                 plateau, checkpointer, make_budget_callback(args.max_minutes)]
     print(f"model {args.model}: {net.count_params():,} parameters; {steps} steps per epoch")
     net.fit(train, epochs=args.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
             callbacks=callbacks, shuffle=False, verbose=2 if os.environ.get("CI") else 1)

@@ -278,3 +278,16 @@ def test_cli_prints_counts_and_fails_cleanly(speech_commands, tmp_path):
                          text=True, cwd=REPO)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error:")
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_train_only_dirs_train_but_never_leak_held_out_speakers(tmp_path, speech_commands):
+    p = AudioProcessor(str(speech_commands), validation_percentage=30, testing_percentage=30,
+                       silence_percentage=0, unknown_percentage=0)
+    held_out = sorted(p.speakers("validation") | p.speakers("testing"))
+    extra = make_speech_commands(tmp_path / "extra", ["yes", "no"], [held_out[0], "feedf00d"])
+    q = AudioProcessor(str(speech_commands), validation_percentage=30, testing_percentage=30,
+                       silence_percentage=0, unknown_percentage=0, train_only_dirs=[str(extra)])
+    extra_items = [it for it in q.data_index["training"] if str(extra) in it["file"]]
+    assert {Path(it["file"]).name for it in extra_items} == {"feedf00d_nohash_0.wav"}
+    assert len(extra_items) == 2
+    assert q.set_size("validation") == p.set_size("validation")
