@@ -9,11 +9,11 @@ non-audio file raises AudioError naming the file; folder loaders skip such files
 """
 
 import io
-import math
 import os
 import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
 
 import numpy as np
 import soundfile as sf
@@ -24,6 +24,8 @@ from common import atomic_path
 SAMPLE_RATE = 16000
 CLIP_SAMPLES = 16000
 MAX_SECONDS = 600  # refuse to decode longer files: a mutated header must not allocate gigabytes
+MAX_DECODED_SAMPLES = MAX_SECONDS * 48000 * 2  # frames x channels read at once (230 MB float32)
+MAX_RESAMPLE_FACTOR = 1000  # polyphase up/down bound: all common rates are exact (44.1k: 160/441)
 _TRUNCATED = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 
 
@@ -38,18 +40,56 @@ def fit_length(samples, num_samples=CLIP_SAMPLES):
     return np.pad(samples, (0, num_samples - len(samples)))
 
 
+def resample_ratio(orig_rate, target_rate=SAMPLE_RATE):
+    """(up, down) for resample_poly, both <= MAX_RESAMPLE_FACTOR.
+
+    An odd rate such as 767999 Hz would need a 15M-tap filter (seconds, ~1 GB); it is approximated
+    by the nearest small ratio instead (pitch error < 0.1%, none for any common rate).
+    """
+    ratio = Fraction(int(target_rate), int(orig_rate))
+    if max(ratio.numerator, ratio.denominator) > MAX_RESAMPLE_FACTOR:
+        if ratio < 1:
+            ratio = ratio.limit_denominator(MAX_RESAMPLE_FACTOR)
+        else:
+            ratio = 1 / (1 / ratio).limit_denominator(MAX_RESAMPLE_FACTOR)
+    return ratio.numerator, ratio.denominator
+
+
 def resample(samples, orig_rate, target_rate=SAMPLE_RATE):
-    if orig_rate == target_rate:
+    up, down = resample_ratio(orig_rate, target_rate)
+    if up == down:
         return samples
-    g = math.gcd(int(orig_rate), int(target_rate))
-    return resample_poly(samples, target_rate // g, orig_rate // g).astype(np.float32)
+    return resample_poly(samples, up, down).astype(np.float32)
+
+
+def frames_needed(num_samples, orig_rate, target_rate=SAMPLE_RATE):
+    """Source frames that determine the first num_samples resampled outputs exactly.
+
+    resample_poly's filter reaches 10 * max(up, down) upsampled steps each side of an output.
+    """
+    up, down = resample_ratio(orig_rate, target_rate)
+    if up == down:
+        return num_samples
+    return ((num_samples - 1) * down + 10 * max(up, down)) // up + 2
+
+
+class _ClampedBytesIO(io.BytesIO):
+    """BytesIO whose seek before the start clamps to 0 (as a relative seek does) instead of
+    raising inside soundfile's C callback, where the error would only be printed."""
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        if whence == io.SEEK_SET and offset < 0:
+            offset = 0
+        return super().seek(offset, whence)
 
 
 def _open(source, name):
     try:
         return sf.SoundFile(source)
     except Exception as e:  # libsndfile says "Format not recognised", "Error in WAV file" ...
-        raise AudioError(f"{name}: not readable audio ({str(e).splitlines()[-1][:120]})") from None
+        reason = re.sub(r"^Error opening <_io\.BytesIO object at \w+>: ", "",
+                        str(e).splitlines()[-1])
+        raise AudioError(f"{name}: not readable audio ({reason[:120]})") from None
 
 
 def _decode(source, name, sample_rate, num_samples):
@@ -65,16 +105,25 @@ def _decode(source, name, sample_rate, num_samples):
         if truncated and int(truncated.group(2)) < int(truncated.group(1)):
             raise AudioError(f"{name}: truncated (data chunk says {truncated.group(1)} bytes, "
                              f"file holds {truncated.group(2)})")
+        # Only the frames that shape the output are read (exactly the same result), and always a
+        # counted number: libsndfile calls some formats (GSM 6.10) non-seekable.
+        needed = frames_needed(num_samples, rate, sample_rate) if num_samples else frames
+        needed = min(frames, needed)
+        if needed * channels > MAX_DECODED_SAMPLES:
+            raise AudioError(f"{name}: too large ({needed} frames x {channels} channels)")
         try:
-            data = f.read(dtype="float32", always_2d=True)
+            data = f.read(needed, dtype="float32", always_2d=True)
         except Exception as e:
             raise AudioError(f"{name}: corrupt audio data ({e})") from None
     if len(data) == 0:
         raise AudioError(f"{name}: empty audio (0 samples)")
-    samples = data.mean(axis=1) if channels > 1 else data[:, 0]
-    if not np.all(np.isfinite(samples)):
+    if not np.all(np.isfinite(data)):
         raise AudioError(f"{name}: non-finite samples")
-    samples = np.clip(resample(samples, rate, sample_rate), -1.0, 1.0).astype(np.float32)
+    # Float files may hold values near float32's limit: mix in float64 and let the cast back
+    # overflow quietly to inf, which the clip turns into +-1.
+    with np.errstate(over="ignore"):
+        samples = data.mean(axis=1, dtype=np.float64) if channels > 1 else data[:, 0]
+        samples = np.clip(resample(samples, rate, sample_rate), -1.0, 1.0).astype(np.float32)
     return fit_length(samples, num_samples) if num_samples else samples
 
 
@@ -95,7 +144,7 @@ def decode_wav_bytes(data, name="<bytes>", sample_rate=SAMPLE_RATE, num_samples=
     """Same as read_wav, for the bytes of a file."""
     if not data:
         raise AudioError(f"{name}: empty file")
-    return _decode(io.BytesIO(data), name, sample_rate, num_samples)
+    return _decode(_ClampedBytesIO(data), name, sample_rate, num_samples)
 
 
 def write_wav(path, samples, sample_rate=SAMPLE_RATE):
@@ -113,15 +162,19 @@ def warn_skipped(errors, what="files"):
         print(f"warning: skipped {len(errors)} unreadable {what}: {first}{more}", file=sys.stderr)
 
 
-def read_many(paths, strict=False, num_samples=CLIP_SAMPLES, workers=None, progress=False):
+def read_many(paths, strict=False, num_samples=CLIP_SAMPLES, workers=None, progress=False,
+              errors=None):
     """Decode many files in parallel. Returns (float32 [n, num_samples], indices of the paths kept).
 
-    Unreadable files are skipped with one warning, or raise AudioError when strict.
+    Unreadable files are skipped with one warning, or raise AudioError when strict. Pass a list
+    as errors to collect the AudioErrors there instead of warning (a caller that reads in chunks
+    warns once at the end).
     """
     paths = list(paths)
     out = np.zeros((len(paths), num_samples), dtype=np.float32)
     ok = np.zeros(len(paths), dtype=bool)
-    errors = []
+    collect = errors is not None
+    errors = errors if collect else []
 
     def load(i):
         try:
@@ -140,6 +193,7 @@ def read_many(paths, strict=False, num_samples=CLIP_SAMPLES, workers=None, progr
             jobs = tqdm(jobs, total=len(paths), desc="decode", unit="clip", mininterval=1.0)
         for _ in jobs:
             pass
-    warn_skipped(errors)
+    if not collect:
+        warn_skipped(errors)
     kept = np.flatnonzero(ok)
     return out[kept], kept
