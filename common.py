@@ -81,3 +81,24 @@ def run_cli(main, argv=None):
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(result or 0)
+
+
+def run_step(title, cmd, capture=False):
+    """Run one pipeline script as a subprocess (so each step is exactly what a user would type).
+
+    Prints the command; with capture, echoes and returns its stdout. A failing step raises
+    UserError naming it.
+    """
+    import subprocess
+
+    print(f"\n=== {title}\n$ {' '.join(cmd)}", flush=True)
+    if not capture:
+        code = subprocess.run(cmd).returncode
+        out = ""
+    else:
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+        code, out = done.returncode, done.stdout
+        print(out, end="", flush=True)
+    if code != 0:
+        raise UserError(f"step '{title}' failed with exit code {code}")
+    return out

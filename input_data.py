@@ -160,9 +160,13 @@ class Augmentation:
     time_shift_frequency: float = 1.0   # probability of shifting in time
     time_shift_ms: float = 100.0        # shift drawn from U(-time_shift_ms, time_shift_ms)
     time_shift_mode: str = "pad"        # "pad" (zeros in) or "roll" (circular)
+    speed_frequency: float = 0.0        # probability of a speed change (tempo and pitch)
+    speed_min: float = 0.9              # speed factor drawn from U(speed_min, speed_max)
+    speed_max: float = 1.1
 
     def __post_init__(self):
-        for name in ("background_frequency", "foreground_frequency", "time_shift_frequency"):
+        for name in ("background_frequency", "foreground_frequency", "time_shift_frequency",
+                     "speed_frequency"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UserError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("background_volume", "silence_volume", "time_shift_ms"):
@@ -170,6 +174,8 @@ class Augmentation:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.foreground_volume_min <= self.foreground_volume_max:
             raise UserError("need 0 < foreground_volume_min <= foreground_volume_max")
+        if not 0.5 <= self.speed_min <= self.speed_max <= 2.0:
+            raise UserError("need 0.5 <= speed_min <= speed_max <= 2")
         if self.time_shift_mode not in ("pad", "roll"):
             raise UserError(f"time_shift_mode must be pad or roll, not {self.time_shift_mode!r}")
 
@@ -492,7 +498,7 @@ def augment_batch(clips, generated_silence, seed, noise_flat, noise_starts, nois
     import tensorflow as tf
 
     seed = tf.cast(seed, tf.int64)
-    keys = [tf.stack([seed, tf.constant(i, tf.int64)]) for i in range(8)]
+    keys = [tf.stack([seed, tf.constant(i, tf.int64)]) for i in range(10)]
     batch = tf.shape(clips)[0]
     aug = augmentation
 
@@ -506,6 +512,9 @@ def augment_batch(clips, generated_silence, seed, noise_flat, noise_starts, nois
         gain = uniform(keys[0], aug.foreground_volume_min, aug.foreground_volume_max)
         gain = tf.where(chance(keys[1], aug.foreground_frequency), gain, 1.0)
         clips = clips * gain[:, None]
+    if aug is not None and aug.speed_frequency > 0:
+        clips = change_speed(clips, uniform(keys[8], aug.speed_min, aug.speed_max),
+                             chance(keys[9], aug.speed_frequency))
     if aug is not None and aug.time_shift_ms > 0 and aug.time_shift_frequency > 0:
         limit = int(SAMPLE_RATE * aug.time_shift_ms / 1000)
         shift = tf.random.stateless_uniform([batch], keys[2], -limit, limit + 1, tf.int32)
@@ -531,6 +540,24 @@ def augment_batch(clips, generated_silence, seed, noise_flat, noise_starts, nois
     else:
         volume = tf.where(generated_silence, volume, 0.0)
     return tf.clip_by_value(clips + volume[:, None] * noise, -1.0, 1.0)
+
+
+def change_speed(clips, factor, apply):
+    """Play each clip factor times faster (pitch and tempo, as Kaldi's speed perturbation),
+    about its centre, by linear interpolation; clips where apply is False stay as they are."""
+    import tensorflow as tf
+
+    factor = tf.where(apply, factor, 1.0)
+    centre = CLIP_SAMPLES / 2
+    source = (tf.range(CLIP_SAMPLES, dtype=tf.float32)[None, :] - centre) * factor[:, None] + centre
+    left = tf.floor(source)
+    frac = source - left
+    left = tf.cast(left, tf.int32)
+    padded = tf.pad(clips, [[0, 0], [1, 1]])  # index -1 and CLIP_SAMPLES read zeros
+    lo = tf.gather(padded, tf.clip_by_value(left + 1, 0, CLIP_SAMPLES + 1), batch_dims=1)
+    hi = tf.gather(padded, tf.clip_by_value(left + 2, 0, CLIP_SAMPLES + 1), batch_dims=1)
+    inside = (left >= -1) & (left < CLIP_SAMPLES)
+    return tf.where(inside, lo * (1 - frac) + hi * frac, 0.0)
 
 
 def add_data_args(parser, data_dir_required=True):

@@ -291,3 +291,18 @@ def test_train_only_dirs_train_but_never_leak_held_out_speakers(tmp_path, speech
     assert {Path(it["file"]).name for it in extra_items} == {"feedf00d_nohash_0.wav"}
     assert len(extra_items) == 2
     assert q.set_size("validation") == p.set_size("validation")
+
+
+def test_speed_change_scales_frequency_and_leaves_others_alone():
+    from input_data import change_speed
+
+    t = np.arange(16000) / 16000
+    x = np.stack([np.sin(2 * np.pi * 440 * t)] * 3).astype(np.float32)
+    y = change_speed(x, np.array([1.1, 0.9, 1.1], np.float32),
+                     np.array([True, True, False])).numpy()
+    freqs = np.fft.rfftfreq(16000, 1 / 16000)
+    peaks = [freqs[np.abs(np.fft.rfft(row[3000:13000], 16000)).argmax()] for row in y[:2]]
+    assert abs(peaks[0] - 484) <= 2 and abs(peaks[1] - 396) <= 2
+    assert np.array_equal(y[2], x[2])
+    slow = change_speed(x[:1], np.array([0.8], np.float32), np.array([True])).numpy()
+    assert np.all(slow[0, :100] == 0) and np.all(slow[0, -100:] == 0)  # zeros beyond the clip
