@@ -149,13 +149,16 @@ def test_failed_write_leaves_the_existing_file_untouched(tmp_path, monkeypatch):
         write_wav(path, sine(), sample_rate=0)
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["x.wav"]
 
-    def half_write(file, *args, **kwargs):  # writes some bytes, then dies
-        Path(file).write_bytes(b"RIFF\x00\x00")
+    real_replace = os.replace
+
+    def full_disk(src, dst):  # the temp file is written, then the rename fails
+        assert Path(src).read_bytes()[:4] == b"RIFF"
         raise OSError("disk full")
 
-    monkeypatch.setattr(audio.sf, "write", half_write)
+    monkeypatch.setattr(os, "replace", full_disk)
     with pytest.raises(OSError, match="disk full"):
         write_wav(path, sine())
+    monkeypatch.setattr(os, "replace", real_replace)
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["x.wav"]
 
 
