@@ -1,0 +1,322 @@
+"""Compare models side by side: single-clip latency on one thread, peak memory, size, params, MACs.
+
+    python benchmark.py --checkpoint checkpoints/edge/ep-030-vl-0.2.keras --pb tf_files/frozen.pb \
+        --tflite tf_files/frozen.tflite --tflite tf_files/frozen_int8.tflite --markdown bench.md
+
+Each model runs in a fresh subprocess (so its memory is its own): the runtime is limited to one
+thread (TF intra/inter-op 1, LiteRT num_threads=1), the model is fed one clip [1, 16000] --warmup
+times and then timed over --runs calls; the latency is the median (and p90) of those calls. Memory
+is the process's peak resident set (VmHWM) and its growth from loading and running the model
+after the runtime was imported. Params and MACs come from model.model_stats for a checkpoint and
+from the NAME_info.json that freeze_graph.py writes beside a .pb/.tflite. With --accuracy_data
+(a <label>/*.wav folder) each model also labels every clip there for an accuracy column.
+Models are given as --checkpoint/--pb/--tflite PATH or as positional [NAME=]PATH (format from the
+extension). Prints a table; --json and --markdown write it to files.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from common import UserError, atomic_write_text, run_cli
+
+FORMATS = {".keras": "keras", ".pb": "pb", ".tflite": "tflite"}
+COLUMNS = [  # (key, markdown header, format)
+    ("name", "model", "{}"),
+    ("format", "format", "{}"),
+    ("size_bytes", "size (bytes)", "{:,}"),
+    ("params", "params", "{:,}"),
+    ("macs", "MACs", "{:,}"),
+    ("latency_ms_median", "latency median (ms)", "{:.2f}"),
+    ("latency_ms_p90", "p90 (ms)", "{:.2f}"),
+    ("peak_rss_mb", "peak RSS (MB)", "{:.0f}"),
+    ("model_rss_mb", "model RSS (MB)", "{:.1f}"),
+    ("accuracy", "accuracy", "{:.4f}"),
+]
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("models", nargs="*", help="[NAME=]PATH of a .keras, .pb or .tflite model")
+    p.add_argument("--checkpoint", action="append", default=[], help="[NAME=]PATH.keras")
+    p.add_argument("--pb", action="append", default=[], help="[NAME=]PATH.pb (freeze_graph.py)")
+    p.add_argument("--tflite", action="append", default=[], help="[NAME=]PATH.tflite")
+    p.add_argument("--runs", type=int, default=200, help="timed single-clip calls per model")
+    p.add_argument("--warmup", type=int, default=20, help="untimed calls before timing")
+    p.add_argument("--threads", type=int, default=1, help="runtime threads")
+    p.add_argument("--accuracy_data", default="",
+                   help="a <label>/*.wav folder: add each model's accuracy on it")
+    p.add_argument("--json", default="", help="write the rows as a JSON list here")
+    p.add_argument("--markdown", default="", help="write the table as markdown here")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds allowed per model")
+    p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: measure one model
+    return p
+
+
+# ---- the worker: one model in a fresh process ---------------------------------------------
+def _memory_kb(field):
+    """VmHWM / VmRSS of this process in kB (ru_maxrss where /proc is missing)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+class _KerasModel:
+    """A checkpoint loaded with model.load_checkpoint, called through one traced tf.function."""
+
+    def __init__(self, path, threads):
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        from model import load_checkpoint, model_stats
+
+        self.model, self.labels = load_checkpoint(path)
+        self.stats = model_stats(self.model)
+        self.fn = tf.function(lambda x: tf.nn.softmax(self.model(x, training=False)),
+                              input_signature=[tf.TensorSpec([None, 16000], tf.float32)])
+
+    def predict(self, samples):
+        return self.fn(samples.reshape(1, -1)).numpy().reshape(-1)
+
+    def predict_many(self, clips, batch_size=100):
+        return np.concatenate([self.fn(clips[i:i + batch_size]).numpy()
+                               for i in range(0, len(clips), batch_size)])
+
+
+def _import_runtime(fmt, threads):
+    """Import the runtime first, so the memory it takes counts apart from the model's."""
+    if fmt == "tflite":
+        import ai_edge_litert.interpreter  # noqa: F401
+        return
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    if fmt == "keras":
+        import model  # noqa: F401  (keras and the custom layers)
+
+
+def _is_int8(model):
+    interpreter = getattr(model, "interpreter", None)
+    return interpreter is not None and any(
+        t["dtype"] == np.int8 for t in interpreter.get_tensor_details())
+
+
+def measure(spec):
+    """Latency, memory (and accuracy) of one model; run inside a fresh process."""
+    from make_submission_on_rpi import load_model, truth_label
+
+    fmt, threads = spec["format"], spec["threads"]
+    _import_runtime(fmt, threads)
+    rss_runtime = _memory_kb("VmRSS")
+    if fmt == "keras":
+        model = _KerasModel(spec["path"], threads)
+        labels, stats = model.labels, model.stats
+    else:
+        model, labels = load_model(spec["path"], num_threads=threads)
+        stats = {}
+    clip = (np.random.RandomState(0).uniform(-0.1, 0.1, 16000)).astype(np.float32)
+    for _ in range(spec["warmup"]):
+        model.predict(clip)
+    times = []
+    for _ in range(spec["runs"]):
+        t0 = time.perf_counter()
+        model.predict(clip)
+        times.append(time.perf_counter() - t0)
+    peak = _memory_kb("VmHWM")
+    times = np.asarray(times) * 1e3
+    row = {"format": "tflite_int8" if _is_int8(model) else fmt,
+           "latency_ms_median": float(np.median(times)),
+           "latency_ms_p90": float(np.percentile(times, 90)),
+           "latency_ms_mean": float(times.mean()), "runs": spec["runs"], "threads": threads,
+           "peak_rss_mb": peak / 1024, "model_rss_mb": max(peak - rss_runtime, 0) / 1024,
+           "params": stats.get("params"), "macs": stats.get("macs")}
+    if spec.get("accuracy_npz"):
+        with np.load(spec["accuracy_npz"]) as data:
+            clips, folders = data["clips"], [str(f) for f in data["folders"]]
+        if hasattr(model, "predict_many"):
+            probs = model.predict_many(clips)
+        else:
+            probs = np.stack([model.predict(c) for c in clips])
+        truth = [truth_label(f, labels) for f in folders]
+        predicted = [labels[i] for i in probs.argmax(axis=1)]
+        row["accuracy"] = float(np.mean([p == t for p, t in zip(predicted, truth)]))
+        row["accuracy_clips"] = len(clips)
+    return row
+
+
+def worker_main(spec_json):
+    row = measure(json.loads(spec_json))
+    print("BENCHMARK_ROW " + json.dumps(row))
+    return 0
+
+
+# ---- the parent ---------------------------------------------------------------------------
+def parse_spec(text, fmt=None):
+    """`[NAME=]PATH` -> {name, path, format}."""
+    name, sep, path = text.partition("=")
+    if not sep or not name or os.path.exists(text):
+        name, path = "", text
+    if not os.path.isfile(path):
+        raise UserError(f"model not found: {path}")
+    ext = os.path.splitext(path)[1].lower()
+    fmt = fmt or FORMATS.get(ext)
+    if fmt is None:
+        raise UserError(f"{path}: unknown model format (expected {', '.join(FORMATS)})")
+    if FORMATS.get(ext) not in (None, fmt):
+        raise UserError(f"{path}: a {ext} file given as --{fmt}")
+    if not name:
+        parent = os.path.basename(os.path.dirname(os.path.abspath(path)))
+        name = f"{parent}/{os.path.basename(path)}" if fmt == "keras" else os.path.basename(path)
+    return {"name": name, "path": path, "format": fmt}
+
+
+def collect_specs(args):
+    """--checkpoint, --pb, --tflite models (in that order), then the positional ones."""
+    specs = [parse_spec(m, "keras") for m in args.checkpoint]
+    specs += [parse_spec(m, "pb") for m in args.pb]
+    specs += [parse_spec(m, "tflite") for m in args.tflite]
+    specs += [parse_spec(m) for m in args.models]
+    if not specs:
+        raise UserError("no model given (positional PATH, --checkpoint, --pb or --tflite)")
+    return specs
+
+
+def frozen_info(path):
+    """The NAME_info.json freeze_graph.py wrote beside NAME.pb / NAME(_int8).tflite, or {}."""
+    stem = os.path.splitext(path)[0]
+    stem = stem[:-len("_int8")] if stem.endswith("_int8") else stem
+    try:
+        with open(stem + "_info.json", encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def prepare_accuracy_data(folder, out_path):
+    """Decode a <label>/*.wav folder once into an .npz the workers read."""
+    from audio import read_many
+    from input_data import list_test_clips
+
+    paths, folders = list_test_clips(folder)
+    if folders is None:
+        raise UserError(f"--accuracy_data needs <label>/*.wav folders, {folder} is flat")
+    clips, kept = read_many(paths)
+    if len(kept) == 0:
+        raise UserError(f"no readable clips in {folder}")
+    np.savez(out_path, clips=clips, folders=np.asarray([folders[i] for i in kept]))
+    return len(kept)
+
+
+def run_worker(spec, timeout):
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+                              cwd=os.path.dirname(os.path.abspath(__file__)))
+    except subprocess.TimeoutExpired:
+        raise UserError(f"{spec['name']}: no result within {timeout:.0f} s") from None
+    for line in proc.stdout.splitlines():
+        if line.startswith("BENCHMARK_ROW "):
+            return json.loads(line[len("BENCHMARK_ROW "):])
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    reason = errors[-1][len("error:"):].strip() if errors else (lines[-1] if lines else
+                                                                f"exit code {proc.returncode}")
+    raise UserError(f"{spec['name']}: {reason}")
+
+
+def cell(row, key, fmt):
+    value = row.get(key)
+    return "-" if value is None else fmt.format(value)
+
+
+def table(rows, markdown=False):
+    headers = [h for _, h, _ in COLUMNS]
+    cells = [[cell(r, k, f) for k, _, f in COLUMNS] for r in rows]
+    if markdown:
+        lines = ["| " + " | ".join(headers) + " |",
+                 "|" + "|".join("---" if i < 2 else "---:" for i in range(len(headers))) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(c) + " |" for c in cells])
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    fmt_line = lambda items: "  ".join(  # noqa: E731
+        s.ljust(w) if i < 2 else s.rjust(w) for i, (s, w) in enumerate(zip(items, widths)))
+    return "\n".join([fmt_line(headers)] + [fmt_line(c) for c in cells])
+
+
+def machine_description():
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores"
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.worker:
+        return worker_main(args.worker)
+    if args.runs < 1 or args.warmup < 0 or args.threads < 1:
+        raise UserError("need --runs >= 1, --warmup >= 0 and --threads >= 1")
+    specs = collect_specs(args)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="benchmark-") as tmp:
+        npz = ""
+        if args.accuracy_data:
+            npz = os.path.join(tmp, "accuracy.npz")
+            count = prepare_accuracy_data(args.accuracy_data, npz)
+            print(f"accuracy on {count} clips of {args.accuracy_data}", file=sys.stderr)
+        for spec in specs:
+            print(f"measuring {spec['name']} ...", file=sys.stderr)
+            job = dict(spec, runs=args.runs, warmup=args.warmup, threads=args.threads,
+                       accuracy_npz=npz)
+            row = dict(spec, size_bytes=os.path.getsize(spec["path"]),
+                       **run_worker(job, args.timeout))
+            if row["format"] != "keras":
+                info = frozen_info(spec["path"])
+                row["params"], row["macs"] = info.get("params"), info.get("macs")
+            row.setdefault("accuracy", None)
+            rows.append(row)
+    note = (f"{machine_description()}; {args.threads} thread(s), batch 1, median of "
+            f"{args.runs} runs after {args.warmup} warm-up runs")
+    print(table(rows))
+    print(note)
+    if args.json:
+        atomic_write_text(args.json, json.dumps(rows, indent=1) + "\n")
+    if args.markdown:
+        atomic_write_text(args.markdown, table(rows, markdown=True) + f"\n\n{note}\n")
+    return 0
+
+
+def worker_cli():
+    """The worker's own one-line errors: common.run_cli would import audio's libraries, whose
+    memory would then count in every model's peak RSS."""
+    from make_submission_on_rpi import WavError
+
+    try:
+        sys.exit(main())
+    except (UserError, WavError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    worker_cli() if "--worker" in sys.argv else run_cli(main)
