@@ -55,6 +55,10 @@ def build_parser():
     p.add_argument("--json", default="", help="write the rows as a JSON list here")
     p.add_argument("--markdown", default="", help="write the table as markdown here")
     p.add_argument("--timeout", type=float, default=1800, help="seconds allowed per model")
+    p.add_argument("--pipeline", default="", metavar="DATA_DIR",
+                   help="instead: time the training input pipeline against the train step of "
+                        "a ~200k-parameter model on this data")
+    p.add_argument("--pipeline_steps", type=int, default=60, help="batches timed per phase")
     p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: measure one model
     return p
 
@@ -274,6 +278,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.worker:
         return worker_main(args.worker)
+    if args.pipeline:
+        return pipeline_benchmark(args.pipeline, args.pipeline_steps)
     if args.runs < 1 or args.warmup < 0 or args.threads < 1:
         raise UserError("need --runs >= 1, --warmup >= 0 and --threads >= 1")
     specs = collect_specs(args)
@@ -303,6 +309,51 @@ def main(argv=None):
         atomic_write_text(args.json, json.dumps(rows, indent=1) + "\n")
     if args.markdown:
         atomic_write_text(args.markdown, table(rows, markdown=True) + f"\n\n{note}\n")
+    return 0
+
+
+def pipeline_benchmark(data_dir, steps, batch_size=64):
+    """Does augmentation keep up with training? Times, in one process: the pipeline alone, the
+    train step on one cached batch, and the train step fed live by the pipeline."""
+    import time
+
+    import tensorflow as tf
+
+    import model as zoo
+    from input_data import AudioProcessor, Augmentation
+
+    processor = AudioProcessor(data_dir, silence_percentage=10, unknown_percentage=60)
+    augmentation = Augmentation(foreground_frequency=0.5, speed_frequency=0.5)
+    live = processor.dataset("training", batch_size, augmentation).take(steps + 5)
+    net = zoo.build_model("edge_tcs", len(processor.words_list), width=1.9, spec_augment=True)
+    net.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    params = net.count_params()
+
+    def timed(run):
+        start = time.perf_counter()
+        run()
+        return (time.perf_counter() - start) / steps
+
+    def drain():
+        for _ in live.skip(5):
+            pass
+
+    for _ in live.take(5):  # warm the decode cache and the traced functions
+        pass
+    pipeline = timed(drain)
+    cached = tf.data.Dataset.from_tensors(next(iter(live))).repeat()
+    net.fit(cached, steps_per_epoch=5, epochs=1, verbose=0)
+    step = timed(lambda: net.fit(cached, steps_per_epoch=steps, epochs=1, verbose=0))
+    net.fit(live.take(5), epochs=1, verbose=0)
+    fed = timed(lambda: net.fit(live.skip(5), epochs=1, verbose=0))
+    wait = max(fed - step, 0.0) / fed
+    print(f"{machine_description()}; batch {batch_size}, {steps} batches per phase, "
+          f"edge_tcs width 1.9 ({params:,} parameters), all augmentations on")
+    print(f"pipeline alone:           {pipeline * 1e3:7.1f} ms/batch "
+          f"({batch_size / pipeline:,.0f} clips/s)")
+    print(f"train step, cached batch: {step * 1e3:7.1f} ms/batch")
+    print(f"train step, live input:   {fed * 1e3:7.1f} ms/batch")
+    print(f"input wait: {wait:.1%} of a step")
     return 0
 
 

@@ -16,7 +16,7 @@ import os
 import re
 import sys
 
-from common import UserError, atomic_write_text, run_cli, run_step
+from common import UserError, atomic_write_text, require_file, run_cli, run_step
 
 
 def accuracy_against(submission, answers):
@@ -41,6 +41,7 @@ def main(argv=None):
                         help="extra flags for make_synthetic_data.py, e.g. '--max_speakers 60'")
     parser.add_argument("--train_args", default="", help="extra flags for train.py")
     args = parser.parse_args(argv)
+    require_file(args.config, "training recipe")  # before minutes of synthesis, not after
     py = sys.executable
     test_audio = os.path.join(args.data_dir, "test", "audio")
     answers = os.path.join(args.data_dir, "test", "answers.csv")

@@ -363,15 +363,15 @@ def restore_optimizer(net, path):
 
 def main(argv=None):
     args = parse_args(argv)
+    exp_dir = os.path.join(args.checkpoint_dir, args.exp_name)
+    log_dir = os.path.join(args.log_dir, args.exp_name)
+    resume_state = read_resume_state(exp_dir, args)
+    processor = make_processor(args)  # before TensorFlow loads: a bad data folder fails at once
     configure_tensorflow(args)
     import keras
     import tensorflow as tf
 
-    exp_dir = os.path.join(args.checkpoint_dir, args.exp_name)
-    log_dir = os.path.join(args.log_dir, args.exp_name)
-    resume_state = read_resume_state(exp_dir, args)
     os.makedirs(log_dir, exist_ok=True)
-    processor = make_processor(args)
     labels = processor.words_list
     augmentation = Augmentation.from_dict(vars(args))
     save_run_files(exp_dir, args, labels)
@@ -414,7 +414,7 @@ def main(argv=None):
                  plateau, checkpointer, make_budget_callback(args.max_minutes)]
     print(f"model {args.model}: {net.count_params():,} parameters; {steps} steps per epoch")
     net.fit(train, epochs=args.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-            callbacks=callbacks, shuffle=False, verbose=2 if os.environ.get("CI") else 1)
+            callbacks=callbacks, shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
     print(f"best val_accuracy {checkpointer.best:.4f}: "
           f"{os.path.join(exp_dir, checkpointer.best_name)}")
     return 0
