@@ -1,7 +1,8 @@
 """Small helpers every script shares: one-line CLI errors and atomic file writes.
 
 A script wraps its main() with `run_cli(main)`; anything raised as `UserError` (or the audio
-module's `AudioError`) is printed as one line and the process exits with code 2.
+module's `AudioError`, or an OSError such as a missing path) is printed as one line and the
+process exits with code 2.
 """
 
 import contextlib
@@ -74,7 +75,7 @@ def run_cli(main, argv=None):
     signal.signal(signal.SIGTERM, terminate)
     try:
         result = main(argv)
-    except (UserError, AudioError, FileNotFoundError, NotADirectoryError) as e:
+    except (UserError, AudioError, OSError) as e:  # OSError: missing paths, permissions, disk full
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

@@ -82,6 +82,10 @@ def parse_args(argv=None):
         raise UserError(f"--frozen_path must end in .pb, got {args.frozen_path}")
     if not 0 <= args.int8_agreement <= 1:
         raise UserError(f"--int8_agreement must be in [0, 1], got {args.int8_agreement}")
+    require_file(args.checkpoint_path, "checkpoint")
+    for folder in (d for d in args.calibration_data.split(",") if d):
+        if not os.path.isdir(folder):
+            raise UserError(f"calibration folder not found: {folder}")
     return args
 
 
@@ -391,9 +395,9 @@ def check_size(path, size, max_bytes, allow_large):
 
 # ---- main ---------------------------------------------------------------------------------
 def load_keras(path):
+    require_file(path, "checkpoint")  # before TensorFlow's import: a typo fails at once
     from model import load_checkpoint
 
-    require_file(path, "checkpoint")
     keras_model, labels = load_checkpoint(path)
     shape = tuple(keras_model.input_shape)
     if shape[1:] != (CLIP_SAMPLES,):

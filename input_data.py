@@ -71,9 +71,40 @@ def model_label(label):
     return {"silence": SILENCE_LABEL, "unknown": UNKNOWN_LABEL}.get(label, label)
 
 
-def _wavs_in(folder):
-    return sorted(f for f in os.listdir(folder)
-                  if f.lower().endswith(".wav") and os.path.isfile(os.path.join(folder, f)))
+def _readable_name(name):
+    """False for names no clip should have: hidden files (macOS `._x.wav`, the `.x.part.wav` of a
+    killed writer) and names that are not valid UTF-8 (they cannot go into a CSV)."""
+    if name.startswith("."):
+        return False
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _skipped_folder(name):
+    """Hidden folders and `__MACOSX` (the resource forks a macOS zip carries) hold no clips."""
+    return name.startswith(".") or name == "__MACOSX" or not _readable_name(name)
+
+
+def _wavs_in(folder, ignored=None):
+    """Sorted .wav file names in folder; the ones _readable_name refuses go to `ignored`."""
+    names = sorted(f for f in os.listdir(folder)
+                   if f.lower().endswith(".wav") and os.path.isfile(os.path.join(folder, f)))
+    keep = [f for f in names if _readable_name(f)]
+    if ignored is not None and len(keep) < len(names):
+        ignored.extend(os.path.join(folder, f) for f in names if not _readable_name(f))
+    return keep
+
+
+def warn_ignored(ignored):
+    """One warning for the hidden, non-UTF-8 and macOS-metadata files and folders passed over."""
+    if ignored:
+        shown = ", ".join(ascii(p)[1:-1] for p in ignored[:3])
+        more = f" (and {len(ignored) - 3} more)" if len(ignored) > 3 else ""
+        print(f"warning: ignored {len(ignored)} hidden, macOS-metadata or non-UTF-8-named files "
+              f"or folders: {shown}{more}", file=sys.stderr)
 
 
 def _read_list(path):
@@ -101,15 +132,20 @@ def scan_data_dir(data_dir):
     root = data_dir
     if not _has_word_folders(root) and os.path.isdir(os.path.join(root, "audio")):
         root = os.path.join(root, "audio")  # Kaggle: train/ holds audio/ and the lists
-    words, noise_files = {}, []
+    words, noise_files, ignored = {}, [], []
     for name in sorted(os.listdir(root)):
         path = os.path.join(root, name)
         if not os.path.isdir(path):
             continue
-        if name == BACKGROUND_NOISE_DIR_NAME:
-            noise_files = [os.path.join(path, f) for f in _wavs_in(path)]
-        elif _wavs_in(path):
-            words[name] = _wavs_in(path)
+        if _skipped_folder(name):
+            ignored.append(path)
+        elif name == BACKGROUND_NOISE_DIR_NAME:
+            noise_files = [os.path.join(path, f) for f in _wavs_in(path, ignored)]
+        else:
+            files = _wavs_in(path, ignored)
+            if files:
+                words[name] = files
+    warn_ignored(ignored)
     if not words:
         raise UserError(f"no word folders with .wav files in {data_dir}")
     lists = {}
@@ -122,8 +158,8 @@ def scan_data_dir(data_dir):
 
 
 def _has_word_folders(folder):
-    return any(os.path.isdir(os.path.join(folder, d)) and _wavs_in(os.path.join(folder, d))
-               for d in os.listdir(folder))
+    return any(os.path.isdir(os.path.join(folder, d)) and not _skipped_folder(d)
+               and _wavs_in(os.path.join(folder, d)) for d in os.listdir(folder))
 
 
 def list_test_clips(folder):
@@ -133,16 +169,23 @@ def list_test_clips(folder):
     """
     if not os.path.isdir(folder):
         raise UserError(f"test folder not found: {folder}")
-    flat = _wavs_in(folder)
+    ignored = []
+    flat = _wavs_in(folder, ignored)
     if flat:
+        warn_ignored(ignored)
         return [os.path.join(folder, f) for f in flat], None
     paths, labels = [], []
     for name in sorted(os.listdir(folder)):
         sub = os.path.join(folder, name)
-        if os.path.isdir(sub) and name != BACKGROUND_NOISE_DIR_NAME:
-            for f in _wavs_in(sub):
-                paths.append(os.path.join(sub, f))
-                labels.append(name)
+        if not os.path.isdir(sub) or name == BACKGROUND_NOISE_DIR_NAME:
+            continue
+        if _skipped_folder(name):
+            ignored.append(sub)
+            continue
+        for f in _wavs_in(sub, ignored):
+            paths.append(os.path.join(sub, f))
+            labels.append(name)
+    warn_ignored(ignored)
     if not paths:
         raise UserError(f"no .wav files in {folder}")
     return paths, labels
@@ -203,6 +246,13 @@ class AudioProcessor:
             raise UserError("no data folder given")
         if not 0 <= pseudo_frequency < 1:
             raise UserError(f"pseudo_frequency must be in [0, 1), got {pseudo_frequency}")
+        if not (0 <= validation_percentage <= 100 and 0 <= testing_percentage <= 100
+                and validation_percentage + testing_percentage <= 100):
+            raise UserError("validation_percentage and testing_percentage must be in [0, 100] "
+                            f"with a sum <= 100, got {validation_percentage:g} and "
+                            f"{testing_percentage:g}")
+        if silence_percentage < 0:
+            raise UserError(f"silence_percentage must be >= 0, got {silence_percentage:g}")
         self.seed = seed
         self.split_salt = split_salt
         self.strict = strict
@@ -212,6 +262,7 @@ class AudioProcessor:
             scanned.append(dataclasses.replace(scan_data_dir(d), train_only=True))
         self.words_list = self._choose_words(scanned, wanted_words)
         self.word_to_index = {w: i for i, w in enumerate(self.words_list)}
+        self._warn_near_words(scanned)
         self.data_index = self._build_index(scanned, silence_percentage, unknown_percentage,
                                             validation_percentage, testing_percentage)
         self.pseudo_index = self._pseudo_items([scan_data_dir(d) for d in pseudo_dirs])
@@ -243,6 +294,17 @@ class AudioProcessor:
         if len(set(wanted_words)) != len(wanted_words):
             raise UserError(f"repeated words in {wanted_words}")
         return [SILENCE_LABEL, UNKNOWN_LABEL] + list(wanted_words)
+
+    def _warn_near_words(self, scanned):
+        """A folder `Yes ` or `YES` is not the word `yes`: its clips count as unknown. Say so."""
+        wanted = {w.strip().lower(): w for w in self.words_list[2:]}
+        for data_dir in scanned:
+            for folder, files in data_dir.words.items():
+                word = wanted.get(folder.strip().lower())
+                if word and folder != word:
+                    print(f"warning: folder {folder!r} in {data_dir.root} is not the word "
+                          f"{word!r} (case or spaces differ): its {len(files)} clips count as "
+                          f"{UNKNOWN_LABEL}; rename it to use them as {word!r}", file=sys.stderr)
 
     def _label_of_folder(self, folder):
         if folder == SILENCE_LABEL:

@@ -25,6 +25,7 @@ inputs (checkpoint, clips, TTA flags, chunk size) start afresh. The folder goes 
 """
 
 import argparse
+import glob
 import hashlib
 import json
 import os
@@ -149,9 +150,9 @@ def configure_threads(threads):
 
 def load_model(checkpoint):
     """(keras model, model labels) via model.load_checkpoint, which checks labels vs outputs."""
+    require_file(checkpoint, "checkpoint")  # before TensorFlow loads: a typo fails at once
     import model as model_lib
 
-    require_file(checkpoint, "checkpoint")
     keras_model, labels = model_lib.load_checkpoint(checkpoint)
     return keras_model, [model_label(label) for label in labels]
 
@@ -217,7 +218,7 @@ def prepare_work_dir(work_dir, manifest, fresh=False):
         if old is not None:
             print(f"note: inputs differ from the run saved in {work_dir}: starting afresh",
                   file=sys.stderr)
-        shutil.rmtree(work_dir)
+        remove_work_dir(work_dir)
     os.makedirs(work_dir)
     atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
     return False
@@ -248,9 +249,9 @@ def load_part(work_dir, chunk, size, num_labels):
     return probs, ok
 
 
-def decode_chunk(paths, workers):
-    clips, kept = read_many(paths, workers=workers)
-    return clips, kept
+def decode_chunk(paths, workers, errors):
+    """Decode a chunk; unreadable files add their AudioError to errors (warned once at the end)."""
+    return read_many(paths, workers=workers, errors=errors)
 
 
 def label_clips(predict, paths, num_labels, variants, batch_size, chunk_size, work_dir,
@@ -258,7 +259,8 @@ def label_clips(predict, paths, num_labels, variants, batch_size, chunk_size, wo
     """Probabilities [n, k] float32 and readable mask [n] for all paths, chunk by chunk.
 
     Decoding of the next chunk overlaps the model on the current one. Chunks already in work_dir
-    are loaded, not recomputed. Returns (probs, ok, clips labelled now, seconds spent on them).
+    are loaded, not recomputed. Returns (probs, ok, clips labelled now, seconds spent on them,
+    the AudioErrors of the clips decoded now).
     """
     from tqdm import tqdm
 
@@ -278,14 +280,16 @@ def label_clips(predict, paths, num_labels, variants, batch_size, chunk_size, wo
         print(f"resuming: {done_before} of {n} clips already labelled in {work_dir}",
               file=sys.stderr)
     began = time.perf_counter()
+    errors = []
     with ThreadPoolExecutor(1) as pool, tqdm(total=n, initial=done_before, unit="clip",
                                              desc="label", mininterval=1.0) as bar:
-        pending = pool.submit(decode_chunk, paths[todo[0][1]:todo[0][2]], workers) if todo else None
+        pending = (pool.submit(decode_chunk, paths[todo[0][1]:todo[0][2]], workers, errors)
+                   if todo else None)
         for k, (c, start, end) in enumerate(todo):
             clips, kept = pending.result()
             if k + 1 < len(todo):
                 nxt = todo[k + 1]
-                pending = pool.submit(decode_chunk, paths[nxt[1]:nxt[2]], workers)
+                pending = pool.submit(decode_chunk, paths[nxt[1]:nxt[2]], workers, errors)
             chunk_probs = np.zeros((end - start, num_labels), np.float32)
             chunk_ok = np.zeros(end - start, bool)
             if len(kept):
@@ -294,7 +298,33 @@ def label_clips(predict, paths, num_labels, variants, batch_size, chunk_size, wo
             save_part(work_dir, c, chunk_probs, chunk_ok)
             probs[start:end], ok[start:end] = chunk_probs, chunk_ok
             bar.update(end - start)
-    return probs, ok, n - done_before, time.perf_counter() - began
+    return probs, ok, n - done_before, time.perf_counter() - began, errors
+
+
+def remove_work_dir(work_dir):
+    """Delete the chunks, then the manifest: a kill halfway leaves a folder a rerun can use."""
+    for name in os.listdir(work_dir):
+        if name != "manifest.json":
+            os.remove(os.path.join(work_dir, name))
+    shutil.rmtree(work_dir)
+
+
+def remove_stale_temp_files(outputs):
+    """The temp files (see common.atomic_path) that a killed run left beside these outputs."""
+    for path in outputs.values():
+        folder, name = os.path.split(os.path.abspath(path))
+        pattern = "." + glob.escape(name) + ".*.part*"
+        for tmp in glob.glob(os.path.join(glob.escape(folder), pattern)):
+            os.remove(tmp)
+
+
+def unreadable_warning(unreadable, paths_by_fname, errors):
+    """One line: the count, and the first few clips with the decoder's reason where known."""
+    messages = [str(e) for e in errors]
+    shown = [next((m for m in messages if m.startswith(paths_by_fname[f] + ": ")), f)
+             for f in unreadable[:3]]
+    return (f"warning: {len(unreadable)} unreadable clips labelled silence (probability 1): "
+            + "; ".join(shown) + (" ..." if len(unreadable) > 3 else ""))
 
 
 # ---- outputs -------------------------------------------------------------------------------------
@@ -482,8 +512,10 @@ def main(argv=None):
     prepare_work_dir(work_dir, manifest, args.fresh)
     print(f"labelling {len(paths)} clips from {args.test_data} with {args.checkpoint} "
           f"({len(labels)} labels, TTA: {', '.join(v.name for v in variants)})", file=sys.stderr)
-    probs, ok, labelled, seconds = label_clips(predict, paths, len(labels), variants,
-                                               args.batch_size, args.chunk_size, work_dir, workers)
+    remove_stale_temp_files(outputs)
+    probs, ok, labelled, seconds, errors = label_clips(predict, paths, len(labels), variants,
+                                                       args.batch_size, args.chunk_size, work_dir,
+                                                       workers)
     if not ok.any():
         raise UserError(f"none of the {len(paths)} clips in {args.test_data} is readable audio")
     probs = fill_unreadable(probs, ok, labels)
@@ -494,11 +526,9 @@ def main(argv=None):
                    {"unreadable": unreadable, "checkpoint": args.checkpoint,
                     "tta": [v.name for v in variants]})
     write_submission(outputs["submission"], fnames, sub)
-    shutil.rmtree(work_dir)
+    remove_work_dir(work_dir)
     if unreadable:
-        print(f"warning: {len(unreadable)} unreadable clips labelled silence (probability 1): "
-              f"{', '.join(unreadable[:3])}" + (" ..." if len(unreadable) > 3 else ""),
-              file=sys.stderr)
+        print(unreadable_warning(unreadable, dict(zip(fnames, paths)), errors), file=sys.stderr)
     print_label_counts(sub)
     truth = read_answers(args.answers) if args.answers else (
         dict(zip(fnames, folder_labels)) if folder_labels else None)

@@ -232,25 +232,46 @@ def load_model(path, labels_path=None, num_threads=1):
 
 
 # ---- the test folder ------------------------------------------------------------------------
-def _wavs_in(folder):
-    return sorted(f for f in os.listdir(folder)
-                  if f.lower().endswith(".wav") and os.path.isfile(os.path.join(folder, f)))
+def _clip_name(name):
+    """False for hidden files (macOS `._x.wav`, a killed writer's `.x.part.wav`) and names that
+    are not UTF-8 (they cannot go into the CSV), as input_data does."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return not name.startswith(".") and name != "__MACOSX"
+
+
+def _wavs_in(folder, ignored):
+    names = sorted(f for f in os.listdir(folder)
+                   if f.lower().endswith(".wav") and os.path.isfile(os.path.join(folder, f)))
+    ignored.extend(os.path.join(folder, f) for f in names if not _clip_name(f))
+    return [f for f in names if _clip_name(f)]
 
 
 def list_clips(folder):
     """(paths, folder labels or None) of a flat folder of WAVs or a `<label>/*.wav` tree."""
     if not os.path.isdir(folder):
         raise UserError(f"test folder not found: {folder}")
-    flat = _wavs_in(folder)
-    if flat:
-        return [os.path.join(folder, f) for f in flat], None
-    paths, labels = [], []
-    for name in sorted(os.listdir(folder)):
-        sub = os.path.join(folder, name)
-        if os.path.isdir(sub) and name != BACKGROUND_NOISE_DIR_NAME:
-            for f in _wavs_in(sub):
+    ignored = []
+    flat = _wavs_in(folder, ignored)
+    paths, labels = [os.path.join(folder, f) for f in flat], None
+    if not flat:
+        labels = []
+        for name in sorted(os.listdir(folder)):
+            sub = os.path.join(folder, name)
+            if not os.path.isdir(sub) or name == BACKGROUND_NOISE_DIR_NAME:
+                continue
+            if not _clip_name(name):
+                ignored.append(sub)
+                continue
+            for f in _wavs_in(sub, ignored):
                 paths.append(os.path.join(sub, f))
                 labels.append(name)
+    if ignored:
+        shown = ", ".join(ascii(p)[1:-1] for p in ignored[:3])
+        print(f"warning: ignored {len(ignored)} hidden, macOS-metadata or non-UTF-8-named files "
+              f"or folders: {shown}", file=sys.stderr)
     if not paths:
         raise UserError(f"no .wav files in {folder}")
     return paths, labels

@@ -954,6 +954,8 @@ def validate(args):
         raise UserError(f"--noise_seconds must be >= 1, got {args.noise_seconds}")
     if args.workers < 0:
         raise UserError(f"--workers must be >= 0, got {args.workers}")
+    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
+        raise UserError(f"--out_dir {args.out_dir} exists and is not a folder")
 
 
 def main(argv=None):

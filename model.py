@@ -3,6 +3,7 @@
     python model.py --list                               # every model with params and MACs
     python model.py --model seed195 --num_classes 12     # summary, params and MACs of one model
     python model.py --model edge_tcs --option width=1    # builder options as KEY=VALUE
+    python model.py --checkpoint checkpoints/smoke/last.keras   # a saved model's labels and stats
 
 Models (the registry `MODELS` is the source of truth; `EDGE_MODEL` names the one we ship):
   seed195        the Kaggle winner's Raspberry Pi model (conv_1d_time_sliced_with_attention):
@@ -693,6 +694,20 @@ def read_labels(path):
         return [line.strip() for line in f if line.strip()]
 
 
+def load_error_message(path, error):
+    """One line on why Keras would not load path; code in the file is named as such."""
+    text = str(error)
+    if "arbitrary code execution" in text or "safe_mode" in text:
+        return (f"refusing to load {path}: it holds Python code (a Lambda layer or a pickled "
+                "function), which safe mode never runs; use checkpoints written by train.py")
+    # Keras nests its deserialisation errors ("... Exception encountered: <the cause>"): keep
+    # the innermost cause, first sentence, without the config dump.
+    cause = text.rsplit("Exception encountered:", 1)[-1].strip()
+    cause = cause.split(". ")[0].split("Full object config")[0].strip().splitlines()
+    cause = cause[0][:200] if cause else ""
+    return f"not a loadable Keras archive: {path} ({type(error).__name__}: {cause})"
+
+
 def load_checkpoint(path):
     """Load a `.keras` checkpoint (safe mode) and the `labels.txt` beside it -> (model, labels)."""
     path = os.fspath(path)
@@ -705,7 +720,7 @@ def load_checkpoint(path):
     try:
         model = keras.models.load_model(path, safe_mode=True, compile=False)
     except Exception as e:  # zipfile, h5py, ValueError, ... all mean the same to the user
-        raise UserError(f"not a loadable Keras archive: {path} ({type(e).__name__}: {e})") from e
+        raise UserError(load_error_message(path, e)) from None
     outputs = model.output_shape[-1]
     if len(labels) != outputs:
         raise UserError(f"{labels_path} has {len(labels)} labels but the model has {outputs} "
@@ -841,8 +856,18 @@ def main(argv=None):
                         help="builder option, repeatable (e.g. width=2, hop_ms=20)")
     parser.add_argument("--list", action="store_true", help="list every model with its stats")
     parser.add_argument("--quiet", action="store_true", help="no layer-by-layer summary")
+    parser.add_argument("--checkpoint", help="describe this saved .keras checkpoint instead "
+                        "(labels.txt beside it), loaded in safe mode")
     args = parser.parse_args(argv)
     options = dict(parse_option(text) for text in args.option)
+    if args.checkpoint:
+        model, labels = load_checkpoint(args.checkpoint)
+        if not args.quiet:
+            model.summary()
+        stats = model_stats(model)
+        print(f"checkpoint {args.checkpoint}: {len(labels)} labels ({', '.join(labels)}); "
+              f"params {stats['params']:,}  MACs/clip {stats['macs']:,}")
+        return 0
     if args.list:
         print(f"{'model':<14} {'params':>10} {'MACs':>13} {'float bytes':>12}")
         for name in MODELS:

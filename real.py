@@ -86,6 +86,9 @@ def main(argv=None):
                         help=f"comma-separated, from {','.join(MODELS)}; edge is frozen")
     parser.add_argument("--minutes", type=float, default=45.0,
                         help="training budget shared by the models")
+    parser.add_argument("--zoo_cpu_minutes", type=float, default=0,
+                        help="instead of the recipe: train every model of the zoo with the edge "
+                             "recipe for this much CPU time each and tabulate validation accuracy")
     parser.add_argument("--synthetic_dir", default="data/synthetic",
                         help="synthetic speech (made with make_synthetic_data.py if missing)")
     args = parser.parse_args(argv)
@@ -109,6 +112,8 @@ def main(argv=None):
     if not os.path.isdir(data_args["train_only"][-1]):
         run_step("synthetic speech", [py, "make_synthetic_data.py", "--out_dir",
                                       args.synthetic_dir])
+    if args.zoo_cpu_minutes > 0:
+        return compare_zoo(py, data_args, args.zoo_cpu_minutes, args.out_dir)
     held_out, n_speakers, n_clips = stage_held_out(data_args, os.path.join(args.out_dir,
                                                                           "held_out"))
     share = sum(MODELS[m][1] for m in models)
@@ -153,6 +158,44 @@ def freeze_and_score_edge(py, checkpoint, data_args, held_out, out_dir):
                         "latency_ms": float(latency.group(1)) if latency else None,
                         "size_bytes": os.path.getsize(f"tf_files/real/{model_file}")}
     return result
+
+
+def compare_zoo(py, data_args, cpu_minutes, out_dir):
+    """Every model, the same recipe and CPU budget: params, MACs, examples/s, val accuracy."""
+    import csv
+
+    import model as zoo
+
+    rows = []
+    for name in zoo.MODELS:
+        raw_audio = name.startswith("seed")  # SpecAugment needs a spectrogram
+        classes = 12
+        exp = f"zoo_{name}"
+        cmd = train_command(py, MODELS["edge"][0], data_args, 0, exp)
+        cmd[cmd.index("--max_minutes") + 1] = "0"
+        run_step(f"train {name} for {cpu_minutes:g} CPU minutes", cmd + [
+            "--model", name, "--model_options", "{}" if raw_audio else '{"spec_augment": true}',
+            "--max_cpu_minutes", str(cpu_minutes)])
+        with open(os.path.join("checkpoints", exp, "state.json"), encoding="utf-8") as f:
+            state = json.load(f)
+        with open(os.path.join("logs", exp, "log.csv"), encoding="utf-8") as f:
+            speeds = [float(r["examples_per_second"]) for r in csv.DictReader(f)
+                      if r.get("examples_per_second")]
+        stats = zoo.model_stats(zoo.build_model(name, classes))
+        rows.append({"model": name, "params": stats["params"], "macs": stats["macs"],
+                     "train_examples_per_s": round(sum(speeds) / max(len(speeds), 1)),
+                     "epochs": state["epoch"],
+                     "best_val_accuracy": round(state["best_val_accuracy"], 4)})
+    lines = ["| model | params | MACs/clip | training examples/s | epochs | best val accuracy |",
+             "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['model']} | {r['params']:,} | {r['macs'] / 1e6:.1f} M | "
+              f"{r['train_examples_per_s']} | {r['epochs']} | {r['best_val_accuracy']:.4f} |"
+              for r in rows]
+    table = "\n".join(lines)
+    atomic_write_text(os.path.join(out_dir, "zoo.json"), json.dumps(rows, indent=1))
+    atomic_write_text(os.path.join(out_dir, "zoo.md"), table + "\n")
+    print(f"\n=== every model, {cpu_minutes:g} CPU minutes each\n{table}")
+    return 0
 
 
 def print_summary(results, path):

@@ -52,6 +52,9 @@ def build_parser():
     g.add_argument("--epochs", type=int, default=30)
     g.add_argument("--max_minutes", type=float, default=0,
                    help="stop after the epoch that passes this wall-clock budget (0: no limit)")
+    g.add_argument("--max_cpu_minutes", type=float, default=0,
+                   help="stop after the epoch that passes this much process CPU time (0: no "
+                        "limit): a fixed budget on a shared machine")
     g.add_argument("--steps_per_epoch", type=int, default=0,
                    help="batches per epoch (0: one pass over the training set)")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
@@ -251,19 +254,31 @@ def write_confusion(path, matrix, labels):
     atomic_write_text(path, "\n".join(rows) + "\n")
 
 
-def make_budget_callback(minutes):
-    """Stop training after the first epoch that ends past the time budget."""
+def make_budget_callback(minutes, cpu_minutes, batch_size):
+    """Log training throughput; stop after the first epoch that ends past a time budget
+    (wall clock, or this process's CPU time, which a busy machine does not eat into)."""
     import time
 
     import keras
 
     class Budget(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            self.start = time.monotonic()
+            self.start, self.cpu_start = time.monotonic(), time.process_time()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch_start, self.batches = time.monotonic(), 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches, self.batches_end = batch + 1, time.monotonic()
 
         def on_epoch_end(self, epoch, logs=None):
-            if minutes and time.monotonic() - self.start > minutes * 60:
-                print(f"time budget of {minutes:g} minutes used: stopping after epoch {epoch + 1}")
+            seconds = self.batches_end - self.epoch_start
+            logs["examples_per_second"] = self.batches * batch_size / max(seconds, 1e-9)
+            wall = time.monotonic() - self.start
+            cpu = time.process_time() - self.cpu_start
+            if (minutes and wall > minutes * 60) or (cpu_minutes and cpu > cpu_minutes * 60):
+                print(f"time budget used ({wall / 60:.1f} min, {cpu / 60:.1f} CPU min): "
+                      f"stopping after epoch {epoch + 1}")
                 self.model.stop_training = True
 
     return Budget()
@@ -407,11 +422,12 @@ def main(argv=None):
     if resume_state:
         checkpointer.best = resume_state["best_val_accuracy"]
         checkpointer.best_name = resume_state["best_checkpoint"]
-    callbacks = [make_eval_callback(val, labels, log_dir),
+    callbacks = [make_budget_callback(args.max_minutes, args.max_cpu_minutes, args.batch_size),
+                 make_eval_callback(val, labels, log_dir),
                  keras.callbacks.CSVLogger(os.path.join(log_dir, "log.csv"),
                                            append=bool(resume_state)),
                  keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0),
-                 plateau, checkpointer, make_budget_callback(args.max_minutes)]
+                 plateau, checkpointer]
     print(f"model {args.model}: {net.count_params():,} parameters; {steps} steps per epoch")
     net.fit(train, epochs=args.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
             callbacks=callbacks, shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
