@@ -505,15 +505,16 @@ class AudioProcessor:
     def _batch_fn(self, noise, augmentation, soft_table=None):
         import tensorflow as tf
 
-        noise_flat, noise_starts, noise_lengths = _pack_noise(noise)
         soft = None if soft_table is None else tf.constant(soft_table)
+
+        def gather_and_augment(rows, seed):
+            return augment_batch(self._gather(rows), rows < 0, seed, noise, augmentation)
 
         def load(batch, seed):
             rows, labels = batch
-            clips = tf.numpy_function(self._gather, [rows], tf.float32, stateful=False)
+            clips = tf.numpy_function(gather_and_augment, [rows, seed], tf.float32,
+                                      stateful=False)
             clips = tf.ensure_shape(clips, [None, CLIP_SAMPLES])
-            clips = augment_batch(clips, rows < 0, seed, noise_flat, noise_starts, noise_lengths,
-                                  augmentation)
             if soft is None:
                 return clips, labels
             targets = tf.gather(soft, tf.where(rows < 0, tf.shape(soft)[0] - 1, rows))
@@ -532,94 +533,76 @@ class AudioProcessor:
         items = items[offset:] if how_many < 0 else items[offset:offset + how_many]
         rows, labels = self._rows_and_labels(items)
         noise = self.noise_train if augmentation else self.noise_eval
-        clips = augment_batch(self._gather(rows), rows < 0, seed, *_pack_noise(noise),
-                              augmentation)
-        return np.asarray(clips), labels
+        return augment_batch(self._gather(rows), rows < 0, seed, noise, augmentation), labels
 
 
-def _pack_noise(noise):
-    """Noise recordings as one flat tensor plus start and length of each."""
-    import tensorflow as tf
+def augment_batch(clips, generated_silence, seed, noise, augmentation=None):
+    """Scale, speed up or slow down, shift and add noise to a batch of clips [B, 16000].
 
-    if not noise:
-        return tf.zeros([CLIP_SAMPLES]), tf.constant([0], tf.int64), tf.constant([CLIP_SAMPLES],
-                                                                                   tf.int64)
-    lengths = np.array([len(n) for n in noise], np.int64)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    return (tf.constant(np.concatenate(noise).astype(np.float32)), tf.constant(starts),
-            tf.constant(lengths))
-
-
-def augment_batch(clips, generated_silence, seed, noise_flat, noise_starts, noise_lengths,
-                  augmentation=None):
-    """Add noise, scale and shift a batch of clips [B, 16000] with stateless random ops.
-
-    Silence clips made from noise (generated_silence) always get noise at U(0, silence_volume);
-    with augmentation=None only they are touched (volume U(0, 1)), so evaluation is repeatable.
+    Numpy on whole rows (slices, not index tensors): a few ms a batch of 64, so the input
+    pipeline stays a small fraction of a training step on 2 cores. Random draws come from `seed`
+    alone, so a batch is the same whenever it is made. Silence clips made from noise
+    (generated_silence) always get noise at U(0, silence_volume); with augmentation=None only
+    they are touched (volume U(0, 1)), which keeps evaluation repeatable.
     """
-    import tensorflow as tf
-
-    seed = tf.cast(seed, tf.int64)
-    keys = [tf.stack([seed, tf.constant(i, tf.int64)]) for i in range(10)]
-    batch = tf.shape(clips)[0]
+    rng = np.random.default_rng([RANDOM_SEED, int(seed) & (2**63 - 1)])
+    clips = np.array(clips, dtype=np.float32)  # a copy: the cache stays as it is
+    batch = len(clips)
     aug = augmentation
-
-    def uniform(key, low=0.0, high=1.0):
-        return tf.random.stateless_uniform([batch], key, low, high)
-
-    def chance(key, probability):
-        return uniform(key) < probability
-
     if aug is not None and aug.foreground_frequency > 0:
-        gain = uniform(keys[0], aug.foreground_volume_min, aug.foreground_volume_max)
-        gain = tf.where(chance(keys[1], aug.foreground_frequency), gain, 1.0)
-        clips = clips * gain[:, None]
+        gain = rng.uniform(aug.foreground_volume_min, aug.foreground_volume_max, batch)
+        clips *= np.where(rng.random(batch) < aug.foreground_frequency, gain, 1.0)[:, None]
     if aug is not None and aug.speed_frequency > 0:
-        clips = change_speed(clips, uniform(keys[8], aug.speed_min, aug.speed_max),
-                             chance(keys[9], aug.speed_frequency))
+        chosen = np.flatnonzero(rng.random(batch) < aug.speed_frequency)
+        factor = rng.uniform(aug.speed_min, aug.speed_max, len(chosen))
+        clips[chosen] = change_speed(clips[chosen], factor)
     if aug is not None and aug.time_shift_ms > 0 and aug.time_shift_frequency > 0:
         limit = int(SAMPLE_RATE * aug.time_shift_ms / 1000)
-        shift = tf.random.stateless_uniform([batch], keys[2], -limit, limit + 1, tf.int32)
-        shift = tf.where(chance(keys[3], aug.time_shift_frequency), shift, 0)
-        source = tf.range(CLIP_SAMPLES)[None, :] - shift[:, None]
-        if aug.time_shift_mode == "roll":
-            clips = tf.gather(clips, source % CLIP_SAMPLES, batch_dims=1)
-        else:
-            inside = (source >= 0) & (source < CLIP_SAMPLES)
-            moved = tf.gather(clips, tf.clip_by_value(source, 0, CLIP_SAMPLES - 1), batch_dims=1)
-            clips = tf.where(inside, moved, 0.0)
-    # a random one-second window of a random noise recording per clip
-    which = tf.random.stateless_uniform([batch], keys[4], 0, tf.shape(noise_lengths)[0], tf.int32)
-    room = tf.cast(tf.gather(noise_lengths, which) - CLIP_SAMPLES + 1, tf.float32)
-    offset = tf.gather(noise_starts, which) + tf.cast(uniform(keys[5]) * room, tf.int64)
-    noise = tf.gather(noise_flat, offset[:, None] + tf.range(CLIP_SAMPLES, dtype=tf.int64)[None, :])
-    silence_volume = 1.0 if aug is None else aug.silence_volume
-    volume = uniform(keys[6], 0.0, silence_volume)
+        shifts = rng.integers(-limit, limit + 1, batch)
+        shifts[rng.random(batch) >= aug.time_shift_frequency] = 0
+        for row, shift in zip(clips, shifts):
+            shift_row(row, shift, aug.time_shift_mode)
+    volume = rng.uniform(0.0, 1.0 if aug is None else aug.silence_volume, batch)
     if aug is not None:
-        speech_volume = uniform(keys[6], 0.0, aug.background_volume)
-        speech_volume = tf.where(chance(keys[7], aug.background_frequency), speech_volume, 0.0)
-        volume = tf.where(generated_silence, volume, speech_volume)
+        speech = rng.uniform(0.0, aug.background_volume, batch)
+        speech[rng.random(batch) >= aug.background_frequency] = 0.0
+        volume = np.where(generated_silence, volume, speech)
     else:
-        volume = tf.where(generated_silence, volume, 0.0)
-    return tf.clip_by_value(clips + volume[:, None] * noise, -1.0, 1.0)
+        volume = np.where(generated_silence, volume, 0.0)
+    if noise:
+        which = rng.integers(0, len(noise), batch)
+        starts = rng.random(batch)
+        for i in np.flatnonzero(volume > 0):
+            recording = noise[which[i]]
+            start = int(starts[i] * (len(recording) - CLIP_SAMPLES + 1))
+            clips[i] += volume[i] * recording[start:start + CLIP_SAMPLES]
+    return np.clip(clips, -1.0, 1.0, out=clips)
 
 
-def change_speed(clips, factor, apply):
+def shift_row(row, shift, mode="pad"):
+    """Shift one clip in place by `shift` samples: zeros come in ("pad") or it wraps ("roll")."""
+    if shift == 0:
+        return
+    if mode == "roll":
+        row[:] = np.roll(row, shift)
+    elif shift > 0:
+        row[shift:] = row[:-shift].copy()
+        row[:shift] = 0.0
+    else:
+        row[:shift] = row[-shift:].copy()
+        row[shift:] = 0.0
+
+
+def change_speed(clips, factor):
     """Play each clip factor times faster (pitch and tempo, as Kaldi's speed perturbation),
-    about its centre, by linear interpolation; clips where apply is False stay as they are."""
-    import tensorflow as tf
-
-    factor = tf.where(apply, factor, 1.0)
+    about its centre, by linear interpolation; zeros beyond the clip's ends."""
+    clips = np.asarray(clips, np.float32)
     centre = CLIP_SAMPLES / 2
-    source = (tf.range(CLIP_SAMPLES, dtype=tf.float32)[None, :] - centre) * factor[:, None] + centre
-    left = tf.floor(source)
-    frac = source - left
-    left = tf.cast(left, tf.int32)
-    padded = tf.pad(clips, [[0, 0], [1, 1]])  # index -1 and CLIP_SAMPLES read zeros
-    lo = tf.gather(padded, tf.clip_by_value(left + 1, 0, CLIP_SAMPLES + 1), batch_dims=1)
-    hi = tf.gather(padded, tf.clip_by_value(left + 2, 0, CLIP_SAMPLES + 1), batch_dims=1)
-    inside = (left >= -1) & (left < CLIP_SAMPLES)
-    return tf.where(inside, lo * (1 - frac) + hi * frac, 0.0)
+    t = np.arange(CLIP_SAMPLES, dtype=np.float32)
+    out = np.empty_like(clips)
+    for i, f in enumerate(np.asarray(factor, np.float32)):
+        out[i] = np.interp((t - centre) * f + centre, t, clips[i], left=0.0, right=0.0)
+    return out
 
 
 def add_data_args(parser, data_dir_required=True):
