@@ -177,8 +177,7 @@ def read_many(paths, strict=False, num_samples=CLIP_SAMPLES, workers=None, progr
     paths = list(paths)
     out = np.zeros((len(paths), num_samples), dtype=np.float32)
     ok = np.zeros(len(paths), dtype=bool)
-    collect = errors is not None
-    errors = errors if collect else []
+    failed = {}  # index -> AudioError; threads finish in any order, the report is in path order
 
     def load(i):
         try:
@@ -187,7 +186,7 @@ def read_many(paths, strict=False, num_samples=CLIP_SAMPLES, workers=None, progr
         except AudioError as e:
             if strict:
                 raise
-            errors.append(e)
+            failed[i] = e
 
     workers = workers or min(8, (os.cpu_count() or 2) * 2)
     with ThreadPoolExecutor(workers) as pool:
@@ -197,7 +196,10 @@ def read_many(paths, strict=False, num_samples=CLIP_SAMPLES, workers=None, progr
             jobs = tqdm(jobs, total=len(paths), desc="decode", unit="clip", mininterval=1.0)
         for _ in jobs:
             pass
-    if not collect:
-        warn_skipped(errors)
+    in_order = [failed[i] for i in sorted(failed)]
+    if errors is not None:
+        errors.extend(in_order)
+    else:
+        warn_skipped(in_order)
     kept = np.flatnonzero(ok)
     return out[kept], kept
