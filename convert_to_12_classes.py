@@ -174,6 +174,13 @@ def print_label_counts(sub_labels, file=sys.stdout):
     print("predicted: " + ", ".join(f"{k} {v}" for k, v in counts.items()), file=file)
 
 
+def write_outputs(paths, fnames, labels, probs, sub_labels):
+    """The probabilities CSV and the submission of output_paths(), then the predicted counts."""
+    write_probs_csv(paths["probs_csv"], fnames, labels, probs)
+    write_submission(paths["submission"], fnames, sub_labels)
+    print_label_counts(sub_labels)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--probs", required=True,
@@ -192,9 +199,7 @@ def main(argv=None):
             raise UserError(f"would overwrite the input {path}: choose another --submission_fn")
     probs12 = to_12_classes(probs, labels, args.unknown_mode)
     sub = [submission_label(COMPETITION_LABELS[i]) for i in probs12.argmax(axis=1)]
-    write_probs_csv(paths["probs_csv"], fnames, COMPETITION_LABELS, probs12)
-    write_submission(paths["submission"], fnames, sub)
-    print_label_counts(sub)
+    write_outputs(paths, fnames, COMPETITION_LABELS, probs12, sub)
     print(f"wrote {paths['submission']} and {paths['probs_csv']} ({len(fnames)} clips, "
           f"{len(labels)} -> 12 classes, unknown by {args.unknown_mode})")
 

@@ -18,11 +18,9 @@ from common import UserError, run_cli
 from convert_to_12_classes import (
     UNKNOWN_MODES,
     output_paths,
-    print_label_counts,
     read_probs_csv,
     submission_labels,
-    write_probs_csv,
-    write_submission,
+    write_outputs,
 )
 
 
@@ -100,9 +98,7 @@ def main(argv=None):
     tables = [read_probs_csv(p) for p in args.probs]
     fnames, labels, mean = average(tables, args.probs, weights)
     sub = submission_labels(mean, labels, args.unknown_mode)
-    write_probs_csv(paths["probs_csv"], fnames, labels, mean)
-    write_submission(paths["submission"], fnames, sub)
-    print_label_counts(sub)
+    write_outputs(paths, fnames, labels, mean, sub)
     print(f"wrote {paths['submission']} and {paths['probs_csv']}: mean of {len(tables)} files "
           f"(weights {', '.join(f'{w:.3g}' for w in weights)}) over {len(fnames)} clips")
 
