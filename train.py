@@ -4,15 +4,16 @@
 
 A config file holds a numbered experiment's recipe; flags override it, and the resolved config is
 saved as checkpoints/<exp>/config.json. Writes checkpoints/<exp>/ep-<epoch>-vl-<val_loss>.keras,
-labels.txt, last.keras + state.json (for --resume), logs/<exp>/ (TensorBoard, log.csv, a confusion
-matrix per epoch). Knowledge distillation from teacher checkpoints or a probabilities file, and
-pseudo-labelled folders mixed in with --pseudo_frequency.
+labels.txt, last.keras, state.json + resume/ (for --resume), logs/<exp>/ (TensorBoard, log.csv,
+a confusion matrix per epoch). Knowledge distillation from teacher checkpoints or a probabilities
+file, and pseudo-labelled folders mixed in with --pseudo_frequency.
 """
 
 import argparse
 import json
 import math
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -285,7 +286,12 @@ def make_budget_callback(minutes, cpu_minutes, batch_size):
 
 
 def make_checkpoint_callback(exp_dir, save_best_only, plateau):
-    """Atomic per-epoch checkpoints, plus last.keras and state.json for --resume."""
+    """Atomic per-epoch checkpoints, and the resume point: model + optimizer, then state.json.
+
+    The model and optimizer of epoch N go to resume/*-NNN.* first; writing state.json that names
+    them is the one atomic step that commits epoch N. A run killed at any moment therefore
+    resumes from a matching model, optimizer and state. last.keras is a copy for users.
+    """
     import keras
 
     class Checkpointer(keras.callbacks.Callback):
@@ -302,17 +308,36 @@ def make_checkpoint_callback(exp_dir, save_best_only, plateau):
                     self.model.save(tmp)
             if acc > self.best:
                 self.best, self.best_name = acc, name
-            with atomic_path(os.path.join(exp_dir, "last.keras")) as tmp:
+            model_file, optimizer_file = resume_files(epoch + 1)
+            with atomic_path(os.path.join(exp_dir, model_file)) as tmp:
                 self.model.save(tmp)
-            save_optimizer(self.model, os.path.join(exp_dir, "optimizer.npz"))
+            save_optimizer(self.model, os.path.join(exp_dir, optimizer_file))
             state = {"epoch": epoch + 1, "best_val_accuracy": self.best,
                      "learning_rate": float(self.model.optimizer.learning_rate.numpy()),
                      "plateau_wait": plateau.wait, "plateau_best": float(plateau.best),
                      "plateau_cooldown": plateau.cooldown_counter, "last_checkpoint": name,
-                     "best_checkpoint": self.best_name}
+                     "best_checkpoint": self.best_name, "resume_model": model_file,
+                     "resume_optimizer": optimizer_file}
             atomic_write_text(os.path.join(exp_dir, "state.json"), json.dumps(state, indent=1))
+            remove_stale_resume_files(exp_dir, state)
+            with atomic_path(os.path.join(exp_dir, "last.keras")) as tmp:
+                shutil.copyfile(os.path.join(exp_dir, model_file), tmp)
 
     return Checkpointer()
+
+
+def resume_files(epoch):
+    return f"resume/model-{epoch:03d}.keras", f"resume/optimizer-{epoch:03d}.npz"
+
+
+def remove_stale_resume_files(exp_dir, state):
+    """Drop resume files of other epochs: older ones, or newer ones a kill left uncommitted."""
+    keep = {os.path.basename(state["resume_model"]), os.path.basename(state["resume_optimizer"])}
+    resume_dir = os.path.join(exp_dir, "resume")
+    remove_partial_files(resume_dir)
+    for name in os.listdir(resume_dir):
+        if name not in keep:
+            os.remove(os.path.join(resume_dir, name))
 
 
 # ---- main -------------------------------------------------------------------------------------
@@ -344,8 +369,8 @@ def build_and_compile(args, num_classes, exp_dir, resume_state):
                      args.distill_weight)
     metric = keras.metrics.MeanMetricWrapper(hard_label_accuracy, name="accuracy")
     if resume_state:
-        net = keras.models.load_model(os.path.join(exp_dir, "last.keras"), compile=False,
-                                      safe_mode=True)
+        net = keras.models.load_model(os.path.join(exp_dir, resume_state["resume_model"]),
+                                      compile=False, safe_mode=True)
     else:
         net = zoo.build_model(args.model, num_classes, **args.model_options)
         if args.init_checkpoint:
@@ -353,7 +378,7 @@ def build_and_compile(args, num_classes, exp_dir, resume_state):
             net.load_weights(args.init_checkpoint, skip_mismatch=True)
     net.compile(optimizer=make_optimizer(args), loss=loss, metrics=[metric])
     if resume_state:
-        restore_optimizer(net, os.path.join(exp_dir, "optimizer.npz"))
+        restore_optimizer(net, os.path.join(exp_dir, resume_state["resume_optimizer"]))
         net.optimizer.learning_rate.assign(resume_state["learning_rate"])
     return net
 
@@ -413,6 +438,7 @@ def main(argv=None):
                                                 patience=args.lr_patience, min_lr=args.min_lr,
                                                 mode="max", verbose=1)
     if resume_state:
+        truncate_log(os.path.join(log_dir, "log.csv"), initial_epoch)
         plateau.on_train_begin()
         plateau.wait = resume_state["plateau_wait"]
         plateau.best = resume_state["plateau_best"]
@@ -453,12 +479,25 @@ def read_resume_state(exp_dir, args):
             raise UserError(f"{exp_dir} holds a run already: pass --resume to continue it, or "
                             f"choose another --exp_name")
         return None
-    needed = [os.path.join(exp_dir, f) for f in ("state.json", "last.keras", "optimizer.npz")]
-    if not all(os.path.exists(f) for f in needed):
+    if not os.path.exists(state_path):
         print(f"nothing to resume in {exp_dir}: starting afresh", file=sys.stderr)
         return None
     with open(state_path, encoding="utf-8") as f:
-        return json.load(f)
+        state = json.load(f)
+    for key in ("resume_model", "resume_optimizer"):
+        if key not in state or not os.path.exists(os.path.join(exp_dir, state[key])):
+            raise UserError(f"{state_path} names a missing {key.replace('_', ' ')}: cannot resume")
+    remove_stale_resume_files(exp_dir, state)
+    return state
+
+
+def truncate_log(log_path, epochs):
+    """Keep the CSV log's rows of committed epochs: a killed run may have logged one more."""
+    if not os.path.exists(log_path):
+        return
+    with open(log_path, encoding="utf-8") as f:
+        lines = f.readlines()
+    atomic_write_text(log_path, "".join(lines[:1 + epochs]))
 
 
 def save_run_files(exp_dir, args, labels):

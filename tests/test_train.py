@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -67,7 +68,8 @@ def test_run_writes_checkpoints_logs_and_resolved_config(whole, data):
     exp = whole / "ck" / "smoke"
     names = sorted(os.listdir(exp))
     assert len([n for n in names if n.startswith("ep-") and n.endswith(".keras")]) == 3
-    assert {"labels.txt", "config.json", "last.keras", "optimizer.npz", "state.json"} <= set(names)
+    assert {"labels.txt", "config.json", "last.keras", "state.json", "resume"} <= set(names)
+    assert sorted(os.listdir(exp / "resume")) == ["model-003.keras", "optimizer-003.npz"]
     config = json.loads((exp / "config.json").read_text())
     assert config["learning_rate"] == 0.002 and config["model"] == "ds_cnn_s"  # flag > config
     assert (exp / "labels.txt").read_text().split()[:2] == ["_silence_", "_unknown_"]
@@ -88,9 +90,18 @@ def same_weights(a, b):
 def test_same_seed_same_first_epoch_and_resume_equals_uninterrupted(tmp_path, whole, data):
     train(tmp_path, data, *FLAGS, "--learning_rate", "0.002", "--epochs", "1")
     assert log_rows(tmp_path)[0] == log_rows(whole)[0]
+    plant_uncommitted_epoch(tmp_path / "ck/smoke", whole / "ck/smoke", tmp_path / "logs/smoke")
     train(tmp_path, data, *FLAGS, "--learning_rate", "0.002", "--resume")
     assert same_weights(whole / "ck/smoke/last.keras", tmp_path / "ck/smoke/last.keras")
     assert log_rows(tmp_path) == log_rows(whole)
+
+
+def plant_uncommitted_epoch(exp, other, log_dir):
+    """What a kill between saving epoch 2's model and committing its state.json leaves behind."""
+    shutil.copyfile(other / "resume/model-003.keras", exp / "resume/model-002.keras")
+    shutil.copyfile(other / "resume/optimizer-003.npz", exp / "resume/optimizer-002.npz")
+    with open(log_dir / "log.csv", "a") as f:
+        f.write(open(other.parents[1] / "logs/smoke/log.csv").readlines()[-1])
 
 
 def kill_during_training(tmp, data, sig, flags):
