@@ -239,7 +239,7 @@ class AudioProcessor:
                  unknown_percentage=10.0, validation_percentage=10.0, testing_percentage=10.0,
                  noise_dirs=(), pseudo_dirs=(), pseudo_frequency=0.0, eval_noise_fraction=0.2,
                  train_only_dirs=(),
-                 split_salt="", seed=RANDOM_SEED, strict=False):
+                 split_salt="", seed=RANDOM_SEED, strict=False, train_on_validation=False):
         if isinstance(data_dirs, str):
             data_dirs = [d for d in data_dirs.split(",") if d]
         if not data_dirs:
@@ -265,6 +265,9 @@ class AudioProcessor:
         self._warn_near_words(scanned)
         self.data_index = self._build_index(scanned, silence_percentage, unknown_percentage,
                                             validation_percentage, testing_percentage)
+        if train_on_validation:  # a final fit: validation still reports, but is not held out
+            self.data_index["training"] = self.data_index["training"] + \
+                self.data_index["validation"]
         self.pseudo_index = self._pseudo_items([scan_data_dir(d) for d in pseudo_dirs])
         noise_files = [f for s in scanned for f in s.noise_files]
         for d in pseudo_dirs:

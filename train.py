@@ -37,6 +37,7 @@ from input_data import (
 )
 
 OPTIMIZERS = ("sgd", "rmsprop", "adam")
+LR_SCHEDULES = ("plateau", "cosine")
 
 
 def build_parser():
@@ -63,6 +64,15 @@ def build_parser():
     g.add_argument("--momentum", type=float, default=0.9, help="for sgd and rmsprop")
     g.add_argument("--weight_decay", type=float, default=0.0, help="decoupled weight decay")
     g.add_argument("--label_smoothing", type=float, default=0.0)
+    g.add_argument("--lr_schedule", choices=LR_SCHEDULES, default="plateau",
+                   help="plateau: ReduceLROnPlateau on val_accuracy; cosine: warm-up, then a "
+                        "cosine decay to --min_lr that ends at --epochs or at the time budget, "
+                        "whichever comes first")
+    g.add_argument("--warmup_epochs", type=int, default=0,
+                   help="cosine: epochs of linear warm-up from a tenth of --learning_rate")
+    g.add_argument("--train_on_validation", action="store_true",
+                   help="also train on the validation speakers (a final fit after tuning; "
+                        "val_accuracy is then no longer held out)")
     g.add_argument("--lr_factor", type=float, default=0.5, help="ReduceLROnPlateau factor")
     g.add_argument("--lr_patience", type=int, default=4, help="ReduceLROnPlateau patience")
     g.add_argument("--min_lr", type=float, default=1e-5)
@@ -255,9 +265,10 @@ def write_confusion(path, matrix, labels):
     atomic_write_text(path, "\n".join(rows) + "\n")
 
 
-def make_budget_callback(minutes, cpu_minutes, batch_size):
+def make_budget_callback(minutes, cpu_minutes, batch_size, spent=None):
     """Log training throughput; stop after the first epoch that ends past a time budget
-    (wall clock, or this process's CPU time, which a busy machine does not eat into)."""
+    (wall clock, or this process's CPU time, which a busy machine does not eat into).
+    `spent` is what earlier, interrupted runs used: a resumed run finishes the same budget."""
     import time
 
     import keras
@@ -265,6 +276,18 @@ def make_budget_callback(minutes, cpu_minutes, batch_size):
     class Budget(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             self.start, self.cpu_start = time.monotonic(), time.process_time()
+            self.spent = dict(spent or {"wall_seconds": 0.0, "cpu_seconds": 0.0})
+
+        def used(self):
+            return {"wall_seconds": self.spent["wall_seconds"] + time.monotonic() - self.start,
+                    "cpu_seconds": self.spent["cpu_seconds"] + time.process_time()
+                    - self.cpu_start}
+
+        def fraction_used(self):
+            """The larger share of the wall and CPU budgets used so far (0 with no budget)."""
+            used = self.used()
+            return max(used["wall_seconds"] / (minutes * 60) if minutes else 0,
+                       used["cpu_seconds"] / (cpu_minutes * 60) if cpu_minutes else 0)
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch_start, self.batches = time.monotonic(), 0
@@ -275,22 +298,50 @@ def make_budget_callback(minutes, cpu_minutes, batch_size):
         def on_epoch_end(self, epoch, logs=None):
             seconds = self.batches_end - self.epoch_start
             logs["examples_per_second"] = self.batches * batch_size / max(seconds, 1e-9)
-            wall = time.monotonic() - self.start
-            cpu = time.process_time() - self.cpu_start
-            if (minutes and wall > minutes * 60) or (cpu_minutes and cpu > cpu_minutes * 60):
-                print(f"time budget used ({wall / 60:.1f} min, {cpu / 60:.1f} CPU min): "
-                      f"stopping after epoch {epoch + 1}")
+            if self.fraction_used() >= 1:
+                used = self.used()
+                print(f"time budget used ({used['wall_seconds'] / 60:.1f} min, "
+                      f"{used['cpu_seconds'] / 60:.1f} CPU min): stopping after epoch {epoch + 1}")
                 self.model.stop_training = True
 
     return Budget()
 
 
-def make_checkpoint_callback(exp_dir, save_best_only, plateau):
+def cosine_learning_rate(progress, peak, floor, warmup_fraction=0.0):
+    """Linear warm-up from peak/10, then a half cosine from peak to floor; progress in [0, 1]."""
+    if progress < warmup_fraction:
+        return peak * (0.1 + 0.9 * progress / warmup_fraction)
+    rest = (progress - warmup_fraction) / max(1 - warmup_fraction, 1e-9)
+    return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * min(rest, 1.0)))
+
+
+def make_cosine_callback(args, budget):
+    """Set each epoch's learning rate from the progress through --epochs or the time budget,
+    whichever is further along, so the decay completes even when time runs out first."""
+    import keras
+
+    class Cosine(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            progress = min(max(epoch / args.epochs, budget.fraction_used()), 1.0)
+            warmup = args.warmup_epochs / args.epochs
+            if epoch < args.warmup_epochs:  # warm-up counts epochs, not time
+                progress = min(progress, epoch / args.epochs)
+            rate = cosine_learning_rate(progress, args.learning_rate, args.min_lr, warmup)
+            self.model.optimizer.learning_rate.assign(rate)
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate.numpy())
+
+    return Cosine()
+
+
+def make_checkpoint_callback(exp_dir, save_best_only, plateau, budget, keep_last=False):
     """Atomic per-epoch checkpoints, and the resume point: model + optimizer, then state.json.
 
     The model and optimizer of epoch N go to resume/*-NNN.* first; writing state.json that names
     them is the one atomic step that commits epoch N. A run killed at any moment therefore
     resumes from a matching model, optimizer and state. last.keras is a copy for users.
+    keep_last: validation is not held out, so the run's result is its last epoch, not its best.
     """
     import keras
 
@@ -303,10 +354,12 @@ def make_checkpoint_callback(exp_dir, save_best_only, plateau):
         def on_epoch_end(self, epoch, logs=None):
             acc = logs["val_accuracy"]
             name = f"ep-{epoch + 1:03d}-vl-{logs['val_loss']:.4f}.keras"
-            if not save_best_only or acc > self.best:
+            if not save_best_only or (acc > self.best and not keep_last):
                 with atomic_path(os.path.join(exp_dir, name)) as tmp:
                     self.model.save(tmp)
-            if acc > self.best:
+            if keep_last:
+                self.best, self.best_name = acc, "last.keras"
+            elif acc > self.best:
                 self.best, self.best_name = acc, name
             model_file, optimizer_file = resume_files(epoch + 1)
             with atomic_path(os.path.join(exp_dir, model_file)) as tmp:
@@ -314,10 +367,10 @@ def make_checkpoint_callback(exp_dir, save_best_only, plateau):
             save_optimizer(self.model, os.path.join(exp_dir, optimizer_file))
             state = {"epoch": epoch + 1, "best_val_accuracy": self.best,
                      "learning_rate": float(self.model.optimizer.learning_rate.numpy()),
-                     "plateau_wait": plateau.wait, "plateau_best": float(plateau.best),
+                     "plateau_wait": plateau.wait, "plateau_best": plateau.best and float(plateau.best),
                      "plateau_cooldown": plateau.cooldown_counter, "last_checkpoint": name,
                      "best_checkpoint": self.best_name, "resume_model": model_file,
-                     "resume_optimizer": optimizer_file}
+                     "resume_optimizer": optimizer_file, "time_used": budget.used()}
             atomic_write_text(os.path.join(exp_dir, "state.json"), json.dumps(state, indent=1))
             remove_stale_resume_files(exp_dir, state)
             with atomic_path(os.path.join(exp_dir, "last.keras")) as tmp:
@@ -357,7 +410,8 @@ def make_processor(args):
                           args.testing_percentage, noise_dirs=args.noise_dir,
                           pseudo_dirs=args.pseudo_dir, pseudo_frequency=args.pseudo_frequency,
                           split_salt=args.split_salt, train_only_dirs=args.train_only_dir,
-                          seed=args.seed, strict=args.strict)
+                          seed=args.seed, strict=args.strict,
+                          train_on_validation=args.train_on_validation)
 
 
 def build_and_compile(args, num_classes, exp_dir, resume_state):
@@ -444,16 +498,19 @@ def main(argv=None):
         plateau.best = resume_state["plateau_best"]
         plateau.cooldown_counter = resume_state["plateau_cooldown"]
         plateau.on_train_begin = lambda logs=None: None  # keep the restored state
-    checkpointer = make_checkpoint_callback(exp_dir, args.save_best_only, plateau)
+    budget = make_budget_callback(args.max_minutes, args.max_cpu_minutes, args.batch_size,
+                                  resume_state["time_used"] if resume_state else None)
+    checkpointer = make_checkpoint_callback(exp_dir, args.save_best_only, plateau, budget,
+                                            keep_last=args.train_on_validation)
     if resume_state:
         checkpointer.best = resume_state["best_val_accuracy"]
         checkpointer.best_name = resume_state["best_checkpoint"]
-    callbacks = [make_budget_callback(args.max_minutes, args.max_cpu_minutes, args.batch_size),
-                 make_eval_callback(val, labels, log_dir),
+    schedule = plateau if args.lr_schedule == "plateau" else make_cosine_callback(args, budget)
+    callbacks = [budget, make_eval_callback(val, labels, log_dir), schedule,
                  keras.callbacks.CSVLogger(os.path.join(log_dir, "log.csv"),
                                            append=bool(resume_state)),
                  keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0),
-                 plateau, checkpointer]
+                 checkpointer]
     print(f"model {args.model}: {net.count_params():,} parameters; {steps} steps per epoch")
     net.fit(train, epochs=args.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
             callbacks=callbacks, shuffle=False, verbose=1 if sys.stdout.isatty() else 2)

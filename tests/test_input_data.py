@@ -303,6 +303,16 @@ def test_train_only_dirs_train_but_never_leak_held_out_speakers(tmp_path, speech
     assert q.set_size("validation") == p.set_size("validation")
 
 
+def test_train_on_validation_adds_validation_but_never_testing(speech_commands):
+    kwargs = dict(validation_percentage=30, testing_percentage=30, unknown_percentage=20)
+    p = AudioProcessor(str(speech_commands), **kwargs)
+    q = AudioProcessor(str(speech_commands), train_on_validation=True, **kwargs)
+    assert q.data_index["training"] == p.data_index["training"] + p.data_index["validation"]
+    assert q.speakers("training") == p.speakers("training") | p.speakers("validation")
+    assert not q.speakers("training") & q.speakers("testing")
+    assert q.data_index["validation"] == p.data_index["validation"]
+
+
 def test_speed_change_scales_frequency():
     from input_data import change_speed
 

@@ -130,6 +130,33 @@ def test_killed_runs_resume_to_the_same_result(tmp_path, whole, data):
     assert not [n for n in os.listdir(exp) if ".part" in n]
 
 
+def test_cosine_learning_rate_warms_up_then_decays_to_the_floor():
+    from train import cosine_learning_rate
+
+    rates = [cosine_learning_rate(p, 1e-3, 1e-5, warmup_fraction=0.1)
+             for p in np.linspace(0, 1, 101)]
+    assert rates[0] == pytest.approx(1e-4) and rates[10] == pytest.approx(1e-3)
+    assert all(a < b for a, b in zip(rates[:10], rates[1:11]))
+    assert all(a > b for a, b in zip(rates[10:-1], rates[11:]))
+    assert rates[-1] == pytest.approx(1e-5)
+    assert cosine_learning_rate(0.5, 1e-3, 0) == pytest.approx(5e-4)
+
+
+def test_cosine_final_fit_on_validation_keeps_its_last_epoch(tmp_path, data):
+    train(tmp_path, data, "--epochs", "4", "--steps_per_epoch", "2", "--learning_rate", "0.002",
+          "--lr_schedule", "cosine", "--warmup_epochs", "1", "--train_on_validation",
+          "--save_best_only")
+    rates = [float(row["learning_rate"]) for row in log_rows(tmp_path)]
+    assert rates[0] == pytest.approx(2e-4) and rates[1] == pytest.approx(2e-3)
+    assert rates[1] > rates[2] > rates[3]
+    from train import best_checkpoint
+    exp = tmp_path / "ck" / "smoke"
+    assert best_checkpoint(str(exp)) == str(exp / "last.keras")
+    assert not list(exp.glob("ep-*.keras"))  # nothing to select on: only the final model
+    state = json.loads((exp / "state.json").read_text())
+    assert state["time_used"]["wall_seconds"] > 0
+
+
 def test_distillation_from_probabilities_and_teacher_checkpoint(tmp_path, whole, data):
     from conftest import tone
 
