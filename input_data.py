@@ -420,10 +420,10 @@ class AudioProcessor:
         labels = np.array([self.word_to_index[it["label"]] for it in items], np.int32)
         return rows, labels
 
-    def _gather(self, rows):
-        clips = self._audio[np.maximum(rows, 0)].astype(np.float32) / 32767.0
-        clips[rows < 0] = 0.0
-        return clips
+    def _augment(self, rows, seed, noise, augmentation):
+        """Augmented float clips of cache rows (-1: a silence clip made from noise)."""
+        clips = self._audio[np.maximum(rows, 0)]
+        return augment_batch(clips, rows < 0, seed, noise, augmentation, scale=1 / 32767)
 
     # ---- batches --------------------------------------------------------------------------
     def steps_per_epoch(self, batch_size):
@@ -511,7 +511,7 @@ class AudioProcessor:
         soft = None if soft_table is None else tf.constant(soft_table)
 
         def gather_and_augment(rows, seed):
-            return augment_batch(self._gather(rows), rows < 0, seed, noise, augmentation)
+            return self._augment(rows, seed, noise, augmentation)
 
         def load(batch, seed):
             rows, labels = batch
@@ -536,35 +536,37 @@ class AudioProcessor:
         items = items[offset:] if how_many < 0 else items[offset:offset + how_many]
         rows, labels = self._rows_and_labels(items)
         noise = self.noise_train if augmentation else self.noise_eval
-        return augment_batch(self._gather(rows), rows < 0, seed, noise, augmentation), labels
+        return self._augment(rows, seed, noise, augmentation), labels
 
 
-def augment_batch(clips, generated_silence, seed, noise, augmentation=None):
+def augment_batch(clips, generated_silence, seed, noise, augmentation=None, scale=1.0):
     """Scale, speed up or slow down, shift and add noise to a batch of clips [B, 16000].
 
-    Numpy on whole rows (slices, not index tensors): a few ms a batch of 64, so the input
-    pipeline stays a small fraction of a training step on 2 cores. Random draws come from `seed`
-    alone, so a batch is the same whenever it is made. Silence clips made from noise
-    (generated_silence) always get noise at U(0, silence_volume); with augmentation=None only
-    they are touched (volume U(0, 1)), which keeps evaluation repeatable.
+    Numpy, one clip at a time: each row goes through every step while it sits in the CPU cache,
+    and int16 rows from the cache become floats (times `scale`) in the same pass, so a batch of
+    64 costs a few ms and the input pipeline stays a small share of a training step on 2 cores.
+    Random draws come from `seed` alone, so a batch is the same whenever it is made. Silence clips
+    made from noise (generated_silence) start from zeros and always get noise at U(0,
+    silence_volume); with augmentation=None only they are touched (volume U(0, 1)), which keeps
+    evaluation repeatable.
     """
     rng = np.random.default_rng([RANDOM_SEED, int(seed) & (2**63 - 1)])
-    clips = np.array(clips, dtype=np.float32)  # a copy: the cache stays as it is
     batch = len(clips)
     aug = augmentation
+    gain = np.full(batch, scale, np.float32)
+    gain[np.asarray(generated_silence, bool)] = 0.0
+    speed = np.ones(batch)
+    shifts = np.zeros(batch, np.int64)
     if aug is not None and aug.foreground_frequency > 0:
-        gain = rng.uniform(aug.foreground_volume_min, aug.foreground_volume_max, batch)
-        clips *= np.where(rng.random(batch) < aug.foreground_frequency, gain, 1.0)[:, None]
+        draw = rng.uniform(aug.foreground_volume_min, aug.foreground_volume_max, batch)
+        gain *= np.where(rng.random(batch) < aug.foreground_frequency, draw, 1.0)
     if aug is not None and aug.speed_frequency > 0:
         chosen = np.flatnonzero(rng.random(batch) < aug.speed_frequency)
-        factor = rng.uniform(aug.speed_min, aug.speed_max, len(chosen))
-        clips[chosen] = change_speed(clips[chosen], factor)
+        speed[chosen] = rng.uniform(aug.speed_min, aug.speed_max, len(chosen))
     if aug is not None and aug.time_shift_ms > 0 and aug.time_shift_frequency > 0:
         limit = int(SAMPLE_RATE * aug.time_shift_ms / 1000)
         shifts = rng.integers(-limit, limit + 1, batch)
         shifts[rng.random(batch) >= aug.time_shift_frequency] = 0
-        for row, shift in zip(clips, shifts):
-            shift_row(row, shift, aug.time_shift_mode)
     volume = rng.uniform(0.0, 1.0 if aug is None else aug.silence_volume, batch)
     if aug is not None:
         speech = rng.uniform(0.0, aug.background_volume, batch)
@@ -572,37 +574,46 @@ def augment_batch(clips, generated_silence, seed, noise, augmentation=None):
         volume = np.where(generated_silence, volume, speech)
     else:
         volume = np.where(generated_silence, volume, 0.0)
-    if noise:
-        which = rng.integers(0, len(noise), batch)
-        starts = rng.random(batch)
-        for i in np.flatnonzero(volume > 0):
+    which = rng.integers(0, max(len(noise), 1), batch)
+    starts = rng.random(batch)
+    mode = aug.time_shift_mode if aug is not None else "pad"
+    out = np.empty((batch, CLIP_SAMPLES), np.float32)
+    scratch = np.empty(CLIP_SAMPLES, np.float32)
+    for i in range(batch):
+        row, clip = out[i], clips[i]
+        if speed[i] != 1.0 and gain[i] != 0.0:
+            clip = change_speed(clip[None], speed[i:i + 1])[0]
+        write_shifted(row, clip, int(shifts[i]), gain[i], mode)
+        if noise and volume[i] > 0:
             recording = noise[which[i]]
             start = int(starts[i] * (len(recording) - CLIP_SAMPLES + 1))
-            clips[i] += volume[i] * recording[start:start + CLIP_SAMPLES]
-    return np.clip(clips, -1.0, 1.0, out=clips)
+            row += np.multiply(recording[start:start + CLIP_SAMPLES], volume[i], out=scratch)
+        np.clip(row, -1.0, 1.0, out=row)
+    return out
 
 
-def shift_row(row, shift, mode="pad"):
-    """Shift one clip in place by `shift` samples: zeros come in ("pad") or it wraps ("roll")."""
-    if shift == 0:
-        return
-    if mode == "roll":
-        row[:] = np.roll(row, shift)
+def write_shifted(row, clip, shift, gain, mode="pad"):
+    """row = gain * clip shifted by `shift` samples: zeros come in ("pad") or it wraps ("roll")."""
+    n = len(row)
+    gain = np.float32(gain)
+    if mode == "roll" or shift == 0:
+        k = shift % n
+        np.multiply(clip[:n - k], gain, out=row[k:])
+        np.multiply(clip[n - k:], gain, out=row[:k])
     elif shift > 0:
-        row[shift:] = row[:-shift].copy()
+        np.multiply(clip[:n - shift], gain, out=row[shift:])
         row[:shift] = 0.0
     else:
-        row[:shift] = row[-shift:].copy()
-        row[shift:] = 0.0
+        np.multiply(clip[-shift:], gain, out=row[:n + shift])
+        row[n + shift:] = 0.0
 
 
 def change_speed(clips, factor):
     """Play each clip factor times faster (pitch and tempo, as Kaldi's speed perturbation),
     about its centre, by linear interpolation; zeros beyond the clip's ends."""
-    clips = np.asarray(clips, np.float32)
     centre = CLIP_SAMPLES / 2
     t = np.arange(CLIP_SAMPLES, dtype=np.float32)
-    out = np.empty_like(clips)
+    out = np.empty((len(clips), CLIP_SAMPLES), np.float32)
     for i, f in enumerate(np.asarray(factor, np.float32)):
         out[i] = np.interp((t - centre) * f + centre, t, clips[i], left=0.0, right=0.0)
     return out

@@ -367,8 +367,8 @@ def make_checkpoint_callback(exp_dir, save_best_only, plateau, budget, keep_last
             save_optimizer(self.model, os.path.join(exp_dir, optimizer_file))
             state = {"epoch": epoch + 1, "best_val_accuracy": self.best,
                      "learning_rate": float(self.model.optimizer.learning_rate.numpy()),
-                     "plateau_wait": plateau.wait, "plateau_best": plateau.best and float(plateau.best),
-                     "plateau_cooldown": plateau.cooldown_counter, "last_checkpoint": name,
+                     "plateau_wait": plateau.wait, "plateau_cooldown": plateau.cooldown_counter,
+                     "plateau_best": plateau.best and float(plateau.best), "last_checkpoint": name,
                      "best_checkpoint": self.best_name, "resume_model": model_file,
                      "resume_optimizer": optimizer_file, "time_used": budget.used()}
             atomic_write_text(os.path.join(exp_dir, "state.json"), json.dumps(state, indent=1))

@@ -181,15 +181,16 @@ def test_augmentation_ranges():
     assert np.array_equal(clean, impulse)  # evaluation: speech untouched
 
 
-def test_shift_pads_or_rolls():
-    from input_data import shift_row
+def test_shift_pads_or_rolls_and_scales():
+    from input_data import write_shifted
 
-    row = np.arange(1, 6, dtype=np.float32)
-    shift_row(row, 2)
-    assert row.tolist() == [0, 0, 1, 2, 3]
-    row = np.arange(1, 6, dtype=np.float32)
-    shift_row(row, -2, "roll")
-    assert row.tolist() == [3, 4, 5, 1, 2]
+    clip, row = np.arange(1, 6, dtype=np.int16), np.full(5, 9.0, np.float32)
+    expected = {(2, "pad"): [0, 0, 1, 2, 3], (-2, "pad"): [3, 4, 5, 0, 0],
+                (-2, "roll"): [3, 4, 5, 1, 2], (2, "roll"): [4, 5, 1, 2, 3],
+                (0, "pad"): [1, 2, 3, 4, 5], (0, "roll"): [1, 2, 3, 4, 5]}
+    for (shift, mode), values in expected.items():
+        write_shifted(row, clip, shift, 0.5, mode)
+        assert row.tolist() == [v / 2 for v in values], (shift, mode)
 
 
 def test_validation_batches_are_clean_and_repeatable(speech_commands):
