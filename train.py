@@ -70,7 +70,7 @@ def build_parser():
                         "whichever comes first")
     g.add_argument("--warmup_epochs", type=int, default=0,
                    help="cosine: epochs of linear warm-up from a tenth of --learning_rate")
-    g.add_argument("--train_on_validation", action="store_true",
+    g.add_argument("--train_on_validation", action=argparse.BooleanOptionalAction, default=False,
                    help="also train on the validation speakers (a final fit after tuning; "
                         "val_accuracy is then no longer held out)")
     g.add_argument("--lr_factor", type=float, default=0.5, help="ReduceLROnPlateau factor")
