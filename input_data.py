@@ -215,6 +215,8 @@ class Augmentation:
         for name in ("background_volume", "silence_volume", "time_shift_ms"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.time_shift_ms >= 1000 * CLIP_SAMPLES / SAMPLE_RATE:
+            raise UserError(f"time_shift_ms must be shorter than a clip, got {self.time_shift_ms}")
         if not 0 < self.foreground_volume_min <= self.foreground_volume_max:
             raise UserError("need 0 < foreground_volume_min <= foreground_volume_max")
         if not 0.5 <= self.speed_min <= self.speed_max <= 2.0:
@@ -263,6 +265,7 @@ class AudioProcessor:
         self.words_list = self._choose_words(scanned, wanted_words)
         self.word_to_index = {w: i for i, w in enumerate(self.words_list)}
         self._warn_near_words(scanned)
+        self.train_on_validation = train_on_validation
         self.data_index = self._build_index(scanned, silence_percentage, unknown_percentage,
                                             validation_percentage, testing_percentage)
         if train_on_validation:  # a final fit: validation still reports, but is not held out
@@ -328,7 +331,7 @@ class AudioProcessor:
         rng = np.random.RandomState(self.seed)
         wanted = {s: [] for s in SETS}
         unknown = {s: [] for s in SETS}
-        held_out = set()  # speakers of validation and testing: train-only dirs must not leak them
+        held_out = set()  # speakers of held-out sets: train-only dirs must not leak them
         for data_dir in sorted(scanned, key=lambda d: d.train_only):
             for word, files in data_dir.words.items():
                 label = self._label_of_folder(word)
@@ -339,7 +342,9 @@ class AudioProcessor:
                         which = "training"
                     else:
                         which = self._assign_set(data_dir, word, fname, val_pct, test_pct)
-                        if which != "training" and "_nohash_" in fname:
+                        trained = which == "training" or (which == "validation"
+                                                          and self.train_on_validation)
+                        if not trained and "_nohash_" in fname:
                             held_out.add(speaker_id(fname))
                     item = {"label": label, "file": os.path.join(data_dir.root, word, fname)}
                     (unknown if label == UNKNOWN_LABEL else wanted)[which].append(item)

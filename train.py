@@ -69,7 +69,7 @@ def build_parser():
                         "cosine decay to --min_lr that ends at --epochs or at the time budget, "
                         "whichever comes first")
     g.add_argument("--warmup_epochs", type=int, default=0,
-                   help="cosine: epochs of linear warm-up from a tenth of --learning_rate")
+                   help="cosine: epochs of linear warm-up from a tenth of the scheduled rate")
     g.add_argument("--train_on_validation", action=argparse.BooleanOptionalAction, default=False,
                    help="also train on the validation speakers (a final fit after tuning; "
                         "val_accuracy is then no longer held out)")
@@ -307,12 +307,11 @@ def make_budget_callback(minutes, cpu_minutes, batch_size, spent=None):
     return Budget()
 
 
-def cosine_learning_rate(progress, peak, floor, warmup_fraction=0.0):
-    """Linear warm-up from peak/10, then a half cosine from peak to floor; progress in [0, 1]."""
-    if progress < warmup_fraction:
-        return peak * (0.1 + 0.9 * progress / warmup_fraction)
-    rest = (progress - warmup_fraction) / max(1 - warmup_fraction, 1e-9)
-    return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * min(rest, 1.0)))
+def cosine_learning_rate(progress, peak, floor, warmup=1.0):
+    """A half cosine from peak (progress 0) to floor (progress 1), times a warm-up factor
+    in [0.1, 1] that train.py raises linearly over the first --warmup_epochs."""
+    rate = floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+    return rate * warmup
 
 
 def make_cosine_callback(args, budget):
@@ -322,10 +321,9 @@ def make_cosine_callback(args, budget):
 
     class Cosine(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            progress = min(max(epoch / args.epochs, budget.fraction_used()), 1.0)
-            warmup = args.warmup_epochs / args.epochs
-            if epoch < args.warmup_epochs:  # warm-up counts epochs, not time
-                progress = min(progress, epoch / args.epochs)
+            progress = max(epoch / max(args.epochs - 1, 1), budget.fraction_used())
+            warmup = min(1.0, 0.1 + 0.9 * epoch / args.warmup_epochs) if args.warmup_epochs \
+                else 1.0
             rate = cosine_learning_rate(progress, args.learning_rate, args.min_lr, warmup)
             self.model.optimizer.learning_rate.assign(rate)
 
@@ -340,7 +338,8 @@ def make_checkpoint_callback(exp_dir, save_best_only, plateau, budget, keep_last
 
     The model and optimizer of epoch N go to resume/*-NNN.* first; writing state.json that names
     them is the one atomic step that commits epoch N. A run killed at any moment therefore
-    resumes from a matching model, optimizer and state. last.keras is a copy for users.
+    resumes from a matching model, optimizer and state. last.keras, a copy for users, is written
+    before the commit: a kill in between only means the epoch is trained again.
     keep_last: validation is not held out, so the run's result is its last epoch, not its best.
     """
     import keras
@@ -365,6 +364,8 @@ def make_checkpoint_callback(exp_dir, save_best_only, plateau, budget, keep_last
             with atomic_path(os.path.join(exp_dir, model_file)) as tmp:
                 self.model.save(tmp)
             save_optimizer(self.model, os.path.join(exp_dir, optimizer_file))
+            with atomic_path(os.path.join(exp_dir, "last.keras")) as tmp:
+                shutil.copyfile(os.path.join(exp_dir, model_file), tmp)
             state = {"epoch": epoch + 1, "best_val_accuracy": self.best,
                      "learning_rate": float(self.model.optimizer.learning_rate.numpy()),
                      "plateau_wait": plateau.wait, "plateau_cooldown": plateau.cooldown_counter,
@@ -373,8 +374,6 @@ def make_checkpoint_callback(exp_dir, save_best_only, plateau, budget, keep_last
                      "resume_optimizer": optimizer_file, "time_used": budget.used()}
             atomic_write_text(os.path.join(exp_dir, "state.json"), json.dumps(state, indent=1))
             remove_stale_resume_files(exp_dir, state)
-            with atomic_path(os.path.join(exp_dir, "last.keras")) as tmp:
-                shutil.copyfile(os.path.join(exp_dir, model_file), tmp)
 
     return Checkpointer()
 
@@ -472,8 +471,8 @@ def main(argv=None):
     print_sets(processor)
 
     initial_epoch = resume_state["epoch"] if resume_state else 0
-    if initial_epoch >= args.epochs:
-        print(f"{exp_dir}: already trained for {initial_epoch} epochs")
+    if initial_epoch >= args.epochs or budget_spent(resume_state, args):
+        print(f"{exp_dir}: already trained for {initial_epoch} epochs, within its budget")
         return 0
     soft = load_teacher_probs(args.teacher_probs, labels) if args.teacher_probs else None
     steps = args.steps_per_epoch or processor.steps_per_epoch(args.batch_size)
@@ -499,7 +498,7 @@ def main(argv=None):
         plateau.cooldown_counter = resume_state["plateau_cooldown"]
         plateau.on_train_begin = lambda logs=None: None  # keep the restored state
     budget = make_budget_callback(args.max_minutes, args.max_cpu_minutes, args.batch_size,
-                                  resume_state["time_used"] if resume_state else None)
+                                  resume_state.get("time_used") if resume_state else None)
     checkpointer = make_checkpoint_callback(exp_dir, args.save_best_only, plateau, budget,
                                             keep_last=args.train_on_validation)
     if resume_state:
@@ -546,6 +545,15 @@ def read_resume_state(exp_dir, args):
             raise UserError(f"{state_path} names a missing {key.replace('_', ' ')}: cannot resume")
     remove_stale_resume_files(exp_dir, state)
     return state
+
+
+def budget_spent(state, args):
+    """A resumed run whose saved time use already passed this run's budget is finished."""
+    used = (state or {}).get("time_used")
+    if not used:
+        return False
+    return bool((args.max_minutes and used["wall_seconds"] >= args.max_minutes * 60)
+                or (args.max_cpu_minutes and used["cpu_seconds"] >= args.max_cpu_minutes * 60))
 
 
 def truncate_log(log_path, epochs):

@@ -246,6 +246,8 @@ def test_bad_arguments_are_user_errors(tmp_path, speech_commands):
         AudioProcessor(str(tmp_path / "empty"))
     with pytest.raises(UserError):
         Augmentation(time_shift_mode="wrap")
+    with pytest.raises(UserError, match="shorter than a clip"):
+        Augmentation(time_shift_ms=1000)
     with pytest.raises(UserError):
         AudioProcessor(str(speech_commands), wanted_words="")
 
@@ -304,6 +306,26 @@ def test_train_only_dirs_train_but_never_leak_held_out_speakers(tmp_path, speech
     assert q.set_size("validation") == p.set_size("validation")
 
 
+def test_int16_rows_augment_as_their_float_values_and_silence_gets_only_noise():
+    from input_data import augment_batch
+
+    rng = np.random.default_rng(1)
+    ints = (rng.standard_normal((16, 16000)) * 4000).astype(np.int16)
+    silence = np.arange(16) % 4 == 0
+    floats = ints / np.float32(32767)
+    floats[silence] = 0.0
+    noise = [rng.standard_normal(40000).astype(np.float32) * 0.1]
+    for mode in ("pad", "roll"):
+        aug = Augmentation(foreground_frequency=1.0, speed_frequency=1.0, time_shift_mode=mode,
+                           background_frequency=0.0, silence_volume=0.5)
+        a = augment_batch(ints, silence, 7, noise, aug, scale=1 / 32767)
+        b = augment_batch(floats, silence, 7, noise, aug)
+        assert np.allclose(a, b, atol=1e-6), mode
+        quiet = augment_batch(ints, silence, 7, [], aug, scale=1 / 32767)
+        assert np.all(quiet[silence] == 0) and np.all(a[silence].std(1) > 0)
+        assert np.abs(a).max() <= 1.0
+
+
 def test_train_on_validation_adds_validation_but_never_testing(speech_commands):
     kwargs = dict(validation_percentage=30, testing_percentage=30, unknown_percentage=20)
     p = AudioProcessor(str(speech_commands), **kwargs)
@@ -312,6 +334,18 @@ def test_train_on_validation_adds_validation_but_never_testing(speech_commands):
     assert q.speakers("training") == p.speakers("training") | p.speakers("validation")
     assert not q.speakers("training") & q.speakers("testing")
     assert q.data_index["validation"] == p.data_index["validation"]
+
+
+def test_train_only_clips_of_validation_speakers_train_in_a_final_fit(tmp_path, speech_commands):
+    kwargs = dict(validation_percentage=30, testing_percentage=30, silence_percentage=0,
+                  unknown_percentage=0)
+    p = AudioProcessor(str(speech_commands), **kwargs)
+    validation, testing = sorted(p.speakers("validation")), sorted(p.speakers("testing"))
+    extra = make_speech_commands(tmp_path / "extra", ["yes"], [validation[0], testing[0]])
+    q = AudioProcessor(str(speech_commands), train_only_dirs=[str(extra)],
+                       train_on_validation=True, **kwargs)
+    names = {Path(it["file"]).name for it in q.data_index["training"] if str(extra) in it["file"]}
+    assert names == {f"{validation[0]}_nohash_0.wav"}
 
 
 def test_speed_change_scales_frequency():

@@ -127,34 +127,44 @@ def test_killed_runs_resume_to_the_same_result(tmp_path, whole, data):
             weights(exp / name)
     train(tmp_path, data, *flags, "--resume")
     assert same_weights(whole / "ck/smoke/last.keras", exp / "last.keras")
-    assert not [n for n in os.listdir(exp) if ".part" in n]
+    assert not [n for n in os.listdir(exp) + os.listdir(exp / "resume") if ".part" in n]
 
 
-def test_cosine_learning_rate_warms_up_then_decays_to_the_floor():
+def test_cosine_learning_rate_decays_to_the_floor_under_a_warm_up_factor():
     from train import cosine_learning_rate
 
-    rates = [cosine_learning_rate(p, 1e-3, 1e-5, warmup_fraction=0.1)
-             for p in np.linspace(0, 1, 101)]
-    assert rates[0] == pytest.approx(1e-4) and rates[10] == pytest.approx(1e-3)
-    assert all(a < b for a, b in zip(rates[:10], rates[1:11]))
-    assert all(a > b for a, b in zip(rates[10:-1], rates[11:]))
-    assert rates[-1] == pytest.approx(1e-5)
+    rates = [cosine_learning_rate(p, 1e-3, 1e-5) for p in np.linspace(0, 1, 101)]
+    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-5)
+    assert all(a > b for a, b in zip(rates, rates[1:]))
     assert cosine_learning_rate(0.5, 1e-3, 0) == pytest.approx(5e-4)
+    assert cosine_learning_rate(0.0, 1e-3, 0, warmup=0.1) == pytest.approx(1e-4)
+    assert cosine_learning_rate(1.5, 1e-3, 1e-5) == pytest.approx(1e-5)  # past the budget
+
+
+def test_budget_spent_only_when_the_saved_time_passes_this_runs_budget():
+    from train import budget_spent, parse_args
+
+    args = parse_args(["--data_dir", "x", "--max_minutes", "2"])
+    assert not budget_spent(None, args) and not budget_spent({"epoch": 3}, args)
+    assert budget_spent({"time_used": {"wall_seconds": 121, "cpu_seconds": 50}}, args)
+    assert not budget_spent({"time_used": {"wall_seconds": 119, "cpu_seconds": 500}}, args)
+    args = parse_args(["--data_dir", "x"])
+    assert not budget_spent({"time_used": {"wall_seconds": 1e6, "cpu_seconds": 1e6}}, args)
 
 
 def test_cosine_final_fit_on_validation_keeps_its_last_epoch(tmp_path, data):
     train(tmp_path, data, "--epochs", "4", "--steps_per_epoch", "2", "--learning_rate", "0.002",
           "--lr_schedule", "cosine", "--warmup_epochs", "1", "--train_on_validation",
-          "--save_best_only")
+          "--save_best_only", "--min_lr", "1e-5")
     rates = [float(row["learning_rate"]) for row in log_rows(tmp_path)]
-    assert rates[0] == pytest.approx(2e-4) and rates[1] == pytest.approx(2e-3)
-    assert rates[1] > rates[2] > rates[3]
+    assert rates[0] == pytest.approx(2e-4) and rates[1] == pytest.approx(0.75 * 2e-3, rel=0.01)
+    assert rates[1] > rates[2] > rates[3] and rates[3] == pytest.approx(1e-5)
     from train import best_checkpoint
     exp = tmp_path / "ck" / "smoke"
     assert best_checkpoint(str(exp)) == str(exp / "last.keras")
+    assert same_weights(exp / "last.keras", exp / "resume/model-004.keras")
     assert not list(exp.glob("ep-*.keras"))  # nothing to select on: only the final model
-    state = json.loads((exp / "state.json").read_text())
-    assert state["time_used"]["wall_seconds"] > 0
+    assert sorted(os.listdir(exp / "resume")) == ["model-004.keras", "optimizer-004.npz"]
 
 
 def test_distillation_from_probabilities_and_teacher_checkpoint(tmp_path, whole, data):
