@@ -69,18 +69,29 @@ def run_cli(main, argv=None):
     """Run main(argv); turn expected failures into one line on stderr and exit code 2."""
     from audio import AudioError
 
+    terminated = []
+
     def terminate(signum, frame):
+        terminated.append(signum)
         raise SystemExit(128 + signum)  # unwinds: temp files are removed on the way out
 
     signal.signal(signal.SIGTERM, terminate)
     try:
         result = main(argv)
     except (UserError, AudioError, OSError) as e:  # OSError: missing paths, permissions, disk full
+        if terminated:
+            sys.exit(128 + terminated[0])
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception:
+        # The SystemExit can land inside TensorFlow, which may re-raise it as another error
+        # (a TypeError from tf.function's argument binding, say): a kill is still a kill.
+        if terminated:
+            sys.exit(128 + terminated[0])
+        raise
     sys.exit(result or 0)
 
 

@@ -490,6 +490,35 @@ def walk(node):
             yield from walk(value)
 
 
+def test_a_kill_that_a_library_turns_into_another_error_still_exits_as_a_kill():
+    """TensorFlow can re-raise the SIGTERM handler's SystemExit as, say, a TypeError."""
+    from common import run_cli
+
+    def main(argv):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except SystemExit as e:
+            raise TypeError("binding inputs to tf.function failed") from e
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(main, [])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert exit_info.value.code == 128 + signal.SIGTERM
+
+    def failing(argv):
+        raise TypeError("a real bug keeps its traceback")
+
+    try:
+        with pytest.raises(TypeError):
+            run_cli(failing, [])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_checkpoints_with_python_code_are_refused_without_running_it(tmp_path):
     import keras
 
