@@ -78,19 +78,17 @@ def run_cli(main, argv=None):
     signal.signal(signal.SIGTERM, terminate)
     try:
         result = main(argv)
-    except (UserError, AudioError, OSError) as e:  # OSError: missing paths, permissions, disk full
-        if terminated:
-            sys.exit(128 + terminated[0])
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-    except Exception:
+    except Exception as e:
         # The SystemExit can land inside TensorFlow, which may re-raise it as another error
         # (a TypeError from tf.function's argument binding, say): a kill is still a kill.
         if terminated:
             sys.exit(128 + terminated[0])
+        if isinstance(e, (UserError, AudioError, OSError)):  # OSError: missing paths, disk full
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
         raise
     sys.exit(result or 0)
 

@@ -284,10 +284,7 @@ def make_budget_callback(minutes, cpu_minutes, batch_size, spent=None):
                     - self.cpu_start}
 
         def fraction_used(self):
-            """The larger share of the wall and CPU budgets used so far (0 with no budget)."""
-            used = self.used()
-            return max(used["wall_seconds"] / (minutes * 60) if minutes else 0,
-                       used["cpu_seconds"] / (cpu_minutes * 60) if cpu_minutes else 0)
+            return budget_fraction(self.used(), minutes, cpu_minutes)
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch_start, self.batches = time.monotonic(), 0
@@ -305,6 +302,12 @@ def make_budget_callback(minutes, cpu_minutes, batch_size, spent=None):
                 self.model.stop_training = True
 
     return Budget()
+
+
+def budget_fraction(used, minutes, cpu_minutes):
+    """The larger share of the wall and CPU budgets that `used` spent (0 with no budget)."""
+    return max(used["wall_seconds"] / (minutes * 60) if minutes else 0,
+               used["cpu_seconds"] / (cpu_minutes * 60) if cpu_minutes else 0)
 
 
 def cosine_learning_rate(progress, peak, floor, warmup=1.0):
@@ -550,10 +553,7 @@ def read_resume_state(exp_dir, args):
 def budget_spent(state, args):
     """A resumed run whose saved time use already passed this run's budget is finished."""
     used = (state or {}).get("time_used")
-    if not used:
-        return False
-    return bool((args.max_minutes and used["wall_seconds"] >= args.max_minutes * 60)
-                or (args.max_cpu_minutes and used["cpu_seconds"] >= args.max_cpu_minutes * 60))
+    return bool(used) and budget_fraction(used, args.max_minutes, args.max_cpu_minutes) >= 1
 
 
 def truncate_log(log_path, epochs):
