@@ -372,6 +372,46 @@ class SubSpectralNorm(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="kws")
+class FrequencySubsample(layers.Layer):
+    """Every `stride`-th frequency bin of [B, T, F, C], from bin `offset`.
+
+    TensorFlow's depthwise kernel refuses unequal row and column strides unless oneDNN is on
+    (AMD, ARM and GPUs have it off), so a frequency-strided depthwise conv is built as a stride-1
+    conv followed by this slice, which picks exactly the outputs the strided conv would compute.
+    """
+
+    def __init__(self, stride=2, offset=0, **kwargs):
+        super().__init__(**kwargs)
+        self.stride = int(stride)
+        self.offset = int(offset)
+
+    def call(self, x):
+        return x[:, :, self.offset::self.stride, :]
+
+    def compute_output_shape(self, input_shape):
+        b, t, f, c = input_shape
+        return (b, t, None if f is None else len(range(self.offset, f, self.stride)), c)
+
+    def get_config(self):
+        return {**super().get_config(), "stride": self.stride, "offset": self.offset}
+
+
+def same_padding_offset(size, kernel, stride):
+    """The stride-1 'same' output index of the first output of a stride-`stride` 'same' conv."""
+    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+    return (kernel - 1) // 2 - total // 2
+
+
+def depthwise_freq_strided(x, kernel, freq_stride, name):
+    """DepthwiseConv2D((1, kernel), strides=(1, freq_stride), 'same') that runs on every CPU."""
+    x = layers.DepthwiseConv2D((1, kernel), padding="same", use_bias=False, name=name)(x)
+    if freq_stride == 1:
+        return x
+    offset = same_padding_offset(x.shape[2], kernel, freq_stride)
+    return FrequencySubsample(freq_stride, offset, name=name + "_subsample")(x)
+
+
+@keras.saving.register_keras_serializable(package="kws")
 class AttentionMaxPool(layers.Layer):
     """seed195's attention: weights [B, T] times features [B, T, C], then max over time."""
 
@@ -547,8 +587,7 @@ def _bc_block(x, channels, freq_stride, dilation, dropout, subbands, name):
         x = layers.Conv2D(channels, 1, use_bias=False, name=name + "_expand")(x)
         x = _bn(name + "_expand_bn")(x)
         x = layers.ReLU(name=name + "_expand_relu")(x)
-    f2 = layers.DepthwiseConv2D((1, 3), strides=(1, freq_stride), padding="same", use_bias=False,
-                                name=name + "_freq_dw")(x)
+    f2 = depthwise_freq_strided(x, 3, freq_stride, name + "_freq_dw")
     f2 = SubSpectralNorm(subbands, name=name + "_ssn")(f2)
     f1 = layers.AveragePooling2D((1, f2.shape[2]), name=name + "_freq_avg")(f2)
     f1 = layers.DepthwiseConv2D((3, 1), dilation_rate=(dilation, 1), padding="same",
