@@ -30,6 +30,7 @@ COMPETITION_LABELS = [SILENCE_LABEL, UNKNOWN_LABEL] + COMPETITION_WORDS
 MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # ~134M
 RANDOM_SEED = 59185
 SETS = ("training", "validation", "testing")
+EVAL_NOISE_FRACTION = 0.2  # the tail of each noise recording: evaluation silence only
 
 
 def speaker_id(filename):
@@ -239,8 +240,8 @@ class AudioProcessor:
 
     def __init__(self, data_dirs, wanted_words=None, silence_percentage=10.0,
                  unknown_percentage=10.0, validation_percentage=10.0, testing_percentage=10.0,
-                 noise_dirs=(), pseudo_dirs=(), pseudo_frequency=0.0, eval_noise_fraction=0.2,
-                 train_only_dirs=(),
+                 noise_dirs=(), pseudo_dirs=(), pseudo_frequency=0.0,
+                 eval_noise_fraction=EVAL_NOISE_FRACTION, train_only_dirs=(),
                  split_salt="", seed=RANDOM_SEED, strict=False, train_on_validation=False):
         if isinstance(data_dirs, str):
             data_dirs = [d for d in data_dirs.split(",") if d]

@@ -5,10 +5,13 @@
 Speakers of the Speech Commands v0.02 test clips in ../shared/data are split by a salted speaker
 hash into training, validation and held-out testing. Training adds, as train-only data, the v0.01
 sample, the spoken digits (as unknown words), synthetic espeak-ng speech and the real background
-noise; no held-out speaker's clip is ever trained on. Each model trains within a time budget,
-is scored on the held-out speakers with test-time augmentation, and the edge model is frozen to
-tf_files/real/ (model.pb, model.tflite, model_int8.tflite, labels.txt) and scored again as int8
-through make_submission_on_rpi.py. Results: data/real/results.json and a table on stdout.
+noise; no held-out speaker's clip is ever trained on. Held-out silence is cut from noise audio
+that training never uses (the tail of each recording, or a source training never sees), and int8
+calibration uses training speakers only. Each model trains for the epochs of its config (a
+wall-clock cap only guards against a stuck run), is scored on the held-out speakers with
+test-time augmentation, and the edge model is frozen to tf_files/real/ (model.pb, model.tflite,
+model_int8.tflite, labels.txt) and scored again as int8 through make_submission_on_rpi.py.
+Results: data/real/results.json and a table on stdout.
 """
 
 import argparse
@@ -18,14 +21,18 @@ import re
 import shutil
 import sys
 
+import numpy as np
+
 from common import UserError, atomic_write_text, require_dir, run_cli, run_step
 
 DIGITS = "zero one two three four five six seven eight nine".split()
-SPLIT = ["--split_salt", "real", "--validation_percentage", "15", "--testing_percentage", "25"]
-MODELS = {  # name -> (config, share of the training budget)
-    "edge": ("experiments/real_edge.json", 0.60),
-    "seed195": ("experiments/real_seed195.json", 0.27),
-    "tutorial_conv": ("experiments/real_tutorial_conv.json", 0.13),
+# The split, stated once: speakers by a salted hash; silence by where its noise came from
+SPLIT_SALT, VALIDATION_PERCENT, TESTING_PERCENT = "real", 15.0, 25.0
+CROP_MATCH = 0.99  # normalised correlation above which a silence clip is a crop of a recording
+MODELS = {  # name -> config; each config's "epochs" is its training budget
+    "edge": "experiments/real_edge.json",
+    "seed195": "experiments/real_seed195.json",
+    "tutorial_conv": "experiments/real_tutorial_conv.json",
 }
 TTA = ["--tta_shift=-1600,1600", "--tta_gain", "1.25"]
 
@@ -46,22 +53,127 @@ def stage_digits(shared, out):
     return out
 
 
-def stage_held_out(data_args, out):
-    """The held-out speakers' clips as a labelled folder `<label>/<file>` (links), for scoring."""
+def noise_spectra(noise_dir):
+    """{name: (samples, their rFFT, FFT size, running sum of squares)} of the noise recordings."""
+    from scipy import fft
+
+    from audio import read_wav
+    from input_data import CLIP_SAMPLES
+
+    spectra = {}
+    for name in sorted(os.listdir(noise_dir)):
+        if name.lower().endswith(".wav"):
+            r = read_wav(os.path.join(noise_dir, name), num_samples=None).astype(np.float64)
+            n = fft.next_fast_len(len(r) + CLIP_SAMPLES)
+            spectra[name] = (r, fft.rfft(r, n), n, np.concatenate([[0.0], np.cumsum(r * r)]))
+    return spectra
+
+
+def locate_crop(clip, spectra, threshold=CROP_MATCH):
+    """(recording name, start sample) where clip is a scaled crop of a noise recording, or None.
+
+    Normalised cross-correlation against every recording (one FFT each); a crop at any gain
+    scores 1.0, other audio stays far below (under 0.2 on the Speech Commands silence clips)."""
+    from scipy import fft
+
+    clip = np.asarray(clip, np.float64)
+    norm = np.linalg.norm(clip)
+    best = (threshold, None)
+    for name, (r, spectrum, n, squares) in spectra.items():
+        if norm == 0 or len(r) < len(clip):
+            continue
+        corr = fft.irfft(spectrum * fft.rfft(clip[::-1], n), n)[len(clip) - 1:len(r)]
+        energy = squares[len(clip):] - squares[:-len(clip)]
+        ncc = corr / np.sqrt(np.maximum(energy, 1e-20)) / norm
+        start = int(np.argmax(ncc))
+        if ncc[start] > best[0]:
+            best = (ncc[start], (name, start))
+    return best[1]
+
+
+def split_of(folder, fname, source, spectra, eval_fraction):
+    """'training', 'validation', 'testing' or None (left out) for one clip of the dev folder.
+
+    Speakers split by the salted hash. A silence clip cut from a noise recording is held out
+    only when it lies in the recording's tail, which training never mixes in (input_data keeps
+    the last eval_fraction for evaluation); one from the head trains or validates. A silence
+    clip of unknown source may share audio with its siblings, so it is held out or left out."""
+    from input_data import SILENCE_LABEL, which_set
+
+    which = which_set(fname, VALIDATION_PERCENT, TESTING_PERCENT, SPLIT_SALT)
+    if folder != SILENCE_LABEL:
+        return which
+    if source is None:
+        return "testing" if which == "testing" else None
+    name, start = source
+    cut = int(len(spectra[name][0]) * (1 - eval_fraction))
+    if start >= cut:
+        return "testing"
+    return "training" if which == "testing" else which
+
+
+def stage_dev_split(dev_dir, noise_dir, out):
+    """Link the dev clips into out/<folder>/<file> with validation_list.txt and testing_list.txt
+    (lists win over hashing in input_data), so every script reads the same honest split."""
+    from audio import read_wav
+    from input_data import EVAL_NOISE_FRACTION, SILENCE_LABEL, scan_data_dir
+
+    summary_path = os.path.join(out, "split.json")
+    if os.path.isfile(summary_path):
+        with open(summary_path, encoding="utf-8") as f:
+            summary = json.load(f)
+        if summary.get("source") == os.path.abspath(dev_dir):
+            return out, summary
+    scanned = scan_data_dir(dev_dir)
+    spectra = noise_spectra(noise_dir)
+    if os.path.isdir(out):
+        shutil.rmtree(out)
+    lists = {"validation": [], "testing": []}
+    counts, sources = {}, {}
+    for folder, files in sorted(scanned.words.items()):
+        for fname in files:
+            path = os.path.join(scanned.root, folder, fname)
+            source = None
+            if folder == SILENCE_LABEL:
+                source = locate_crop(read_wav(path), spectra)
+                sources[fname] = list(source) if source else None
+            which = split_of(folder, fname, source, spectra, EVAL_NOISE_FRACTION)
+            counts[f"{which}/{folder}"] = counts.get(f"{which}/{folder}", 0) + 1
+            if which is None:
+                continue
+            link = os.path.join(out, folder, fname)
+            os.makedirs(os.path.dirname(link), exist_ok=True)
+            os.symlink(os.path.abspath(path), link)
+            if which in lists:
+                lists[which].append(f"{folder}/{fname}")
+    for which, lines in lists.items():
+        atomic_write_text(os.path.join(out, f"{which}_list.txt"), "\n".join(lines) + "\n")
+    summary = {"source": os.path.abspath(dev_dir), "salt": SPLIT_SALT,
+               "validation_percent": VALIDATION_PERCENT, "testing_percent": TESTING_PERCENT,
+               "eval_noise_fraction": EVAL_NOISE_FRACTION, "counts": counts,
+               "silence_sources": sources}
+    atomic_write_text(summary_path, json.dumps(summary, indent=1))
+    return out, summary
+
+
+def stage_set(data_args, which, out):
+    """One set of the staged split as a labelled folder `<label>/<file>` (links): the held-out
+    speakers for scoring, or the training speakers for int8 calibration."""
     from input_data import AudioProcessor
 
     processor = AudioProcessor(data_args["data_dir"], silence_percentage=0,
-                               unknown_percentage=-1, split_salt="real",
-                               validation_percentage=15, testing_percentage=25)
+                               unknown_percentage=-1)
     if os.path.isdir(out):
         shutil.rmtree(out)
-    for item in processor.data_index["testing"]:
+    for item in processor.data_index[which]:
         link = os.path.join(out, item["label"], os.path.basename(item["file"]))
         os.makedirs(os.path.dirname(link), exist_ok=True)
         os.symlink(os.path.abspath(item["file"]), link)
-    speakers = processor.speakers("testing")
-    print(f"held out: {processor.set_size('testing')} clips of {len(speakers)} speakers")
-    return out, len(speakers), processor.set_size("testing")
+    speakers = processor.speakers(which)
+    counts = processor.label_counts(which)
+    print(f"{which}: {processor.set_size(which)} clips of {len(speakers)} speakers "
+          f"({counts['_silence_']} silence)")
+    return out, len(speakers), processor.set_size(which)
 
 
 def accuracy_from(output):
@@ -69,9 +181,9 @@ def accuracy_from(output):
     return float(match.group(1)) if match else None
 
 
-def train_command(py, config, data_args, budget, exp_name):
+def train_command(py, config, data_args, exp_name, cap_minutes=0):
     cmd = [py, "train.py", "--config", config, "--exp_name", exp_name,
-           "--data_dir", data_args["data_dir"], *SPLIT, "--max_minutes", f"{budget:.1f}",
+           "--data_dir", data_args["data_dir"], "--cap_minutes", f"{cap_minutes:g}",
            "--checkpoint_dir", "checkpoints", "--log_dir", "logs", "--resume"]
     for d in data_args["train_only"]:
         cmd += ["--train_only_dir", d]
@@ -84,8 +196,9 @@ def main(argv=None):
     parser.add_argument("--out_dir", default="data/real", help="staging and results")
     parser.add_argument("--models", default="edge,seed195,tutorial_conv",
                         help=f"comma-separated, from {','.join(MODELS)}; edge is frozen")
-    parser.add_argument("--minutes", type=float, default=45.0,
-                        help="training budget shared by the models")
+    parser.add_argument("--cap_minutes", type=float, default=90.0,
+                        help="wall-clock safety cap for each model's training; the budget is "
+                             "the epochs in its config, so results do not depend on the CPU")
     parser.add_argument("--zoo_cpu_minutes", type=float, default=0,
                         help="instead of the recipe: train every model of the zoo with the edge "
                              "recipe for this much CPU time each and tabulate validation accuracy")
@@ -96,14 +209,15 @@ def main(argv=None):
     unknown = sorted(set(models) - set(MODELS))
     if unknown or not models:
         raise UserError(f"unknown models {unknown}; choose from {sorted(MODELS)}")
-    if args.minutes <= 0:
-        raise UserError("--minutes must be > 0")
+    if args.cap_minutes <= 0:
+        raise UserError("--cap_minutes must be > 0")
     py = sys.executable
     shared = require_dir(args.shared, "shared data folder")
+    noise = require_dir(os.path.join(shared, "background_noise"), "background noise")
+    dev = require_dir(os.path.join(shared, "speech_commands_test_v0.02_dev"), "v0.02 test clips")
     data_args = {
-        "data_dir": require_dir(os.path.join(shared, "speech_commands_test_v0.02_dev"),
-                                "v0.02 test clips"),
-        "noise": require_dir(os.path.join(shared, "background_noise"), "background noise"),
+        "data_dir": stage_dev_split(dev, noise, os.path.join(args.out_dir, "dev"))[0],
+        "noise": noise,
         "train_only": [require_dir(os.path.join(shared, "speech_commands_v0.01_sample"),
                                    "v0.01 sample"),
                        stage_digits(shared, os.path.join(args.out_dir, "digits")),
@@ -114,23 +228,24 @@ def main(argv=None):
                                       args.synthetic_dir])
     if args.zoo_cpu_minutes > 0:
         return compare_zoo(py, data_args, args.zoo_cpu_minutes, args.out_dir)
-    held_out, n_speakers, n_clips = stage_held_out(data_args, os.path.join(args.out_dir,
-                                                                          "held_out"))
-    share = sum(MODELS[m][1] for m in models)
+    held_out, n_speakers, n_clips = stage_set(data_args, "testing",
+                                              os.path.join(args.out_dir, "held_out"))
+    data_args["calibration"] = stage_set(data_args, "training",
+                                         os.path.join(args.out_dir, "calibration"))[0]
     results = {"held_out_speakers": n_speakers, "held_out_clips": n_clips, "models": {}}
     from train import best_checkpoint
 
     for name in models:
-        config, part = MODELS[name]
         exp = f"real_{name}"
-        run_step(f"train {name}", train_command(py, config, data_args,
-                                                args.minutes * part / share, exp))
+        run_step(f"train {name}", train_command(py, MODELS[name], data_args, exp,
+                                                args.cap_minutes))
         checkpoint = best_checkpoint(os.path.join("checkpoints", exp))
         out = run_step(f"score {name} on held-out speakers (TTA)", [
             py, "make_submission.py", "--checkpoint", checkpoint, "--test_data", held_out,
             "--submission_fn", os.path.join(args.out_dir, name, "held_out.csv"), *TTA,
             "--fresh"], capture=True)
-        results["models"][name] = {"checkpoint": checkpoint, "accuracy_tta": accuracy_from(out)}
+        results["models"][name] = {"checkpoint": checkpoint, "accuracy_tta": accuracy_from(out),
+                                   **training_record(os.path.join("checkpoints", exp))}
     if "edge" in models:
         results["edge_int8"] = freeze_and_score_edge(py, results["models"]["edge"]["checkpoint"],
                                                      data_args, held_out, args.out_dir)
@@ -140,12 +255,22 @@ def main(argv=None):
     return 0
 
 
+def training_record(exp_dir):
+    """Epochs, which budget ended the run and the time it took, from train.py's state.json."""
+    with open(os.path.join(exp_dir, "state.json"), encoding="utf-8") as f:
+        state = json.load(f)
+    used = state.get("time_used") or {}
+    return {"epochs": state["epoch"], "stopped_by": state.get("stopped_by"),
+            "train_wall_minutes": round(used.get("wall_seconds", 0) / 60, 1),
+            "train_cpu_minutes": round(used.get("cpu_seconds", 0) / 60, 1)}
+
+
 def freeze_and_score_edge(py, checkpoint, data_args, held_out, out_dir):
     os.makedirs("tf_files/real", exist_ok=True)
     run_step("freeze the edge model", [
         py, "freeze_graph.py", "--checkpoint_path", checkpoint, "--frozen_path",
         "tf_files/real/model.pb", "--output_labels", "tf_files/real/labels.txt",
-        "--calibration_data", data_args["data_dir"], "--num_calibration", "300"])
+        "--calibration_data", data_args["calibration"], "--num_calibration", "300"])
     result = {}
     for kind, model_file in (("float", "model.tflite"), ("int8", "model_int8.tflite")):
         out = run_step(f"score the {kind} .tflite one clip at a time", [
@@ -171,8 +296,7 @@ def compare_zoo(py, data_args, cpu_minutes, out_dir):
         raw_audio = name.startswith("seed")  # SpecAugment needs a spectrogram
         classes = 12
         exp = f"zoo_{name}"
-        cmd = train_command(py, MODELS["edge"][0], data_args, 0, exp)
-        cmd[cmd.index("--max_minutes") + 1] = "0"
+        cmd = train_command(py, MODELS["edge"], data_args, exp)
         # the table compares validation accuracy, with the schedule it was first measured with
         cmd += ["--no-train_on_validation", "--lr_schedule", "plateau"]
         run_step(f"train {name} for {cpu_minutes:g} CPU minutes", cmd + [
@@ -204,7 +328,8 @@ def print_summary(results, path):
     print(f"\n=== results on {results['held_out_clips']} clips of "
           f"{results['held_out_speakers']} held-out speakers")
     for name, r in results["models"].items():
-        print(f"{name:<14} accuracy with TTA {r['accuracy_tta']}")
+        print(f"{name:<14} accuracy with TTA {r['accuracy_tta']} after {r['epochs']} epochs "
+              f"(stopped by {r['stopped_by']}, {r['train_wall_minutes']} min)")
     for kind, r in results.get("edge_int8", {}).items():
         print(f"edge .tflite {kind:<6} accuracy {r['accuracy']} (no TTA), "
               f"{r['latency_ms']} ms/clip, {r['size_bytes']:,} bytes")

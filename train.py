@@ -57,6 +57,10 @@ def build_parser():
     g.add_argument("--max_cpu_minutes", type=float, default=0,
                    help="stop after the epoch that passes this much process CPU time (0: no "
                         "limit): a fixed budget on a shared machine")
+    g.add_argument("--cap_minutes", type=float, default=0,
+                   help="a safety cap on wall-clock time (0: none): stop after the epoch that "
+                        "passes it; unlike --max_minutes it never shapes the cosine schedule, so "
+                        "a recipe budgeted in --epochs gives the same model on any machine")
     g.add_argument("--steps_per_epoch", type=int, default=0,
                    help="batches per epoch (0: one pass over the training set)")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
@@ -265,9 +269,10 @@ def write_confusion(path, matrix, labels):
     atomic_write_text(path, "\n".join(rows) + "\n")
 
 
-def make_budget_callback(minutes, cpu_minutes, batch_size, spent=None):
+def make_budget_callback(minutes, cpu_minutes, batch_size, spent=None, epochs=0, cap_minutes=0):
     """Log training throughput; stop after the first epoch that ends past a time budget
-    (wall clock, or this process's CPU time, which a busy machine does not eat into).
+    (wall clock, or this process's CPU time, which a busy machine does not eat into) or past
+    the wall-clock cap. `stopped_by` says which budget ended the run ("epochs" when all ran).
     `spent` is what earlier, interrupted runs used: a resumed run finishes the same budget."""
     import time
 
@@ -277,6 +282,7 @@ def make_budget_callback(minutes, cpu_minutes, batch_size, spent=None):
         def on_train_begin(self, logs=None):
             self.start, self.cpu_start = time.monotonic(), time.process_time()
             self.spent = dict(spent or {"wall_seconds": 0.0, "cpu_seconds": 0.0})
+            self.stopped_by = None
 
         def used(self):
             return {"wall_seconds": self.spent["wall_seconds"] + time.monotonic() - self.start,
@@ -295,13 +301,26 @@ def make_budget_callback(minutes, cpu_minutes, batch_size, spent=None):
         def on_epoch_end(self, epoch, logs=None):
             seconds = self.batches_end - self.epoch_start
             logs["examples_per_second"] = self.batches * batch_size / max(seconds, 1e-9)
-            if self.fraction_used() >= 1:
-                used = self.used()
-                print(f"time budget used ({used['wall_seconds'] / 60:.1f} min, "
+            used = self.used()
+            self.stopped_by = stop_reason(used, epoch + 1, epochs, minutes, cpu_minutes,
+                                          cap_minutes)
+            if self.stopped_by and self.stopped_by != "epochs":
+                print(f"{self.stopped_by} reached ({used['wall_seconds'] / 60:.1f} min, "
                       f"{used['cpu_seconds'] / 60:.1f} CPU min): stopping after epoch {epoch + 1}")
                 self.model.stop_training = True
 
     return Budget()
+
+
+def stop_reason(used, epochs_done, epochs, minutes, cpu_minutes, cap_minutes):
+    """Which budget ends training after this epoch, or None to go on."""
+    if minutes and used["wall_seconds"] >= minutes * 60:
+        return "wall-clock budget"
+    if cpu_minutes and used["cpu_seconds"] >= cpu_minutes * 60:
+        return "CPU budget"
+    if cap_minutes and used["wall_seconds"] >= cap_minutes * 60:
+        return "wall-clock cap"
+    return "epochs" if epochs and epochs_done >= epochs else None
 
 
 def budget_fraction(used, minutes, cpu_minutes):
@@ -374,7 +393,8 @@ def make_checkpoint_callback(exp_dir, save_best_only, plateau, budget, keep_last
                      "plateau_wait": plateau.wait, "plateau_cooldown": plateau.cooldown_counter,
                      "plateau_best": plateau.best and float(plateau.best), "last_checkpoint": name,
                      "best_checkpoint": self.best_name, "resume_model": model_file,
-                     "resume_optimizer": optimizer_file, "time_used": budget.used()}
+                     "resume_optimizer": optimizer_file, "time_used": budget.used(),
+                     "stopped_by": budget.stopped_by}
             atomic_write_text(os.path.join(exp_dir, "state.json"), json.dumps(state, indent=1))
             remove_stale_resume_files(exp_dir, state)
 
@@ -501,7 +521,8 @@ def main(argv=None):
         plateau.cooldown_counter = resume_state["plateau_cooldown"]
         plateau.on_train_begin = lambda logs=None: None  # keep the restored state
     budget = make_budget_callback(args.max_minutes, args.max_cpu_minutes, args.batch_size,
-                                  resume_state.get("time_used") if resume_state else None)
+                                  resume_state.get("time_used") if resume_state else None,
+                                  args.epochs, args.cap_minutes)
     checkpointer = make_checkpoint_callback(exp_dir, args.save_best_only, plateau, budget,
                                             keep_last=args.train_on_validation)
     if resume_state:
@@ -516,7 +537,9 @@ def main(argv=None):
     print(f"model {args.model}: {net.count_params():,} parameters; {steps} steps per epoch")
     net.fit(train, epochs=args.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
             callbacks=callbacks, shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
-    print(f"best val_accuracy {checkpointer.best:.4f}: "
+    last_epoch = net.history.epoch[-1] + 1 if net.history.epoch else initial_epoch
+    print(f"stopped by {budget.stopped_by} after epoch {last_epoch} of {args.epochs}; "
+          f"best val_accuracy {checkpointer.best:.4f}: "
           f"{os.path.join(exp_dir, checkpointer.best_name)}")
     return 0
 
@@ -553,7 +576,9 @@ def read_resume_state(exp_dir, args):
 def budget_spent(state, args):
     """A resumed run whose saved time use already passed this run's budget is finished."""
     used = (state or {}).get("time_used")
-    return bool(used) and budget_fraction(used, args.max_minutes, args.max_cpu_minutes) >= 1
+    return bool(used) and (budget_fraction(used, args.max_minutes, args.max_cpu_minutes) >= 1
+                           or bool(args.cap_minutes and used["wall_seconds"]
+                                   >= args.cap_minutes * 60))
 
 
 def truncate_log(log_path, epochs):

@@ -198,7 +198,7 @@ def cli_cases(tmp):
                                  "--speakers_per_word 0"], "failed with exit code 2"),
         "real-missing": ("real.py", ["--shared", missing, "--out_dir", tmp / "r"], "not found"),
         "real-empty": ("real.py", ["--shared", empty, "--out_dir", tmp / "r"], "not found"),
-        "real-bad": ("real.py", ["--shared", data, "--minutes", "0"], "--minutes"),
+        "real-bad": ("real.py", ["--shared", data, "--cap_minutes", "0"], "--cap_minutes"),
     }
 
 
