@@ -19,6 +19,8 @@ its final name and renamed into place at the end; an existing OUT is replaced on
 """
 
 import argparse
+import csv
+import io
 import json
 import os
 import shutil
@@ -30,21 +32,21 @@ import numpy as np
 
 from audio import SAMPLE_RATE, AudioError, read_many, read_wav, warn_skipped, write_wav
 from common import UserError, atomic_write_text, require_dir, run_cli
-from convert_to_12_classes import (
-    UNKNOWN_MODES,
-    is_submission_table,
-    read_csv_table,
-    read_probs_csv,
-    read_submission,
-    to_12_classes,
-)
-from ensemble import check_same_clips
-from input_data import (
-    BACKGROUND_NOISE_DIR_NAME,
+from input_data import BACKGROUND_NOISE_DIR_NAME, PSEUDO_SOURCES_FILE
+from kws.labels import (
     COMPETITION_LABELS,
     SILENCE_LABEL,
-    UNKNOWN_LABEL,
+    UNKNOWN_MODES,
+    competition_label,
     model_label,
+    to_12_classes,
+)
+from kws.probs import (
+    check_same_clips,
+    is_submission_table,
+    read_csv_table,
+    read_probs,
+    read_submission,
 )
 
 INFO_FILE = "pseudo_info.json"
@@ -53,17 +55,13 @@ MAX_SILENCE_GAIN = 30.0  # a near-digital-silence clip is raised at most this mu
 
 
 def read_input(path):
-    """A probabilities CSV -> dict(kind='probs', ...); a submission -> dict(kind='sub', ...)."""
-    if is_submission_table(read_csv_table(path)):
+    """Probabilities (CSV or uint8 sidecar) -> dict(kind='probs', ...); a submission ->
+    dict(kind='sub', ...)."""
+    if not path.lower().endswith(".json") and is_submission_table(read_csv_table(path)):
         fnames, labels = read_submission(path)
         return {"name": path, "kind": "sub", "fnames": fnames, "clip_labels": labels}
-    fnames, labels, probs = read_probs_csv(path)
+    fnames, labels, probs = read_probs(path)
     return {"name": path, "kind": "probs", "fnames": fnames, "labels": labels, "probs": probs}
-
-
-def competition_label(label):
-    label = model_label(label)
-    return label if label in COMPETITION_LABELS else UNKNOWN_LABEL
 
 
 def votes(item, fnames, twelve, unknown_mode):
@@ -165,12 +163,17 @@ def write_dataset(out_dir, test_data, fnames, labels, silence_rms=0.03, workers=
             errors.append(e)
             return None
 
-    counts = {}
+    counts, sources = {}, [["file", "fname"]]
     with ThreadPoolExecutor(workers) as pool:
-        for label in pool.map(one, words):
+        for (fname, _), label in zip(words, pool.map(one, words)):
             if label is not None:
                 counts[label] = counts.get(label, 0) + 1
+                sources.append([f"{label}/{target_name(fname)}", fname])
     warn_skipped(errors, "clips")
+    if len(sources) > 1:  # train.py --teacher_probs matches the pool's clips by these fnames
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(sources)
+        atomic_write_text(os.path.join(out_dir, PSEUDO_SOURCES_FILE), buffer.getvalue())
     if silence:
         clips, kept = read_many([os.path.join(test_data, f) for f in silence])
         if len(kept):

@@ -6,7 +6,9 @@
 Rows are matched by fname (the files may list the clips in any order; the output follows the first
 file) and columns by label (any order). Files over different clip sets or label sets are refused:
 convert all-words files to the 12 classes with convert_to_12_classes.py before mixing them with
-12-class ones. Writes SUB.csv (submission) and SUB.probs.csv (the weighted mean probabilities).
+12-class ones. Inputs are SUB.probs.csv files or the SUB.probs.json sidecars of uint8 memmaps.
+Writes SUB.csv (submission), SUB.probs.csv (the weighted mean probabilities) and SUB.probs.u8
+with SUB.probs.json (the mean in the 12 classes as a uint8 memmap, as the winning entry kept it).
 """
 
 import argparse
@@ -15,44 +17,8 @@ import os
 import numpy as np
 
 from common import UserError, run_cli
-from convert_to_12_classes import (
-    UNKNOWN_MODES,
-    output_paths,
-    read_probs_csv,
-    submission_labels,
-    write_outputs,
-)
-
-
-def check_same_clips(fnames0, name0, fnames, name):
-    """Raise UserError unless two files list the same clips (in any order)."""
-    if set(fnames) != set(fnames0):
-        only_here = sorted(set(fnames) - set(fnames0))
-        only_first = sorted(set(fnames0) - set(fnames))
-        example = (only_here or only_first)[0]
-        raise UserError(f"{name} and {name0} cover different clips ({len(only_here)} only in "
-                        f"{name}, {len(only_first)} only in {name0}, e.g. {example})")
-
-
-def align(tables, names):
-    """Tables [(fnames, labels, probs)] reordered to the first one's rows and columns.
-
-    Raises UserError naming the first pair of files that cover different clips or labels.
-    """
-    fnames0, labels0, _ = tables[0]
-    aligned = []
-    for (fnames, labels, probs), name in zip(tables, names):
-        check_same_clips(fnames0, names[0], fnames, name)
-        if set(labels) != set(labels0):
-            raise UserError(f"{name} and {names[0]} have different labels "
-                            f"({len(labels)} vs {len(labels0)}: "
-                            f"{','.join(sorted(set(labels) ^ set(labels0))[:5])} differ); "
-                            "convert all-words files with convert_to_12_classes.py first")
-        row = {f: i for i, f in enumerate(fnames)}
-        rows = np.array([row[f] for f in fnames0])
-        columns = np.array([labels.index(label) for label in labels0])
-        aligned.append(probs[rows][:, columns])
-    return fnames0, labels0, aligned
+from kws.labels import UNKNOWN_MODES, submission_labels
+from kws.probs import average, output_paths, read_probs, write_outputs
 
 
 def parse_weights(text, count):
@@ -69,19 +35,11 @@ def parse_weights(text, count):
     return weights / weights.sum()
 
 
-def average(tables, names, weights=None):
-    """(fnames, labels, weighted mean probabilities) of tables; weights default to equal."""
-    fnames, labels, probs = align(tables, names)
-    weights = np.ones(len(probs)) if weights is None else np.asarray(weights, dtype=np.float64)
-    weights = weights / weights.sum()
-    mean = sum(w * p for w, p in zip(weights, probs))
-    return fnames, labels, mean
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--probs", nargs="+", required=True,
-                        help="probabilities CSVs (make_submission.py's SUB.probs.csv)")
+                        help="probabilities files: SUB.probs.csv, or SUB.probs.json for a "
+                             "uint8 memmap")
     parser.add_argument("--weights", help="comma-separated weights, one per file (default equal)")
     parser.add_argument("--submission_fn", required=True,
                         help="submission CSV to write; the mean probabilities go to "
@@ -92,13 +50,13 @@ def main(argv=None):
     weights = parse_weights(args.weights, len(args.probs))
     paths = output_paths(args.submission_fn)
     inputs = {os.path.abspath(p) for p in args.probs}
-    for path in (paths["submission"], paths["probs_csv"]):
+    for path in (paths[k] for k in ("submission", "probs_csv", "probs_u8", "probs_json")):
         if os.path.abspath(path) in inputs:
             raise UserError(f"would overwrite an input, {path}: choose another --submission_fn")
-    tables = [read_probs_csv(p) for p in args.probs]
+    tables = [read_probs(p) for p in args.probs]
     fnames, labels, mean = average(tables, args.probs, weights)
     sub = submission_labels(mean, labels, args.unknown_mode)
-    write_outputs(paths, fnames, labels, mean, sub)
+    write_outputs(paths, fnames, labels, mean, sub, args.unknown_mode)
     print(f"wrote {paths['submission']} and {paths['probs_csv']}: mean of {len(tables)} files "
           f"(weights {', '.join(f'{w:.3g}' for w in weights)}) over {len(fnames)} clips")
 

@@ -7,7 +7,11 @@ Writes, beside --frozen_path (tf_files/frozen.pb by default):
 - frozen.pb: a frozen TensorFlow GraphDef with the interface of the TF speech_commands tutorial
   (label_wav.py works unchanged): feed the bytes of a WAV file to `wav_data:0`, or float samples
   [16000, 1] to `decoded_sample_data:0` (and the rate to `decoded_sample_data:1`), and read the
-  probabilities [1, n] from `labels_softmax:0`;
+  probabilities [1, n] from `labels_softmax:0`. `wav_data` goes through TensorFlow's DecodeWav:
+  16 kHz 16-bit PCM only (any channel count, mixed to mono; padded or cropped to one second);
+  another rate fails with an error, another encoding does not decode. Every other path (Keras,
+  .tflite, make_submission_on_rpi.py, which feeds `decoded_sample_data`) reads any format and
+  resamples;
 - frozen.tflite: the same model as float TFLite, float32 samples [1, 16000] -> probabilities [1, n];
 - frozen_int8.tflite: int8 weights and activations calibrated on --num_calibration training clips
   (float input and output; ops LiteRT cannot quantize stay float and are listed);
@@ -33,6 +37,7 @@ CLIP_SAMPLES = 16000
 INPUT_NODE = "wav_data"
 DECODED_NODE = "decoded_sample_data"
 OUTPUT_NODE = "labels_softmax"
+RATE_CHECK_NODE = "check_sample_rate"
 MAX_BYTES = 5_000_000
 FORMATS = ("pb", "tflite", "int8")
 NOISE_FRACTION = 0.1  # share of calibration clips cut from _background_noise_ (silence-like input)
@@ -104,15 +109,15 @@ def label_folding(labels, competition):
     """
     if not competition:
         return None, list(labels)
-    from input_data import COMPETITION_LABELS, SILENCE_LABEL, UNKNOWN_LABEL
+    from kws.labels import SILENCE_LABEL, UNKNOWN_LABEL, competition_label
 
     missing = [w for w in (SILENCE_LABEL, UNKNOWN_LABEL) if w not in labels]
     if missing:
         raise UserError(f"--competition_labels needs {', '.join(missing)} among the model's labels")
-    out = [w for w in labels if w in COMPETITION_LABELS]
+    out = [w for w in labels if competition_label(w) == w]
     matrix = np.zeros((len(labels), len(out)), np.float32)
     for i, w in enumerate(labels):
-        matrix[i, out.index(w if w in COMPETITION_LABELS else UNKNOWN_LABEL)] = 1.0
+        matrix[i, out.index(competition_label(w))] = 1.0
     return matrix, out
 
 
@@ -154,9 +159,22 @@ def frozen_graph_def(keras_model, matrix=None):
 
     @tf.function(input_signature=[tf.TensorSpec([], tf.string, name=INPUT_NODE)])
     def serve(wav_data):
-        audio, _ = tf.audio.decode_wav(wav_data, desired_channels=1,
+        # DecodeWav reads 16-bit PCM only and cannot resample: a file at another rate is
+        # refused here instead of being labelled at the wrong speed; channels are mixed to
+        # mono, as every other path does. Feeding decoded_sample_data:0/:1 skips the decoder.
+        # The check sits on the bytes' way into the decoder, so a client that feeds
+        # decoded_sample_data:0 alone (the tutorial allows it) runs neither.
+        _, rate = tf.audio.decode_wav(wav_data, name="wav_header")
+        check = tf.debugging.assert_equal(
+            rate, SAMPLE_RATE, name=RATE_CHECK_NODE,
+            message=f"{INPUT_NODE} takes {SAMPLE_RATE} Hz 16-bit PCM WAV only; resample the "
+                    f"file, or feed float samples to {DECODED_NODE}:0")
+        with tf.control_dependencies([check]):
+            checked = tf.identity(wav_data, name="checked_wav_data")
+        audio, _ = tf.audio.decode_wav(checked, desired_channels=-1,
                                        desired_samples=CLIP_SAMPLES, name=DECODED_NODE)
-        return probabilities(keras_model, tf.reshape(audio, [1, CLIP_SAMPLES]), matrix,
+        mono = tf.reduce_mean(audio, axis=1)
+        return probabilities(keras_model, tf.reshape(mono, [1, CLIP_SAMPLES]), matrix,
                              name=OUTPUT_NODE)
 
     frozen = convert_variables_to_constants_v2(serve.get_concrete_function())

@@ -21,16 +21,21 @@ import numpy as np
 
 from audio import CLIP_SAMPLES, SAMPLE_RATE, AudioError, read_many, read_wav, warn_skipped
 from common import UserError, run_cli
+from kws.labels import (  # noqa: F401  (the vocabulary, re-exported for the scripts)
+    COMPETITION_LABELS,
+    COMPETITION_WORDS,
+    SILENCE_LABEL,
+    UNKNOWN_LABEL,
+    model_label,
+    submission_label,
+)
 
-SILENCE_LABEL = "_silence_"
-UNKNOWN_LABEL = "_unknown_"
 BACKGROUND_NOISE_DIR_NAME = "_background_noise_"
-COMPETITION_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
-COMPETITION_LABELS = [SILENCE_LABEL, UNKNOWN_LABEL] + COMPETITION_WORDS
 MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # ~134M
 RANDOM_SEED = 59185
 SETS = ("training", "validation", "testing")
 EVAL_NOISE_FRACTION = 0.2  # the tail of each noise recording: evaluation silence only
+PSEUDO_SOURCES_FILE = "pseudo_sources.csv"  # a pseudo pool: `file,fname` of each clip
 
 
 def speaker_id(filename):
@@ -60,16 +65,6 @@ def which_set(filename, validation_percentage, testing_percentage, salt=""):
     if percentage_hash < testing_percentage + validation_percentage:
         return "testing"
     return "training"
-
-
-def submission_label(label):
-    """Model label -> Kaggle submission label (`_silence_` -> `silence`)."""
-    return label.strip("_") if label in (SILENCE_LABEL, UNKNOWN_LABEL) else label
-
-
-def model_label(label):
-    """Submission or folder label -> model label (`silence` -> `_silence_`)."""
-    return {"silence": SILENCE_LABEL, "unknown": UNKNOWN_LABEL}.get(label, label)
 
 
 def _readable_name(name):
@@ -285,6 +280,7 @@ class AudioProcessor:
         self.noise_train, self.noise_eval = self._load_noise(noise_files, eval_noise_fraction)
         self._audio = None   # decoded clips, filled on first use
         self._row = {}       # path -> row in self._audio
+        self.soft_target_report = None
 
     # ---- indexing -------------------------------------------------------------------------
     @staticmethod
@@ -347,7 +343,8 @@ class AudioProcessor:
                                                           and self.train_on_validation)
                         if not trained and "_nohash_" in fname:
                             held_out.add(speaker_id(fname))
-                    item = {"label": label, "file": os.path.join(data_dir.root, word, fname)}
+                    item = {"label": label, "file": os.path.join(data_dir.root, word, fname),
+                            "key": f"{word}/{fname}"}
                     (unknown if label == UNKNOWN_LABEL else wanted)[which].append(item)
         index = {}
         for which in SETS:
@@ -367,10 +364,12 @@ class AudioProcessor:
     def _pseudo_items(self, scanned):
         items = []
         for data_dir in scanned:
+            sources = read_pseudo_sources(data_dir.root)
             for folder, files in data_dir.words.items():
                 label = self._label_of_folder(model_label(folder))
-                items += [{"label": label, "file": os.path.join(data_dir.root, folder, f)}
-                          for f in files]
+                items += [{"label": label, "file": os.path.join(data_dir.root, folder, f),
+                           "key": sources.get(f"{folder}/{f}", f"{folder}/{f}"),
+                           "pseudo": True} for f in files]
         return items
 
     def _load_noise(self, files, eval_fraction):
@@ -453,8 +452,9 @@ class AudioProcessor:
         sets come once, in a fixed order, with silence made from held-out noise: the same every
         epoch.
 
-        labels are int32 [B]; with soft_targets ({clip basename: probabilities over words_list})
-        they are float32 [B, 1 + classes]: the label, then the clip's soft target or -1s.
+        labels are int32 [B]; with soft_targets ({fname: probabilities over words_list}, see
+        match_soft_targets for how fnames name clips) they are float32 [B, 1 + classes]: the
+        label, then the clip's soft target or -1s.
         """
         import tensorflow as tf
 
@@ -500,15 +500,50 @@ class AudioProcessor:
         # one augmentation seed per (seed, epoch, batch)
         return ds.enumerate().map(lambda i, batch: (batch, (seed * 1_000_003 + epoch) * 65_536 + i))
 
+    def match_soft_targets(self, soft_targets):
+        """{clip path: fname} for the clips that soft_targets names.
+
+        A clip's fname is its path relative to its data folder (`yes/0a7c2a8d_nohash_0.wav`,
+        what make_submission.py writes for that folder), or for a pseudo-pool clip the fname
+        it was cut from (create_pseudo_with_thresh.py records it). A bare file name also
+        matches, where it names one clip only: `X.wav` beside `yes/X.wav` and `no/X.wav` is
+        refused, as is any fname that would give two clips the same target."""
+        items = [it for which in SETS for it in self.data_index[which] if it["file"]]
+        items += self.pseudo_index
+        by_key, by_base = {}, {}
+        for it in {it["file"]: it for it in items}.values():
+            by_key.setdefault(it["key"], []).append(it["file"])
+            by_base.setdefault(it["key"].rsplit("/", 1)[-1], []).append(it["file"])
+        matched = {}
+        for fname in soft_targets:
+            paths = by_key.get(fname) or ([] if "/" in fname else by_base.get(fname, []))
+            if len(paths) > 1:
+                raise UserError(f"teacher fname {fname!r} names {len(paths)} clips ("
+                                f"{paths[0]}, {paths[1]}, ...): give each row the clip's path "
+                                "relative to its data folder")
+            if paths:
+                if paths[0] in matched:
+                    raise UserError(f"teacher fnames {matched[paths[0]]!r} and {fname!r} both "
+                                    f"name {paths[0]}")
+                matched[paths[0]] = fname
+        return matched
+
     def _soft_table(self, soft_targets):
         """Soft targets by cache row: float32 [rows + 1, classes], -1 where a clip has none."""
         if soft_targets is None:
             return None
         table = -np.ones((len(self._audio) + 1, len(self.words_list)), np.float32)
-        for path, row in self._row.items():
-            probs = soft_targets.get(os.path.basename(path))
-            if probs is not None:
-                table[row] = probs
+        matched = self.match_soft_targets(soft_targets)
+        for path, fname in matched.items():
+            if path in self._row:
+                table[self._row[path]] = soft_targets[fname]
+        pseudo = {it["file"] for it in self.pseudo_index}
+        training = {it["file"] for it in self.data_index["training"] if it["file"]}
+        self.soft_target_report = {
+            "teacher_rows": len(soft_targets), "rows_used": len(matched),
+            "training_clips": len(training), "training_clips_with_targets": len(
+                training & set(matched)), "pseudo_clips": len(pseudo),
+            "pseudo_clips_with_targets": len(pseudo & set(matched))}
         return table
 
     def _batch_fn(self, noise, augmentation, soft_table=None):
@@ -543,6 +578,20 @@ class AudioProcessor:
         rows, labels = self._rows_and_labels(items)
         noise = self.noise_train if augmentation else self.noise_eval
         return self._augment(rows, seed, noise, augmentation), labels
+
+
+def read_pseudo_sources(folder):
+    """{`<label>/<file>`: fname it was cut from} of a pseudo pool ({} when it has no record)."""
+    import csv
+
+    path = os.path.join(folder, PSEUDO_SOURCES_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if rows and not {"file", "fname"} <= set(rows[0]):
+        raise UserError(f"{path}: needs the columns file,fname")
+    return {row["file"]: row["fname"] for row in rows}
 
 
 def augment_batch(clips, generated_silence, seed, noise, augmentation=None, scale=1.0):

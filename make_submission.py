@@ -45,22 +45,23 @@ from common import (
     require_file,
     run_cli,
 )
-from convert_to_12_classes import (
+from input_data import list_test_clips
+from kws.labels import (
+    COMPETITION_LABELS,
+    SILENCE_LABEL,
     UNKNOWN_MODES,
+    competition_label,
+    model_label,
+    submission_label,
+    to_12_classes,
+)
+from kws.probs import (
     output_paths,
     print_label_counts,
     read_submission,
-    to_12_classes,
     write_probs_csv,
+    write_probs_u8,
     write_submission,
-)
-from input_data import (
-    COMPETITION_LABELS,
-    SILENCE_LABEL,
-    UNKNOWN_LABEL,
-    list_test_clips,
-    model_label,
-    submission_label,
 )
 
 MANIFEST_VERSION = 1
@@ -340,26 +341,6 @@ def fill_unreadable(probs, ok, labels):
     return probs
 
 
-def write_probs_u8(u8_path, json_path, fnames, labels, probs, extra=None):
-    """uint8 [n, k] = round(probs * 255) as a raw file, plus a JSON sidecar describing it."""
-    quantised = np.rint(np.clip(probs, 0, 1) * 255).astype(np.uint8)
-    with atomic_path(u8_path) as tmp:
-        quantised.tofile(tmp)
-    sidecar = {"shape": list(quantised.shape), "dtype": "uint8", "scale": 255,
-               "labels": list(labels), "fnames": list(fnames), **(extra or {})}
-    atomic_write_text(json_path, json.dumps(sidecar))
-
-
-def read_probs_u8(json_path):
-    """(fnames, labels, float32 probabilities [n, k]) from a SUB.probs.json and its .u8 file."""
-    require_file(json_path, "probabilities sidecar")
-    with open(json_path, encoding="utf-8") as f:
-        sidecar = json.load(f)
-    u8_path = json_path[:-len(".json")] + ".u8" if json_path.endswith(".json") else json_path
-    data = np.memmap(u8_path, dtype=np.uint8, mode="r", shape=tuple(sidecar["shape"]))
-    return sidecar["fnames"], sidecar["labels"], np.asarray(data, np.float32) / sidecar["scale"]
-
-
 def submission_from_probs(probs, labels, ok, unknown_mode):
     probs12 = to_12_classes(probs, labels, unknown_mode)
     sub = [submission_label(COMPETITION_LABELS[i]) for i in probs12.argmax(axis=1)]
@@ -367,12 +348,6 @@ def submission_from_probs(probs, labels, ok, unknown_mode):
 
 
 # ---- evaluation ----------------------------------------------------------------------------------
-def competition_truth(label):
-    """A folder or answer label in the 12-class space: other words are unknown."""
-    label = model_label(label)
-    return label if label in COMPETITION_LABELS else UNKNOWN_LABEL
-
-
 def read_answers(path):
     fnames, labels = read_submission(path)
     return dict(zip(fnames, labels))
@@ -384,7 +359,7 @@ def evaluate(fnames, sub_labels, truth, png_path, title=""):
     confusion = np.zeros((len(COMPETITION_LABELS),) * 2, np.int64)
     for fname, predicted in zip(fnames, sub_labels):
         if fname in truth:
-            confusion[index[competition_truth(truth[fname])], index[model_label(predicted)]] += 1
+            confusion[index[competition_label(truth[fname])], index[model_label(predicted)]] += 1
     scored = int(confusion.sum())
     if scored == 0:
         raise UserError("none of the labelled clips matches a clip of the submission")

@@ -8,7 +8,8 @@ used): WAV files are read by a small reader in this file (8/16/24/32-bit PCM and
 any channel count mixed to mono, other rates linearly resampled to 16 kHz, padded or cropped to one
 second). The labels file is found beside the model (NAME_labels.txt, then labels.txt) unless
 --labels is given. Writes `fname,label` rows (labels `silence`/`unknown` without underscores) in
-the order of the sorted file names; fname is the path relative to --test_data (the bare file name
+the order of the sorted file names (an all-words model's labels folded into the 12 classes, as
+make_submission.py does); fname is the path relative to --test_data (the bare file name
 for Kaggle's flat test/audio). An unreadable clip is warned about and labelled `silence`, so the
 CSV still has a row for every file. Prints the per-clip latency (median, p90), the total time and
 the model size, and the accuracy when the folder is laid out as <label>/*.wav.
@@ -23,11 +24,20 @@ import time
 import numpy as np
 
 from common import UserError, atomic_path  # stdlib only: safe on a bare Pi
+from kws.labels import (  # numpy only
+    COMPETITION_LABELS,
+    SILENCE_LABEL,
+    UNKNOWN_MODES,
+    competition_label,
+    is_competition_labels,
+    read_labels,
+    submission_label,
+    to_12_classes,
+    truth_label,
+)
 
 SAMPLE_RATE = 16000
 CLIP_SAMPLES = 16000
-SILENCE_LABEL = "_silence_"
-UNKNOWN_LABEL = "_unknown_"
 BACKGROUND_NOISE_DIR_NAME = "_background_noise_"
 PB_SAMPLES = "decoded_sample_data:0"
 PB_RATE = "decoded_sample_data:1"
@@ -205,14 +215,6 @@ def labels_path_for(model_path):
                     f"{', '.join(os.path.basename(c) for c in candidates)}); pass --labels")
 
 
-def read_labels(path):
-    with open(path, encoding="utf-8") as f:
-        labels = [line.strip() for line in f if line.strip()]
-    if not labels:
-        raise UserError(f"{path}: no labels")
-    return labels
-
-
 def load_model(path, labels_path=None, num_threads=1):
     """(model with .predict(samples [16000]) -> probabilities [n], labels) for a .pb or .tflite."""
     if not os.path.isfile(path):
@@ -277,19 +279,12 @@ def list_clips(folder):
     return paths, labels
 
 
-def submission_label(label):
-    """Model label -> Kaggle label: `_silence_` -> `silence`, `_unknown_` -> `unknown`."""
-    return label.strip("_") if label in (SILENCE_LABEL, UNKNOWN_LABEL) else label
+def label_clips(model, labels, paths, progress_every=5000, unknown_mode="sum"):
+    """(predicted labels or None for unreadable clips, per-clip latencies in s, errors).
 
-
-def truth_label(folder, labels):
-    """A test folder's name as one of the model's labels (other words count as `_unknown_`)."""
-    label = {"silence": SILENCE_LABEL, "unknown": UNKNOWN_LABEL}.get(folder, folder)
-    return label if label in labels else UNKNOWN_LABEL
-
-
-def label_clips(model, labels, paths, progress_every=5000):
-    """(predicted model labels or None for unreadable clips, per-clip latencies in s, errors)."""
+    A model of other labels than the 12 competition classes (an all-words model) is folded to
+    them as make_submission.py does: every other word adds to `_unknown_`."""
+    twelve = is_competition_labels(labels)
     predictions, latencies, errors = [], [], []
     start = time.perf_counter()
     for i, path in enumerate(paths):
@@ -302,7 +297,11 @@ def label_clips(model, labels, paths, progress_every=5000):
         t0 = time.perf_counter()
         probs = model.predict(samples)
         latencies.append(time.perf_counter() - t0)
-        predictions.append(labels[int(np.argmax(probs))])
+        if twelve:
+            predictions.append(labels[int(np.argmax(probs))])
+        else:
+            folded = to_12_classes(probs.reshape(1, -1), labels, unknown_mode)[0]
+            predictions.append(COMPETITION_LABELS[int(np.argmax(folded))])
         if progress_every and (i + 1) % progress_every == 0:
             elapsed = time.perf_counter() - start
             print(f"{i + 1}/{len(paths)} clips, {elapsed:.0f} s, "
@@ -328,6 +327,8 @@ def build_parser():
     p.add_argument("--submission_fn", default="rpi_submission.csv", help="the CSV to write")
     p.add_argument("--labels", default="",
                    help="labels file (default: NAME_labels.txt or labels.txt beside the model)")
+    p.add_argument("--unknown_mode", choices=UNKNOWN_MODES, default="sum",
+                   help="all-words models: how other words combine into unknown")
     p.add_argument("--num_threads", type=int, default=1,
                    help="interpreter / TF threads (1 = the single-core latency the prize measured)")
     return p
@@ -340,7 +341,8 @@ def main(argv=None):
     paths, folder_labels = list_clips(args.test_data)
     model, labels = load_model(args.frozen_graph, args.labels or None, args.num_threads)
     start = time.perf_counter()
-    predictions, latencies, errors = label_clips(model, labels, paths)
+    predictions, latencies, errors = label_clips(model, labels, paths,
+                                                 unknown_mode=args.unknown_mode)
     total = time.perf_counter() - start
     fnames = [os.path.relpath(p, args.test_data).replace(os.sep, "/") for p in paths]
     write_submission(args.submission_fn, fnames, predictions)
@@ -356,7 +358,8 @@ def main(argv=None):
     print(f"total {total:.1f} s for {len(paths)} clips (read + model); "
           f"model {os.path.getsize(args.frozen_graph):,} bytes")
     if folder_labels is not None:
-        scored = [(p or SILENCE_LABEL, truth_label(t, labels))
+        twelve = is_competition_labels(labels)
+        scored = [(p or SILENCE_LABEL, truth_label(t, labels) if twelve else competition_label(t))
                   for p, t in zip(predictions, folder_labels)]
         correct = sum(p == t for p, t in scored)
         print(f"accuracy {correct / len(scored):.4f} ({correct}/{len(scored)}, unreadable clips "

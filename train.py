@@ -26,13 +26,12 @@ from common import (
     require_file,
     run_cli,
 )
-from input_data import (
+from input_data import AudioProcessor, Augmentation, add_data_args
+from kws.labels import (
     COMPETITION_LABELS,
     SILENCE_LABEL,
     UNKNOWN_LABEL,
-    AudioProcessor,
-    Augmentation,
-    add_data_args,
+    competition_index,
     submission_label,
 )
 
@@ -193,11 +192,30 @@ def load_teacher_probs(path, labels):
     missing = [c for c in columns if c not in table.columns]
     if "fname" not in table.columns or missing:
         raise UserError(f"{path}: needs columns fname and {missing or columns}")
-    if table["fname"].duplicated().any():
+    if table["fname"].map(normalise_fname).duplicated().any():
         raise UserError(f"{path}: repeated fnames")
     probs = table[columns].to_numpy(np.float32)
     probs /= np.maximum(probs.sum(axis=1, keepdims=True), 1e-9)
-    return dict(zip(table["fname"].map(os.path.basename), probs))
+    return dict(zip(table["fname"].map(normalise_fname), probs))
+
+
+def normalise_fname(fname):
+    """`./yes\\X.wav` -> `yes/X.wav`: the form input_data names clips by."""
+    name = str(fname).replace("\\", "/")
+    while name.startswith("./"):
+        name = name[2:]
+    return name
+
+
+def print_soft_target_report(report, path):
+    print(f"soft targets from {path}: {report['training_clips_with_targets']} of "
+          f"{report['training_clips']} training clips, {report['pseudo_clips_with_targets']} of "
+          f"{report['pseudo_clips']} pseudo-pool clips; {report['rows_used']} of "
+          f"{report['teacher_rows']} teacher rows used")
+    if report["rows_used"] == 0:
+        print(f"warning: no row of {path} names a training clip: fnames are paths relative to "
+              "the data folder (yes/X.wav), or the fnames a pseudo pool was cut from",
+              file=sys.stderr)
 
 
 def teacher_targets(dataset, checkpoints, labels):
@@ -222,12 +240,6 @@ def teacher_targets(dataset, checkpoints, labels):
 
 
 # ---- evaluation callback ----------------------------------------------------------------------
-def competition_index(labels):
-    """Map each model label to its competition class index (words outside the 10 -> unknown)."""
-    return np.array([COMPETITION_LABELS.index(lb) if lb in COMPETITION_LABELS
-                     else COMPETITION_LABELS.index(UNKNOWN_LABEL) for lb in labels])
-
-
 def confusion(true, pred, n):
     return np.bincount(true * n + pred, minlength=n * n).reshape(n, n)
 
@@ -502,6 +514,8 @@ def main(argv=None):
     train = processor.dataset("training", args.batch_size, augmentation, seed=args.seed,
                               initial_epoch=initial_epoch, epochs=args.epochs,
                               steps_per_epoch=steps, soft_targets=soft if soft is not None else {})
+    if soft is not None:
+        print_soft_target_report(processor.soft_target_report, args.teacher_probs)
     if args.teacher_checkpoint:
         train = teacher_targets(train, args.teacher_checkpoint, labels)
     val = processor.dataset("validation", args.batch_size)

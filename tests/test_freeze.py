@@ -321,3 +321,60 @@ def test_wav_reader_errors_name_the_file(tmp_path):
             rpi.read_wav(str(tmp_path / name))
     with pytest.raises(rpi.WavError, match="missing.wav"):
         rpi.read_wav(str(tmp_path / "missing.wav"))
+
+
+def test_wav_data_mixes_channels_and_refuses_other_rates(exported, tmp_path):
+    """A stereo and an 8 kHz file through both inputs of the frozen graph: wav_data mixes the
+    channels like every other reader and refuses the wrong rate with a clear error; the Pi
+    script's way (the project's reader into decoded_sample_data) takes both."""
+    import tensorflow as tf
+
+    clip = exported["clips"][40]
+    stereo = np.stack([clip, 0.5 * exported["clips"][60]], axis=1)
+    sf.write(tmp_path / "stereo.wav", stereo, 16000, subtype="PCM_16")
+    sf.write(tmp_path / "8k.wav", clip[::2], 8000, subtype="PCM_16")
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString((exported["out"] / "frozen.pb").read_bytes())
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.import_graph_def(graph_def, name="")
+    pb = rpi.load_model(str(exported["out"] / "frozen.pb"))[0]
+    want = keras_probs(exported["keras"], read_wav(tmp_path / "stereo.wav")[None])[0]
+    with tf.compat.v1.Session(graph=graph) as sess:
+        got = sess.run("labels_softmax:0", {"wav_data:0": (tmp_path / "stereo.wav").read_bytes()})
+        np.testing.assert_allclose(got[0], want, atol=1e-4)
+        np.testing.assert_allclose(pb.predict(rpi.read_wav(tmp_path / "stereo.wav")), want,
+                                   atol=1e-4)
+        with pytest.raises(tf.errors.InvalidArgumentError, match="16000 Hz 16-bit PCM WAV only"):
+            sess.run("labels_softmax:0", {"wav_data:0": (tmp_path / "8k.wav").read_bytes()})
+    samples = rpi.read_wav(tmp_path / "8k.wav")  # resampled to 16 kHz by the project's reader
+    np.testing.assert_allclose(pb.predict(samples),
+                               keras_probs(exported["keras"], samples[None])[0], atol=1e-4)
+
+
+def test_rpi_folds_an_all_words_model_into_the_12_classes(exported, tmp_path, capsys):
+    """Frozen without --competition_labels, a model of extra words still writes Kaggle labels
+    and is scored in the 12 classes, as make_submission.py does."""
+    import model
+
+    labels = COMPETITION_LABELS + ["bed", "bird"]
+    net = model.build_model("ds_cnn_s", len(labels))
+    net.save(tmp_path / "model.keras")
+    (tmp_path / "labels.txt").write_text("\n".join(labels) + "\n")
+    assert freeze_graph.main(["--checkpoint_path", str(tmp_path / "model.keras"),
+                              "--frozen_path", str(tmp_path / "out" / "f.pb"),
+                              "--formats", "tflite", "--num_check", "3"]) == 0
+    out = tmp_path / "sub.csv"
+    assert rpi.main(["--frozen_graph", str(tmp_path / "out" / "f.tflite"), "--test_data",
+                     str(exported["data"]), "--submission_fn", str(out)]) == 0
+    rows = read_csv(out)[1:]
+    kaggle = {"silence", "unknown"} | set(COMPETITION_LABELS[2:])
+    assert rows and {label for _, label in rows} <= kaggle
+    probs = keras_probs(net, exported["clips"])
+    from kws.labels import submission_labels
+    want = submission_labels(probs, labels)
+    by_name = dict(rows)
+    got = [by_name[f"{COMPETITION_LABELS[k]}/spk{i}_nohash_0.wav"]
+           for k in range(12) for i in range(CLIPS_PER_LABEL)]
+    assert np.mean([a == b for a, b in zip(got, want)]) > 0.95  # float .tflite vs Keras
+    assert "accuracy" in capsys.readouterr().out

@@ -220,3 +220,43 @@ def test_cli_prints_stats_and_rejects_unknown_model(capsys):
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("error: unknown model 'nope'")
+
+
+@pytest.mark.parametrize("size,stride", [(20, 2), (10, 2), (5, 2), (7, 2), (9, 3)])
+def test_frequency_strided_depthwise_equals_the_strided_conv(size, stride):
+    """Stride-1 depthwise + slice gives what DepthwiseConv2D(strides=(1, s), 'same') gives,
+    computed here channel by channel with Conv2D, whose kernel takes unequal strides anywhere."""
+    import tensorflow as tf
+
+    x = np.random.default_rng(size).normal(size=(2, 6, size, 3)).astype(np.float32)
+    inputs = keras.Input(x.shape[1:])
+    m = keras.Model(inputs, model.depthwise_freq_strided(inputs, 3, stride, "dw"))
+    kernel = m.get_layer("dw").get_weights()[0]  # [1, 3, channels, 1]
+    want = tf.concat([tf.nn.conv2d(x[..., c:c + 1], kernel[:, :, c:c + 1, :], (1, 1, stride, 1),
+                                   "SAME") for c in range(3)], axis=-1)
+    got = m(x)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(model.MODELS))
+def test_every_model_trains_saves_and_converts(tmp_path, name):
+    """One training step, a .keras round trip and a float .tflite: what train.py and
+    freeze_graph.py need, on this CPU (CI runs this file with oneDNN on and off)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    m = model.build_model(name, 12)
+    m.compile(optimizer=keras.optimizers.Adam(1e-3),
+              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    loss = m.train_on_batch(CLIPS, np.arange(4))
+    assert np.isfinite(loss)
+    path = _save(m, tmp_path / name, [f"w{i}" for i in range(12)])
+    loaded, _ = model.load_checkpoint(path)
+    want = loaded.predict(CLIPS[:1], verbose=0)
+    np.testing.assert_array_equal(want, m.predict(CLIPS[:1], verbose=0))
+    interpreter = Interpreter(model_content=model.tflite_bytes(loaded))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], CLIPS[:1])
+    interpreter.invoke()
+    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_allclose(got, want, atol=1e-3 * max(np.abs(want).max(), 1))

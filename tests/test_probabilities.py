@@ -289,3 +289,55 @@ def test_pseudo_bad_input_exits_2(test_folder, tmp_path):
                                    tmp_path / "mine"] + base) == 2
     assert (tmp_path / "mine" / "keep.txt").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
+
+
+# ---- the 12-class uint8 memmap -------------------------------------------------------------------
+def test_convert_and_ensemble_write_a_12_class_memmap_that_reads_back(tmp_path):
+    from kws.probs import read_probs_u8
+
+    rng = np.random.default_rng(5)
+    fnames = [f"clip_{i}.wav" for i in range(7)]
+    src = tmp_path / "all.probs.csv"
+    write_probs_csv(src, fnames, LABELS32, rng.dirichlet(np.ones(32), 7))
+    convert.main(["--probs", str(src), "--submission_fn", str(tmp_path / "s12.csv")])
+    got_fnames, labels, u8 = read_probs_u8(str(tmp_path / "s12.probs.json"))
+    want = to_12_classes(convert.read_probs(str(src))[2], LABELS32)
+    assert got_fnames == fnames and labels == COMPETITION_LABELS
+    assert (tmp_path / "s12.probs.u8").stat().st_size == 7 * 12
+    assert np.abs(u8 - want).max() <= 0.5 / 255 + 1e-6
+    # the memmap feeds an ensemble like a CSV does, and the ensemble writes its own
+    ensemble.main(["--probs", str(tmp_path / "s12.probs.json"), str(tmp_path / "s12.probs.csv"),
+                   "--submission_fn", str(tmp_path / "ens.csv")])
+    _, labels, mean_u8 = read_probs_u8(str(tmp_path / "ens.probs.json"))
+    assert labels == COMPETITION_LABELS
+    assert np.abs(mean_u8 - want).max() <= 1.5 / 255
+    assert [r[1] for r in read_rows(tmp_path / "ens.csv")[1:]] == \
+        [r[1] for r in read_rows(tmp_path / "s12.csv")[1:]]
+    # an all-words ensemble keeps every word in its CSV, and folds into 12 in its memmap
+    ensemble.main(["--probs", str(src), "--submission_fn", str(tmp_path / "all_ens.csv")])
+    assert read_rows(tmp_path / "all_ens.probs.csv")[0][1:] == LABELS32
+    _, labels, all_u8 = read_probs_u8(str(tmp_path / "all_ens.probs.json"))
+    assert labels == COMPETITION_LABELS and np.abs(all_u8 - want).max() <= 0.5 / 255 + 1e-6
+
+
+def test_a_memmap_that_disagrees_with_its_sidecar_is_refused(tmp_path, capsys):
+    from common import UserError
+    from kws.probs import read_probs_u8, write_probs_u8
+
+    u8, sidecar = tmp_path / "x.probs.u8", tmp_path / "x.probs.json"
+    write_probs_u8(str(u8), str(sidecar), ["a.wav", "b.wav"], COMPETITION_LABELS,
+                   np.full((2, 12), 1 / 12))
+    assert read_probs_u8(str(sidecar))[2].shape == (2, 12)
+    u8.write_bytes(u8.read_bytes()[:-1])
+    with pytest.raises(UserError, match="holds 23 bytes; its sidecar says 2 x 12 = 24"):
+        read_probs_u8(str(sidecar))
+    assert exit_code(ensemble.main, ["--probs", sidecar, "--submission_fn",
+                                     tmp_path / "e.csv"]) == 2
+    assert "holds 23 bytes" in capsys.readouterr().err
+    meta = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**meta, "fnames": ["a.wav"]}))
+    with pytest.raises(UserError, match="does not match its 1 fnames"):
+        read_probs_u8(str(sidecar))
+    sidecar.write_text("{not json")
+    with pytest.raises(UserError, match="not a probabilities sidecar"):
+        read_probs_u8(str(sidecar))

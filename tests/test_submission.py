@@ -14,6 +14,7 @@ import make_submission
 from audio import read_wav, write_wav
 from common import run_cli
 from input_data import COMPETITION_LABELS
+from kws.probs import read_probs_u8
 
 LABELS12 = COMPETITION_LABELS
 KERNEL_SCALE = 40.0
@@ -122,8 +123,7 @@ def test_formats_and_probabilities(model12, flat_clips, tmp_path):
     assert sidecar["unreadable"] == []
     u8 = np.fromfile(tmp_path / "out" / "sub.probs.u8", dtype=np.uint8).reshape(10, 12)
     np.testing.assert_array_equal(u8, np.rint(expected * 255).astype(np.uint8))
-    fnames, labels, from_u8 = make_submission.read_probs_u8(str(tmp_path / "out" /
-                                                                 "sub.probs.json"))
+    fnames, labels, from_u8 = read_probs_u8(str(tmp_path / "out" / "sub.probs.json"))
     assert fnames == names and labels == LABELS12
     assert np.abs(from_u8 - expected).max() <= 0.5 / 255 + 1e-6
     assert not (tmp_path / "out" / "sub.csv.parts").exists()  # work folder gone when done

@@ -214,3 +214,33 @@ def test_bad_flags_and_configs_exit_2(tmp_path, data):
         done = train(tmp_path, data, *flags, check=False)
         assert done.returncode == 2, (flags, done.stderr[-500:])
         assert done.stderr.strip().splitlines()[-1].startswith(("error", "usage", "train.py"))
+
+
+def test_stop_reason_names_the_budget_that_ended_the_run():
+    from train import stop_reason
+
+    used = {"wall_seconds": 600, "cpu_seconds": 300}
+    assert stop_reason(used, 3, 10, 0, 0, 0) is None
+    assert stop_reason(used, 10, 10, 0, 0, 0) == "epochs"
+    assert stop_reason(used, 3, 10, 10, 0, 0) == "wall-clock budget"
+    assert stop_reason(used, 3, 10, 0, 5, 0) == "CPU budget"
+    assert stop_reason(used, 3, 10, 0, 0, 10) == "wall-clock cap"
+    assert stop_reason(used, 3, 10, 0, 0, 11) is None
+
+
+def test_a_wall_clock_cap_never_shapes_the_cosine_schedule():
+    """Epoch budgets give the same model on any CPU: only --max_minutes and --max_cpu_minutes
+    (budgets by design) speed up the decay, the --cap_minutes guard does not."""
+    from train import make_budget_callback, parse_args
+
+    args = parse_args(["--data_dir", "x", "--cap_minutes", "0.001", "--epochs", "10"])
+    budget = make_budget_callback(args.max_minutes, args.max_cpu_minutes, 64, epochs=10,
+                                  cap_minutes=args.cap_minutes)
+    budget.on_train_begin()
+    budget.spent = {"wall_seconds": 1e6, "cpu_seconds": 1e6}
+    assert budget.fraction_used() == 0
+
+
+def test_state_records_which_budget_ended_the_run(whole):
+    state = json.loads((whole / "ck" / "smoke" / "state.json").read_text())
+    assert state["stopped_by"] == "epochs" and state["epoch"] == 3

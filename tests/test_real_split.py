@@ -1,0 +1,72 @@
+"""real.py's honest split: held-out silence from noise training never hears, calibration from
+training speakers only, on small generated data."""
+
+import json
+
+import numpy as np
+from conftest import make_speech_commands
+
+import real
+from audio import read_wav, write_wav
+from input_data import AudioProcessor, speaker_id, which_set
+
+RATE = 16000
+WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
+
+
+def noise_folder(tmp_path):
+    rng = np.random.default_rng(7)
+    recording = rng.normal(0, 0.1, 10 * RATE).astype(np.float32)
+    write_wav(tmp_path / "noise" / "hum.wav", recording)
+    return tmp_path / "noise", recording
+
+
+def test_locate_crop_finds_a_scaled_crop_and_nothing_else(tmp_path):
+    folder, recording = noise_folder(tmp_path)
+    spectra = real.noise_spectra(str(folder))
+    recording = read_wav(folder / "hum.wav", num_samples=None)  # as the reader rounds it
+    assert real.locate_crop(recording[12345:12345 + RATE] * 0.3, spectra) == ("hum.wav", 12345)
+    other = np.random.default_rng(8).normal(0, 0.1, RATE)
+    assert real.locate_crop(other, spectra) is None
+    assert real.locate_crop(np.zeros(RATE), spectra) is None
+
+
+def test_held_out_silence_comes_only_from_noise_training_never_uses(tmp_path):
+    folder, recording = noise_folder(tmp_path)
+    dev = make_speech_commands(tmp_path / "dev", WORDS, [f"{i:08x}" for i in range(40)],
+                               noise=False)
+    cut = int(len(recording) * 0.8)
+    starts = {f"{i}.wav": s for i, s in enumerate(range(0, len(recording) - RATE, RATE // 2))}
+    for name, start in starts.items():
+        write_wav(dev / "_silence_" / name, recording[start:start + RATE] * 0.5)
+    rng = np.random.default_rng(9)
+    unknown_source = [f"u{i}.wav" for i in range(40)]
+    for name in unknown_source:
+        write_wav(dev / "_silence_" / name, rng.normal(0, 0.05, RATE).astype(np.float32))
+
+    staged, summary = real.stage_dev_split(str(dev), str(folder), str(tmp_path / "staged"))
+    processor = AudioProcessor(staged, silence_percentage=0, unknown_percentage=-1)
+    held_out = {it["file"].rsplit("/", 1)[-1]: it for it in processor.data_index["testing"]}
+    trained = {it["file"].rsplit("/", 1)[-1] for which in ("training", "validation")
+               for it in processor.data_index[which]}
+    for name, start in starts.items():
+        assert (name in held_out) == (start >= cut), (name, start)
+        assert (name in trained) == (start < cut)
+    # clips of unknown source are held out by the hash, and otherwise never used
+    for name in unknown_source:
+        expect = which_set(name, real.VALIDATION_PERCENT, real.TESTING_PERCENT, real.SPLIT_SALT)
+        assert (name in held_out) == (expect == "testing")
+        assert name not in trained
+    # speakers: the salted hash, held out whole
+    speakers = {speaker_id(f) for f in held_out if "_nohash_" in f}
+    assert speakers and speakers.isdisjoint({speaker_id(f) for f in trained})
+    assert all(which_set(f"{s}_nohash_0.wav", real.VALIDATION_PERCENT, real.TESTING_PERCENT,
+                         real.SPLIT_SALT) == "testing" for s in speakers)
+    assert json.loads((tmp_path / "staged" / "split.json").read_text())["counts"]
+
+    data_args = {"data_dir": staged}
+    calibration, n_speakers, _ = real.stage_set(data_args, "training", str(tmp_path / "calib"))
+    calib = AudioProcessor(calibration, silence_percentage=0, unknown_percentage=-1,
+                           validation_percentage=0, testing_percentage=0)
+    names = {it["file"].rsplit("/", 1)[-1] for it in calib.data_index["training"]}
+    assert n_speakers and names and names.isdisjoint(held_out)
