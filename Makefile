@@ -8,15 +8,21 @@ SHARED ?= ../shared/data
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONUNBUFFERED = 1
 
-.PHONY: demo test real lint setup clean
+.PHONY: demo test real lint setup setup-dev lock clean
 
+# requirements.txt and requirements-dev.txt are locks generated from the .in files (make lock)
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
 setup: $(VENV)/.installed
+setup-dev: $(VENV)/.installed-dev
 
 demo: setup
 	$(PY) demo.py
@@ -24,12 +30,19 @@ demo: setup
 real: setup
 	$(PY) real.py --shared $(SHARED)
 
-test: setup
+test: setup-dev
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
-lint: setup
+lint: setup-dev
 	$(PY) -m ruff check .
+
+lock: setup-dev
+	$(PY) -m pip install --quiet pip-tools==7.6.2
+	$(PY) -m piptools compile -q --no-header --strip-extras --no-emit-index-url \
+		--no-emit-find-links --output-file requirements.txt requirements.in
+	$(PY) -m piptools compile -q --no-header --strip-extras --no-emit-index-url \
+		--no-emit-find-links --output-file requirements-dev.txt requirements-dev.in
 
 clean:
 	rm -rf data checkpoints tf_files logs

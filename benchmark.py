@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from common import UserError, atomic_write_text, run_cli
+from kws.common import UserError, atomic_write_text, run_cli
 
 FORMATS = {".keras": "keras", ".pb": "pb", ".tflite": "tflite"}
 COLUMNS = [  # (key, markdown header, format)
@@ -52,7 +52,8 @@ def build_parser():
     p.add_argument("--threads", type=int, default=1, help="runtime threads")
     p.add_argument("--accuracy_data", default="",
                    help="a <label>/*.wav folder: add each model's accuracy on it")
-    p.add_argument("--json", default="", help="write the rows as a JSON list here")
+    p.add_argument("--json", "--metrics_json", dest="json", default="",
+                   help="write the rows as a JSON list here")
     p.add_argument("--markdown", default="", help="write the table as markdown here")
     p.add_argument("--timeout", type=float, default=1800, help="seconds allowed per model")
     p.add_argument("--pipeline", default="", metavar="DATA_DIR",
@@ -122,7 +123,8 @@ def _is_int8(model):
 
 def measure(spec):
     """Latency, memory (and accuracy) of one model; run inside a fresh process."""
-    from make_submission_on_rpi import load_model, truth_label
+    from kws.labels import truth_label
+    from kws.runtime import load_model
 
     fmt, threads = spec["format"], spec["threads"]
     _import_runtime(fmt, threads)
@@ -213,8 +215,8 @@ def frozen_info(path):
 
 def prepare_accuracy_data(folder, out_path):
     """Decode a <label>/*.wav folder once into an .npz the workers read."""
-    from audio import read_many
     from input_data import list_test_clips
+    from kws.audio import read_many
 
     paths, folders = list_test_clips(folder)
     if folders is None:
@@ -323,7 +325,8 @@ def pipeline_benchmark(data_dir, steps, batch_size=64):
     import model as zoo
     from input_data import AudioProcessor, Augmentation
 
-    processor = AudioProcessor(data_dir, silence_percentage=10, unknown_percentage=60)
+    processor = AudioProcessor.from_settings({"data_dir": data_dir, "silence_percentage": 10,
+                                              "unknown_percentage": 60})
     net = zoo.build_model("edge_tcs", len(processor.words_list), width=1.9, spec_augment=True)
     net.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 
@@ -357,17 +360,5 @@ def pipeline_benchmark(data_dir, steps, batch_size=64):
     return 0
 
 
-def worker_cli():
-    """The worker's own one-line errors: common.run_cli would import audio's libraries, whose
-    memory would then count in every model's peak RSS."""
-    from make_submission_on_rpi import WavError
-
-    try:
-        sys.exit(main())
-    except (UserError, WavError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
 if __name__ == "__main__":
-    worker_cli() if "--worker" in sys.argv else run_cli(main)
+    run_cli(main)

@@ -21,7 +21,7 @@ sidecar SUB.probs.json (the same as a uint8 memmap; ensemble.py reads either for
 import argparse
 import os
 
-from common import UserError, run_cli
+from kws.common import UserError, run_cli
 from kws.labels import COMPETITION_LABELS, UNKNOWN_MODES, submission_labels, to_12_classes
 from kws.probs import output_paths, read_probs, write_outputs, write_probs_csv
 

@@ -30,9 +30,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from audio import SAMPLE_RATE, AudioError, read_many, read_wav, warn_skipped, write_wav
-from common import UserError, atomic_write_text, require_dir, run_cli
 from input_data import BACKGROUND_NOISE_DIR_NAME, PSEUDO_SOURCES_FILE
+from kws.audio import SAMPLE_RATE, AudioError, read_many, read_wav, warn_skipped, write_wav
+from kws.common import UserError, atomic_write_text, require_dir, run_cli
 from kws.labels import (
     COMPETITION_LABELS,
     SILENCE_LABEL,

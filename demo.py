@@ -10,24 +10,12 @@ Every step resumes or redoes cheaply, so running it again is safe.
 """
 
 import argparse
-import csv
 import json
 import os
-import re
 import sys
 
-from common import UserError, atomic_write_text, require_file, run_cli, run_step
-
-
-def accuracy_against(submission, answers):
-    """Fraction of answer-key clips whose submitted label is right."""
-    with open(answers, newline="", encoding="utf-8") as f:
-        truth = {row["fname"]: row["label"] for row in csv.DictReader(f)}
-    with open(submission, newline="", encoding="utf-8") as f:
-        guess = {row["fname"]: row["label"] for row in csv.DictReader(f)}
-    if not truth:
-        raise UserError(f"{answers} is empty")
-    return sum(guess.get(k) == v for k, v in truth.items()) / len(truth)
+from kws.common import atomic_write_text, require_file, run_cli
+from kws.recipe import best_checkpoint, run_scored_step, run_step
 
 
 def main(argv=None):
@@ -50,30 +38,31 @@ def main(argv=None):
     run_step("2/5 train the edge model", [
         py, "train.py", "--config", args.config, "--exp_name", args.exp_name, "--data_dir",
         os.path.join(args.data_dir, "train"), "--resume", *args.train_args.split()])
-    from train import best_checkpoint
-
     checkpoint = best_checkpoint(os.path.join("checkpoints", args.exp_name))
     frozen = os.path.join(args.frozen_dir, "model.pb")
     labels = os.path.join(args.frozen_dir, "labels.txt")
     run_step("3/5 freeze to .pb, .tflite and int8 .tflite", [
-        py, "freeze_graph.py", "--checkpoint_path", checkpoint, "--frozen_path", frozen,
+        py, "freeze_graph.py", "--checkpoint", checkpoint, "--frozen_path", frozen,
         "--output_labels", labels, "--calibration_data", os.path.join(args.data_dir, "train")])
     submission = os.path.join(args.out_dir, "submission.csv")
-    run_step("4/5 label the test folder in batches, with test-time augmentation", [
-        py, "make_submission.py", "--checkpoint", checkpoint, "--test_data", test_audio,
-        "--submission_fn", submission, "--answers", answers, "--tta_shift=-1600,1600",
-        "--tta_gain", "1.25", "--tta_stretch", "0.9,1.1", "--fresh"])
+    keras_metrics = run_scored_step(
+        "4/5 label the test folder in batches, with test-time augmentation", [
+            py, "make_submission.py", "--checkpoint", checkpoint, "--test_data", test_audio,
+            "--submission_fn", submission, "--answers", answers, "--tta_shift=-1600,1600",
+            "--tta_gain", "1.25", "--tta_stretch", "0.9,1.1", "--fresh"],
+        os.path.join(args.out_dir, "keras.metrics.json"))
     rpi_submission = os.path.join(args.out_dir, "submission_rpi_int8.csv")
     int8 = os.path.join(args.frozen_dir, "model_int8.tflite")
-    rpi_out = run_step("5/5 label it again as a Raspberry Pi would: int8, one clip at a time", [
-        py, "make_submission_on_rpi.py", "--frozen_graph", int8, "--labels", labels,
-        "--test_data", test_audio, "--submission_fn", rpi_submission], capture=True)
-    latency = re.search(r"median (\d+\.\d+) ms", rpi_out)
+    rpi_metrics = run_scored_step(
+        "5/5 label it again as a Raspberry Pi would: int8, one clip at a time", [
+            py, "make_submission_on_rpi.py", "--model", int8, "--labels", labels,
+            "--test_data", test_audio, "--submission_fn", rpi_submission, "--answers", answers],
+        os.path.join(args.out_dir, "rpi_int8.metrics.json"))
     summary = {
         "checkpoint": checkpoint,
-        "accuracy_keras_tta": accuracy_against(submission, answers),
-        "accuracy_int8_tflite": accuracy_against(rpi_submission, answers),
-        "int8_latency_ms_median": float(latency.group(1)) if latency else None,
+        "accuracy_keras_tta": keras_metrics["accuracy"],
+        "accuracy_int8_tflite": rpi_metrics["accuracy"],
+        "int8_latency_ms_median": rpi_metrics["latency_ms_median"],
         "sizes_bytes": {os.path.basename(p): os.path.getsize(p) for p in
                         (checkpoint, frozen, os.path.join(args.frozen_dir, "model.tflite"), int8)},
         "outputs": {"submission": submission, "probabilities": submission[:-4] + ".probs.csv",

@@ -30,7 +30,7 @@ import zipfile
 import zlib
 from pathlib import PurePosixPath
 
-from common import UserError, run_cli
+from kws.common import UserError, run_cli
 
 BASE_URL = "https://download.tensorflow.org/data/"
 CHUNK_BYTES = 1 << 20

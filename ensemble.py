@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from common import UserError, run_cli
+from kws.common import UserError, run_cli
 from kws.labels import UNKNOWN_MODES, submission_labels
 from kws.probs import average, output_paths, read_probs, write_outputs
 

@@ -1,6 +1,6 @@
 """Freeze a train.py checkpoint into the files a Raspberry Pi runs: .pb, .tflite and int8 .tflite.
 
-    python freeze_graph.py --checkpoint_path checkpoints/195/ep-085-vl-0.2231.keras \
+    python freeze_graph.py --checkpoint checkpoints/195/ep-085-vl-0.2231.keras \
         --frozen_path tf_files/frozen.pb --calibration_data data/train
 
 Writes, beside --frozen_path (tf_files/frozen.pb by default):
@@ -30,10 +30,9 @@ import wave
 
 import numpy as np
 
-from common import UserError, atomic_path, atomic_write_text, require_file, run_cli
+from kws import CLIP_SAMPLES, SAMPLE_RATE
+from kws.common import UserError, atomic_path, atomic_write_text, require_file, run_cli
 
-SAMPLE_RATE = 16000
-CLIP_SAMPLES = 16000
 INPUT_NODE = "wav_data"
 DECODED_NODE = "decoded_sample_data"
 OUTPUT_NODE = "labels_softmax"
@@ -45,7 +44,8 @@ NOISE_FRACTION = 0.1  # share of calibration clips cut from _background_noise_ (
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint_path", required=True, help="a .keras checkpoint saved by train.py")
+    p.add_argument("--checkpoint", "--checkpoint_path", required=True,
+                   help="a .keras checkpoint saved by train.py")
     p.add_argument("--frozen_path", "--output_file", default="tf_files/frozen.pb",
                    help="where to write the frozen graph; the .tflite files go beside it")
     p.add_argument("--output_labels", default="",
@@ -87,7 +87,7 @@ def parse_args(argv=None):
         raise UserError(f"--frozen_path must end in .pb, got {args.frozen_path}")
     if not 0 <= args.int8_agreement <= 1:
         raise UserError(f"--int8_agreement must be in [0, 1], got {args.int8_agreement}")
-    require_file(args.checkpoint_path, "checkpoint")
+    require_file(args.checkpoint, "checkpoint")
     for folder in (d for d in args.calibration_data.split(",") if d):
         if not os.path.isdir(folder):
             raise UserError(f"calibration folder not found: {folder}")
@@ -254,7 +254,7 @@ def config_data_dirs(checkpoint_path):
 
 def noise_crops(noise_paths, count, rng):
     """count one-second crops of background noise at random gains in [0, 1]."""
-    from audio import AudioError, read_wav
+    from kws.audio import AudioError, read_wav
 
     recordings = []
     for path in noise_paths:
@@ -276,7 +276,7 @@ def load_clips(dirs, num_calibration, num_check, seed):
 
     The two sets are disjoint when there are enough clips; with few, the checks reuse clips.
     """
-    from audio import read_many
+    from kws.audio import read_many
 
     paths, noise = [], []
     for d in dirs:
@@ -427,7 +427,7 @@ def pick_clips(args, need_int8):
     """(calibration clips or None, check clips, description of where they came from)."""
     dirs = [d for d in args.calibration_data.split(",") if d]
     if not dirs:
-        dirs = config_data_dirs(args.checkpoint_path)
+        dirs = config_data_dirs(args.checkpoint)
         if dirs:
             print(f"note: no --calibration_data; using the checkpoint's data_dir {','.join(dirs)}",
                   file=sys.stderr)
@@ -475,7 +475,7 @@ def write_outputs(models, paths, labels, info):
 def main(argv=None):
     args = parse_args(argv)
     paths = output_paths(args.frozen_path, args.output_labels)
-    keras_model, model_labels = load_keras(args.checkpoint_path)
+    keras_model, model_labels = load_keras(args.checkpoint)
     matrix, labels = label_folding(model_labels, args.competition_labels)
     calib, check, source = pick_clips(args, "int8" in args.formats)
     try:
@@ -496,7 +496,7 @@ def main(argv=None):
         return 1
     from model import model_stats
 
-    info = {"checkpoint": args.checkpoint_path, "labels": labels, **model_stats(keras_model),
+    info = {"checkpoint": args.checkpoint, "labels": labels, **model_stats(keras_model),
             "checks": report, "check_clips": source, "files": {}}
     if "int8" in models:
         info["int8_float_ops"] = float_ops(models["int8"])

@@ -11,16 +11,23 @@ tutorial (`which_set`), so our sets equal the tutorial's on the real dataset.
 
 import argparse
 import dataclasses
-import hashlib
 import math
 import os
-import re
 import sys
 
 import numpy as np
 
-from audio import CLIP_SAMPLES, SAMPLE_RATE, AudioError, read_many, read_wav, warn_skipped
-from common import UserError, run_cli
+from kws.audio import CLIP_SAMPLES, SAMPLE_RATE, AudioError, read_many, read_wav, warn_skipped
+from kws.common import UserError, run_cli
+from kws.folders import (  # noqa: F401  (re-exported: the scripts read folders through here)
+    BACKGROUND_NOISE_DIR_NAME,
+    MAX_NUM_WAVS_PER_CLASS,
+    list_test_clips,
+    scan_data_dir,
+    speaker_id,
+    wavs_in,
+    which_set,
+)
 from kws.labels import (  # noqa: F401  (the vocabulary, re-exported for the scripts)
     COMPETITION_LABELS,
     COMPETITION_WORDS,
@@ -30,161 +37,10 @@ from kws.labels import (  # noqa: F401  (the vocabulary, re-exported for the scr
     submission_label,
 )
 
-BACKGROUND_NOISE_DIR_NAME = "_background_noise_"
-MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # ~134M
 RANDOM_SEED = 59185
 SETS = ("training", "validation", "testing")
 EVAL_NOISE_FRACTION = 0.2  # the tail of each noise recording: evaluation silence only
 PSEUDO_SOURCES_FILE = "pseudo_sources.csv"  # a pseudo pool: `file,fname` of each clip
-
-
-def speaker_id(filename):
-    """The part of a clip's name that identifies its speaker.
-
-    `0a7c2a8d_nohash_0.wav` -> `0a7c2a8d`. The official test set names unknown words
-    `<word>_<speaker>_nohash_<n>.wav.wav`; we keep only the speaker so a speaker's command words and
-    unknown words land in the same set. Names without `_nohash_` hash as a whole.
-    """
-    base = os.path.basename(filename)
-    if "_nohash_" in base:
-        return re.sub(r"_nohash_.*$", "", base).split("_")[-1]
-    return base.split(".")[0]
-
-
-def which_set(filename, validation_percentage, testing_percentage, salt=""):
-    """The tutorial's stable split into 'training', 'validation' or 'testing' by speaker hash.
-
-    A non-empty salt draws another speaker-stable split: the official v0.02 test set is exactly the
-    speakers whose unsalted hash lands in 'testing', so splitting it needs a salt.
-    """
-    hashed = hashlib.sha1((salt + speaker_id(filename)).encode("utf-8")).hexdigest()
-    percentage_hash = ((int(hashed, 16) % (MAX_NUM_WAVS_PER_CLASS + 1)) *
-                       (100.0 / MAX_NUM_WAVS_PER_CLASS))
-    if percentage_hash < validation_percentage:
-        return "validation"
-    if percentage_hash < testing_percentage + validation_percentage:
-        return "testing"
-    return "training"
-
-
-def _readable_name(name):
-    """False for names no clip should have: hidden files (macOS `._x.wav`, the `.x.part.wav` of a
-    killed writer) and names that are not valid UTF-8 (they cannot go into a CSV)."""
-    if name.startswith("."):
-        return False
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _skipped_folder(name):
-    """Hidden folders and `__MACOSX` (the resource forks a macOS zip carries) hold no clips."""
-    return name.startswith(".") or name == "__MACOSX" or not _readable_name(name)
-
-
-def _wavs_in(folder, ignored=None):
-    """Sorted .wav file names in folder; the ones _readable_name refuses go to `ignored`."""
-    names = sorted(f for f in os.listdir(folder)
-                   if f.lower().endswith(".wav") and os.path.isfile(os.path.join(folder, f)))
-    keep = [f for f in names if _readable_name(f)]
-    if ignored is not None and len(keep) < len(names):
-        ignored.extend(os.path.join(folder, f) for f in names if not _readable_name(f))
-    return keep
-
-
-def warn_ignored(ignored):
-    """One warning for the hidden, non-UTF-8 and macOS-metadata files and folders passed over."""
-    if ignored:
-        shown = ", ".join(ascii(p)[1:-1] for p in ignored[:3])
-        more = f" (and {len(ignored) - 3} more)" if len(ignored) > 3 else ""
-        print(f"warning: ignored {len(ignored)} hidden, macOS-metadata or non-UTF-8-named files "
-              f"or folders: {shown}{more}", file=sys.stderr)
-
-
-def _read_list(path):
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return {line.strip().replace("\\", "/") for line in f if line.strip()}
-
-
-@dataclasses.dataclass
-class DataDir:
-    """One scanned data folder: its word folders, noise files and optional split lists."""
-    root: str
-    words: dict            # folder name -> sorted wav file names
-    noise_files: list
-    validation_list: set = None
-    testing_list: set = None
-    train_only: bool = False  # every clip trains (extra corpora, synthetic speech)
-
-
-def scan_data_dir(data_dir):
-    """Find word folders, `_background_noise_` and split lists in any of the supported layouts."""
-    if not os.path.isdir(data_dir):
-        raise UserError(f"data folder not found: {data_dir}")
-    root = data_dir
-    if not _has_word_folders(root) and os.path.isdir(os.path.join(root, "audio")):
-        root = os.path.join(root, "audio")  # Kaggle: train/ holds audio/ and the lists
-    words, noise_files, ignored = {}, [], []
-    for name in sorted(os.listdir(root)):
-        path = os.path.join(root, name)
-        if not os.path.isdir(path):
-            continue
-        if _skipped_folder(name):
-            ignored.append(path)
-        elif name == BACKGROUND_NOISE_DIR_NAME:
-            noise_files = [os.path.join(path, f) for f in _wavs_in(path, ignored)]
-        else:
-            files = _wavs_in(path, ignored)
-            if files:
-                words[name] = files
-    warn_ignored(ignored)
-    if not words:
-        raise UserError(f"no word folders with .wav files in {data_dir}")
-    lists = {}
-    for which in ("validation", "testing"):
-        for folder in (root, os.path.dirname(os.path.abspath(root))):
-            lists[which] = _read_list(os.path.join(folder, f"{which}_list.txt"))
-            if lists[which] is not None:
-                break
-    return DataDir(root, words, noise_files, lists["validation"], lists["testing"])
-
-
-def _has_word_folders(folder):
-    return any(os.path.isdir(os.path.join(folder, d)) and not _skipped_folder(d)
-               and _wavs_in(os.path.join(folder, d)) for d in os.listdir(folder))
-
-
-def list_test_clips(folder):
-    """Clips of a test folder: flat (Kaggle `test/audio`, labels None) or `<label>/*.wav`.
-
-    Returns (paths, labels) with labels a list of folder names, or None for a flat folder.
-    """
-    if not os.path.isdir(folder):
-        raise UserError(f"test folder not found: {folder}")
-    ignored = []
-    flat = _wavs_in(folder, ignored)
-    if flat:
-        warn_ignored(ignored)
-        return [os.path.join(folder, f) for f in flat], None
-    paths, labels = [], []
-    for name in sorted(os.listdir(folder)):
-        sub = os.path.join(folder, name)
-        if not os.path.isdir(sub) or name == BACKGROUND_NOISE_DIR_NAME:
-            continue
-        if _skipped_folder(name):
-            ignored.append(sub)
-            continue
-        for f in _wavs_in(sub, ignored):
-            paths.append(os.path.join(sub, f))
-            labels.append(name)
-    warn_ignored(ignored)
-    if not paths:
-        raise UserError(f"no .wav files in {folder}")
-    return paths, labels
 
 
 @dataclasses.dataclass
@@ -224,6 +80,32 @@ class Augmentation:
     def from_dict(cls, options):
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in options.items() if k in fields})
+
+
+@dataclasses.dataclass
+class DataSettings:
+    """What an AudioProcessor reads and how it splits it: the data flags of add_data_args, built
+    once from parsed flags or a config (DataSettings.from_dict(vars(args)))."""
+    data_dir: str = ""                   # comma-separated data folders
+    wanted_words: str = ",".join(COMPETITION_WORDS)
+    silence_percentage: float = 10.0
+    unknown_percentage: float = 10.0
+    validation_percentage: float = 10.0
+    testing_percentage: float = 10.0
+    split_salt: str = ""
+    train_only_dir: list = dataclasses.field(default_factory=list)
+    noise_dir: list = dataclasses.field(default_factory=list)
+    pseudo_dir: list = dataclasses.field(default_factory=list)
+    pseudo_frequency: float = 0.0
+    eval_noise_fraction: float = EVAL_NOISE_FRACTION
+    seed: int = RANDOM_SEED
+    strict: bool = False
+    train_on_validation: bool = False
+
+    @classmethod
+    def from_dict(cls, options):
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in options.items() if k in fields and v is not None})
 
 
 class AudioProcessor:
@@ -272,15 +154,28 @@ class AudioProcessor:
         for d in pseudo_dirs:
             pseudo_noise = os.path.join(d, BACKGROUND_NOISE_DIR_NAME)
             if os.path.isdir(pseudo_noise):
-                noise_files += [os.path.join(pseudo_noise, f) for f in _wavs_in(pseudo_noise)]
+                noise_files += [os.path.join(pseudo_noise, f) for f in wavs_in(pseudo_noise)]
         for d in noise_dirs or ():
             if not os.path.isdir(d):
                 raise UserError(f"noise folder not found: {d}")
-            noise_files += [os.path.join(d, f) for f in _wavs_in(d)]
+            noise_files += [os.path.join(d, f) for f in wavs_in(d)]
         self.noise_train, self.noise_eval = self._load_noise(noise_files, eval_noise_fraction)
         self._audio = None   # decoded clips, filled on first use
         self._row = {}       # path -> row in self._audio
         self.soft_target_report = None
+
+    @classmethod
+    def from_settings(cls, settings):
+        """The processor of a DataSettings (or of a dict of its fields)."""
+        if isinstance(settings, dict):
+            settings = DataSettings.from_dict(settings)
+        s = settings
+        return cls(s.data_dir, s.wanted_words, s.silence_percentage, s.unknown_percentage,
+                   s.validation_percentage, s.testing_percentage, noise_dirs=s.noise_dir,
+                   pseudo_dirs=s.pseudo_dir, pseudo_frequency=s.pseudo_frequency,
+                   eval_noise_fraction=s.eval_noise_fraction, train_only_dirs=s.train_only_dir,
+                   split_salt=s.split_salt, seed=s.seed, strict=s.strict,
+                   train_on_validation=s.train_on_validation)
 
     # ---- indexing -------------------------------------------------------------------------
     @staticmethod
@@ -707,11 +602,7 @@ def main(argv=None):
     parser = add_data_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--seed", type=int, default=RANDOM_SEED)
     args = parser.parse_args(argv)
-    processor = AudioProcessor(args.data_dir, args.wanted_words, args.silence_percentage,
-                               args.unknown_percentage, args.validation_percentage,
-                               args.testing_percentage, noise_dirs=args.noise_dir,
-                               split_salt=args.split_salt, train_only_dirs=args.train_only_dir,
-                               seed=args.seed, strict=args.strict)
+    processor = AudioProcessor.from_settings(vars(args))
     print("label".ljust(12) + "".join(s.rjust(12) for s in SETS))
     counts = {s: processor.label_counts(s) for s in SETS}
     for label in processor.words_list:

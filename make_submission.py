@@ -36,29 +36,30 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from audio import CLIP_SAMPLES, read_many
-from common import (
+from input_data import list_test_clips
+from kws.audio import CLIP_SAMPLES, read_many
+from kws.common import (
     UserError,
     atomic_path,
     atomic_write_text,
     remove_partial_files,
     require_file,
     run_cli,
+    write_metrics,
 )
-from input_data import list_test_clips
 from kws.labels import (
     COMPETITION_LABELS,
     SILENCE_LABEL,
     UNKNOWN_MODES,
     competition_label,
     model_label,
+    read_answers,
     submission_label,
     to_12_classes,
 )
 from kws.probs import (
     output_paths,
     print_label_counts,
-    read_submission,
     write_probs_csv,
     write_probs_u8,
     write_submission,
@@ -348,11 +349,6 @@ def submission_from_probs(probs, labels, ok, unknown_mode):
 
 
 # ---- evaluation ----------------------------------------------------------------------------------
-def read_answers(path):
-    fnames, labels = read_submission(path)
-    return dict(zip(fnames, labels))
-
-
 def evaluate(fnames, sub_labels, truth, png_path, title=""):
     """Accuracy, per-class recall and a confusion-matrix PNG over the clips with a known label."""
     index = {label: i for i, label in enumerate(COMPETITION_LABELS)}
@@ -373,6 +369,13 @@ def evaluate(fnames, sub_labels, truth, png_path, title=""):
         print(f"{submission_label(label):<12} {recall}  {total:6d}")
     save_confusion_png(confusion, png_path, f"{title} accuracy {accuracy:.4f} (n={scored})")
     return accuracy, confusion
+
+
+def recall_by_label(confusion):
+    """{Kaggle label: recall or None} of a 12-class confusion matrix (rows: truth)."""
+    totals = confusion.sum(axis=1)
+    return {submission_label(label): float(confusion[i, i] / totals[i]) if totals[i] else None
+            for i, label in enumerate(COMPETITION_LABELS)}
 
 
 def save_confusion_png(confusion, path, title):
@@ -444,6 +447,8 @@ def build_parser():
                         "submission (labelled folders are scored without it)")
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads for TensorFlow and decoding (0: all)")
+    parser.add_argument("--metrics_json", default="",
+                        help="also write the figures (clips, speed, accuracy, recall) as JSON")
     parser.add_argument("--fresh", action="store_true",
                         help="ignore chunks saved by an interrupted run")
     parser.add_argument("--benchmark", type=int, default=0, metavar="N",
@@ -507,8 +512,15 @@ def main(argv=None):
     print_label_counts(sub)
     truth = read_answers(args.answers) if args.answers else (
         dict(zip(fnames, folder_labels)) if folder_labels else None)
+    metrics = {"checkpoint": args.checkpoint, "test_data": args.test_data, "clips": len(fnames),
+               "unreadable": len(unreadable), "tta": [v.name for v in variants],
+               "clips_per_second": labelled / seconds if labelled else None}
     if truth is not None:
-        evaluate(fnames, sub, truth, outputs["confusion_png"], os.path.basename(args.checkpoint))
+        accuracy, confusion = evaluate(fnames, sub, truth, outputs["confusion_png"],
+                                       os.path.basename(args.checkpoint))
+        metrics.update(accuracy=accuracy, scored_clips=int(confusion.sum()),
+                       recall=recall_by_label(confusion))
+    write_metrics(args.metrics_json, metrics)
     print(f"wrote {outputs['submission']}, {outputs['probs_csv']}, {outputs['probs_u8']} "
           f"(+ .json)" + (f", {outputs['confusion_png']}" if truth is not None else ""))
     if labelled:

@@ -4,7 +4,7 @@
 
 Writes the Kaggle layout of the TensorFlow Speech Recognition Challenge: `train/audio/<word>/
 <speaker>_nohash_<n>.wav`, `train/audio/_background_noise_/` (coloured noise from
-generate_noise.py), `train/validation_list.txt` and `train/testing_list.txt` (split by speaker),
+noise.py), `train/validation_list.txt` and `train/testing_list.txt` (split by speaker),
 an unlabelled `test/audio/clip_<hex>.wav` folder with its answer key `test/answers.csv`
 (fname,label as in a submission: a word, `silence` or `unknown`), and a README.md.
 
@@ -40,10 +40,10 @@ from fractions import Fraction
 
 import numpy as np
 
-import generate_noise
-from audio import CLIP_SAMPLES, SAMPLE_RATE, write_wav
-from common import UserError, atomic_write_text, run_cli
 from input_data import BACKGROUND_NOISE_DIR_NAME, COMPETITION_WORDS
+from kws import noise as colored
+from kws.audio import CLIP_SAMPLES, SAMPLE_RATE, write_wav
+from kws.common import UserError, atomic_write_text, run_cli
 
 FORMAT_VERSION = 1
 STAMP_NAME = ".make_synthetic_data.json"
@@ -431,8 +431,8 @@ def random_eq(samples, rng, rate=SAMPLE_RATE):
 
 def add_noise(clip, rng, level_db):
     """Mix in coloured noise at an RMS of level_db dBFS."""
-    color = rng.choice(list(generate_noise.COLORS))
-    noise = generate_noise.colored_noise(len(clip), str(color), rng)
+    color = rng.choice(list(colored.COLORS))
+    noise = colored.colored_noise(len(clip), str(color), rng)
     return clip + noise * 10 ** (level_db / 20)
 
 
@@ -973,7 +973,7 @@ def main(argv=None):
     unknown_words = ([] if args.unknown_words.strip() == "none" else
                      [w for w in parse_words(args.unknown_words, "--unknown_words")
                       if w.lower() not in lowered])
-    colors = generate_noise.parse_colors(args.noise_colors)
+    colors = colored.parse_colors(args.noise_colors)
     piper_voices = piper_speaker_counts(args.piper_voice)
 
     data_path = espeak_data_path()
@@ -1011,7 +1011,7 @@ def main(argv=None):
     train_jobs, lists, groups = plan_training(config, voices, variants)
     test_jobs, answers, test_speakers = plan_test(config, voices, variants)
     noise_dir = os.path.join("train", "audio", BACKGROUND_NOISE_DIR_NAME)
-    noise_rel = [os.path.join(noise_dir, generate_noise.noise_filename(c)) for c in colors]
+    noise_rel = [os.path.join(noise_dir, colored.noise_filename(c)) for c in colors]
     files = ([rel for job in train_jobs + test_jobs for rel, _, _ in job.clips] + noise_rel +
              ["train/validation_list.txt", "train/testing_list.txt", "test/answers.csv",
               "README.md"])
@@ -1021,7 +1021,7 @@ def main(argv=None):
     out_dir = args.out_dir
     keep = prepare_out_dir(out_dir, config, files)
 
-    generate_noise.write_noise_files(os.path.join(out_dir, noise_dir), colors, args.noise_seconds,
+    colored.write_noise_files(os.path.join(out_dir, noise_dir), colors, args.noise_seconds,
                                      -20.0, args.seed, skip_existing=keep)
     workers = args.workers or min(8, os.cpu_count() or 1)
     try:

@@ -39,10 +39,9 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from common import UserError, run_cli
+from kws import CLIP_SAMPLES, SAMPLE_RATE
+from kws.common import UserError, run_cli
 
-SAMPLE_RATE = 16000
-CLIP_SAMPLES = 16000
 BN_MOMENTUM = 0.9  # 0.99 lags too far behind the weights in short runs and collapses evaluation
 
 
@@ -889,7 +888,8 @@ def parse_option(text):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="edge_bcres", help="model name (see --list)")
+    parser.add_argument("--arch", "--model", dest="model", default="edge_bcres",
+                        help="architecture name (see --list)")
     parser.add_argument("--num_classes", type=int, default=12, help="number of output classes")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="builder option, repeatable (e.g. width=2, hop_ms=20)")

@@ -23,7 +23,8 @@ import sys
 
 import numpy as np
 
-from common import UserError, atomic_write_text, require_dir, run_cli, run_step
+from kws.common import UserError, atomic_write_text, require_dir, run_cli
+from kws.recipe import best_checkpoint, run_scored_step, run_step, training_record
 
 DIGITS = "zero one two three four five six seven eight nine".split()
 # The split, stated once: speakers by a salted hash; silence by where its noise came from
@@ -57,8 +58,8 @@ def noise_spectra(noise_dir):
     """{name: (samples, their rFFT, FFT size, running sum of squares)} of the noise recordings."""
     from scipy import fft
 
-    from audio import read_wav
     from input_data import CLIP_SAMPLES
+    from kws.audio import read_wav
 
     spectra = {}
     for name in sorted(os.listdir(noise_dir)):
@@ -115,8 +116,8 @@ def split_of(folder, fname, source, spectra, eval_fraction):
 def stage_dev_split(dev_dir, noise_dir, out):
     """Link the dev clips into out/<folder>/<file> with validation_list.txt and testing_list.txt
     (lists win over hashing in input_data), so every script reads the same honest split."""
-    from audio import read_wav
     from input_data import EVAL_NOISE_FRACTION, SILENCE_LABEL, scan_data_dir
+    from kws.audio import read_wav
 
     summary_path = os.path.join(out, "split.json")
     if os.path.isfile(summary_path):
@@ -161,8 +162,8 @@ def stage_set(data_args, which, out):
     speakers for scoring, or the training speakers for int8 calibration."""
     from input_data import AudioProcessor
 
-    processor = AudioProcessor(data_args["data_dir"], silence_percentage=0,
-                               unknown_percentage=-1)
+    processor = AudioProcessor.from_settings({"data_dir": data_args["data_dir"],
+                                              "silence_percentage": 0, "unknown_percentage": -1})
     if os.path.isdir(out):
         shutil.rmtree(out)
     for item in processor.data_index[which]:
@@ -174,11 +175,6 @@ def stage_set(data_args, which, out):
     print(f"{which}: {processor.set_size(which)} clips of {len(speakers)} speakers "
           f"({counts['_silence_']} silence)")
     return out, len(speakers), processor.set_size(which)
-
-
-def accuracy_from(output):
-    match = re.search(r"accuracy (\d\.\d+)", output)
-    return float(match.group(1)) if match else None
 
 
 def train_command(py, config, data_args, exp_name, cap_minutes=0):
@@ -233,18 +229,17 @@ def main(argv=None):
     data_args["calibration"] = stage_set(data_args, "training",
                                          os.path.join(args.out_dir, "calibration"))[0]
     results = {"held_out_speakers": n_speakers, "held_out_clips": n_clips, "models": {}}
-    from train import best_checkpoint
-
     for name in models:
         exp = f"real_{name}"
         run_step(f"train {name}", train_command(py, MODELS[name], data_args, exp,
                                                 args.cap_minutes))
         checkpoint = best_checkpoint(os.path.join("checkpoints", exp))
-        out = run_step(f"score {name} on held-out speakers (TTA)", [
+        scored = run_scored_step(f"score {name} on held-out speakers (TTA)", [
             py, "make_submission.py", "--checkpoint", checkpoint, "--test_data", held_out,
             "--submission_fn", os.path.join(args.out_dir, name, "held_out.csv"), *TTA,
-            "--fresh"], capture=True)
-        results["models"][name] = {"checkpoint": checkpoint, "accuracy_tta": accuracy_from(out),
+            "--fresh"], os.path.join(args.out_dir, name, "held_out.metrics.json"))
+        results["models"][name] = {"checkpoint": checkpoint, "accuracy_tta": scored["accuracy"],
+                                   "recall_tta": scored["recall"],
                                    **training_record(os.path.join("checkpoints", exp))}
     if "edge" in models:
         results["edge_int8"] = freeze_and_score_edge(py, results["models"]["edge"]["checkpoint"],
@@ -255,33 +250,22 @@ def main(argv=None):
     return 0
 
 
-def training_record(exp_dir):
-    """Epochs, which budget ended the run and the time it took, from train.py's state.json."""
-    with open(os.path.join(exp_dir, "state.json"), encoding="utf-8") as f:
-        state = json.load(f)
-    used = state.get("time_used") or {}
-    return {"epochs": state["epoch"], "stopped_by": state.get("stopped_by"),
-            "train_wall_minutes": round(used.get("wall_seconds", 0) / 60, 1),
-            "train_cpu_minutes": round(used.get("cpu_seconds", 0) / 60, 1)}
-
-
 def freeze_and_score_edge(py, checkpoint, data_args, held_out, out_dir):
     os.makedirs("tf_files/real", exist_ok=True)
     run_step("freeze the edge model", [
-        py, "freeze_graph.py", "--checkpoint_path", checkpoint, "--frozen_path",
+        py, "freeze_graph.py", "--checkpoint", checkpoint, "--frozen_path",
         "tf_files/real/model.pb", "--output_labels", "tf_files/real/labels.txt",
         "--calibration_data", data_args["calibration"], "--num_calibration", "300"])
     result = {}
     for kind, model_file in (("float", "model.tflite"), ("int8", "model_int8.tflite")):
-        out = run_step(f"score the {kind} .tflite one clip at a time", [
-            py, "make_submission_on_rpi.py", "--frozen_graph", f"tf_files/real/{model_file}",
+        scored = run_scored_step(f"score the {kind} .tflite one clip at a time", [
+            py, "make_submission_on_rpi.py", "--model", f"tf_files/real/{model_file}",
             "--test_data", held_out, "--labels", "tf_files/real/labels.txt",
             "--submission_fn", os.path.join(out_dir, "edge", f"held_out_{kind}.csv")],
-            capture=True)
-        latency = re.search(r"median (\d+\.\d+) ms", out)
-        result[kind] = {"accuracy": accuracy_from(out),
-                        "latency_ms": float(latency.group(1)) if latency else None,
-                        "size_bytes": os.path.getsize(f"tf_files/real/{model_file}")}
+            os.path.join(out_dir, "edge", f"held_out_{kind}.metrics.json"))
+        result[kind] = {"accuracy": scored["accuracy"], "recall": scored["recall"],
+                        "latency_ms": scored["latency_ms_median"],
+                        "size_bytes": scored["model_bytes"]}
     return result
 
 

@@ -18,7 +18,8 @@ import sys
 
 import numpy as np
 
-from common import (
+from input_data import AudioProcessor, Augmentation, add_data_args
+from kws.common import (
     UserError,
     atomic_path,
     atomic_write_text,
@@ -26,7 +27,6 @@ from common import (
     require_file,
     run_cli,
 )
-from input_data import AudioProcessor, Augmentation, add_data_args
 from kws.labels import (
     COMPETITION_LABELS,
     SILENCE_LABEL,
@@ -34,6 +34,7 @@ from kws.labels import (
     competition_index,
     submission_label,
 )
+from kws.recipe import best_checkpoint  # noqa: F401  (re-exported for its users)
 
 OPTIMIZERS = ("sgd", "rmsprop", "adam")
 LR_SCHEDULES = ("plateau", "cosine")
@@ -45,7 +46,8 @@ def build_parser():
     parser.add_argument("--exp_name", help="experiment name (default: the config's name)")
     add_data_args(parser, data_dir_required=False)
     g = parser.add_argument_group("model and optimisation")
-    g.add_argument("--model", default="ds_cnn_s", help="a name from model.MODELS")
+    g.add_argument("--arch", "--model", dest="model", default="ds_cnn_s",
+                   help="the architecture: a name from `python model.py --list`")
     g.add_argument("--model_options", type=json.loads, default={},
                    help='JSON dict of build_model options, e.g. \'{"width": 1.5}\'')
     g.add_argument("--init_checkpoint", help="start from this checkpoint's weights (fine-tuning)")
@@ -439,13 +441,7 @@ def configure_tensorflow(args):
 
 
 def make_processor(args):
-    return AudioProcessor(args.data_dir, args.wanted_words, args.silence_percentage,
-                          args.unknown_percentage, args.validation_percentage,
-                          args.testing_percentage, noise_dirs=args.noise_dir,
-                          pseudo_dirs=args.pseudo_dir, pseudo_frequency=args.pseudo_frequency,
-                          split_salt=args.split_salt, train_only_dirs=args.train_only_dir,
-                          seed=args.seed, strict=args.strict,
-                          train_on_validation=args.train_on_validation)
+    return AudioProcessor.from_settings(vars(args))
 
 
 def build_and_compile(args, num_classes, exp_dir, resume_state):
@@ -556,14 +552,6 @@ def main(argv=None):
           f"best val_accuracy {checkpointer.best:.4f}: "
           f"{os.path.join(exp_dir, checkpointer.best_name)}")
     return 0
-
-
-def best_checkpoint(exp_dir):
-    """Path of the checkpoint with the best validation accuracy of a finished or running run."""
-    state_path = os.path.join(exp_dir, "state.json")
-    require_file(state_path, "training state (has train.py run?)")
-    with open(state_path, encoding="utf-8") as f:
-        return os.path.join(exp_dir, json.load(f)["best_checkpoint"])
 
 
 def read_resume_state(exp_dir, args):

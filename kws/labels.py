@@ -5,9 +5,11 @@ label exist: the model's (`_silence_`, `_unknown_`, a word: what labels.txt hold
 submission labels (`silence`, `unknown`, a command) and a folder's name (either).
 """
 
+import csv
+
 import numpy as np
 
-from common import UserError
+from kws.common import UserError
 
 SILENCE_LABEL = "_silence_"
 UNKNOWN_LABEL = "_unknown_"
@@ -88,6 +90,27 @@ def submission_labels(probs, labels, mode="sum"):
     """The Kaggle label (`silence`, `unknown`, a command) of each row of model probabilities."""
     probs12 = to_12_classes(probs, labels, mode)
     return [submission_label(COMPETITION_LABELS[i]) for i in probs12.argmax(axis=1)]
+
+
+def read_answers(path):
+    """An answer key or a submission, `fname,label`, as {fname: label} (standard library only)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read ({e})") from None
+    if not rows or rows[0] != ["fname", "label"]:
+        raise UserError(f"{path}: expected a CSV with header fname,label")
+    answers = {}
+    for row in rows[1:]:
+        if len(row) != 2:
+            raise UserError(f"{path}: a row without two fields: {row[:3]}")
+        if row[0] in answers:
+            raise UserError(f"{path}: repeated fname {row[0]}")
+        answers[row[0]] = row[1]
+    if not answers:
+        raise UserError(f"{path}: no rows")
+    return answers
 
 
 def read_labels(path):

@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from common import UserError, atomic_path, atomic_write_text, require_file
+from kws.common import UserError, atomic_path, atomic_write_text, require_file
 from kws.labels import (
     COMPETITION_LABELS,
     model_label,

@@ -30,7 +30,7 @@ def make_speech_commands(root, words, speakers, clips_per_speaker=1, noise=True,
 
     lists: optional {"validation": [speaker...], "testing": [speaker...]} written beside the words.
     """
-    from audio import write_wav
+    from kws.audio import write_wav
 
     root = Path(root)
     for w, word in enumerate(words):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import audio
-from audio import AudioError, read_many, read_wav, write_wav
+from kws import audio
+from kws.audio import AudioError, read_many, read_wav, write_wav
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DIGITS = SHARED / "free_spoken_digits" / "recordings"

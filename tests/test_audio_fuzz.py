@@ -25,7 +25,7 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import audio
+from kws import audio
 
 BIG = "FUZZ_EXAMPLES" in os.environ
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "600"))
@@ -246,6 +246,34 @@ def test_mutated_wav_headers(data):
 @given(mutated_seeds())
 def test_mutated_valid_files(data):
     check(data, "mutated")
+
+
+PI_PATH = settings(FUZZ, max_examples=max(EXAMPLES // 4, 50))
+
+
+@PI_PATH
+@given(st.one_of(mutated_seeds(), wav_headers()))
+def test_the_pi_path_and_the_training_path_decode_alike(data):
+    """make_submission_on_rpi.py reads a file into the very samples the training cache and
+    make_submission.py get (read_many), or refuses it as they do."""
+    import tempfile
+
+    import make_submission_on_rpi as rpi
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, NAME)
+        with open(path, "wb") as f:
+            f.write(data)
+        try:
+            pi = rpi.read_wav(path)
+        except audio.AudioError as e:
+            assert NAME in str(e)
+            pi = None
+        batch, kept = audio.read_many([path], workers=1, errors=[])
+    if pi is None:
+        assert len(kept) == 0
+    else:
+        np.testing.assert_array_equal(pi, batch[0])
 
 
 # ----------------------------------------------------------------------------- known hard cases

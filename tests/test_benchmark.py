@@ -10,9 +10,9 @@ import pytest
 
 import benchmark
 import freeze_graph
-from audio import write_wav
-from common import UserError
 from input_data import COMPETITION_LABELS
+from kws.audio import write_wav
+from kws.common import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 KEYS = {"name", "format", "size_bytes", "latency_ms_median", "latency_ms_p90", "params", "macs",

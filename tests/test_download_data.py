@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 import download_data as dd
-from audio import read_wav, write_wav
-from common import UserError
+from kws.audio import read_wav, write_wav
+from kws.common import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,9 +13,11 @@ import soundfile as sf
 
 import freeze_graph
 import make_submission_on_rpi as rpi
-from audio import read_wav, write_wav
-from common import UserError
 from input_data import COMPETITION_LABELS
+from kws.audio import read_wav, write_wav
+from kws.common import UserError
+from kws.labels import submission_label
+from kws.runtime import TFLiteModel, load_model
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -123,7 +125,7 @@ def test_frozen_graph_has_the_tutorial_interface(exported):
 def test_tflite_float_matches_keras_and_int8_agrees_on_top1(exported):
     reference = keras_probs(exported["keras"], exported["clips"])
     for name, check in (("frozen.tflite", "float"), ("frozen_int8.tflite", "int8")):
-        model = rpi.TFLiteModel(str(exported["out"] / name))
+        model = TFLiteModel(str(exported["out"] / name))
         probs = np.stack([model.predict(c) for c in exported["clips"]])
         if check == "float":
             assert np.abs(probs - reference).max() < 1e-4
@@ -174,19 +176,24 @@ def test_config_data_dir_is_the_calibration_fallback(exported, tmp_path):
     assert freeze_graph.config_data_dirs(tmp_path / "model.keras") == []
 
 
-def test_competition_labels_fold_extra_words_into_unknown(exported, tmp_path):
+def freeze_all_words_model(tmp_path, *flags):
+    """An untrained ds_cnn_s over the 12 labels and two more words, frozen to f.tflite."""
     import model
 
     labels = COMPETITION_LABELS + ["bed", "bird"]
     net = model.build_model("ds_cnn_s", len(labels))
     net.save(tmp_path / "model.keras")
     (tmp_path / "labels.txt").write_text("\n".join(labels) + "\n")
-    assert freeze_graph.main(["--checkpoint_path", str(tmp_path / "model.keras"),
+    assert freeze_graph.main(["--checkpoint", str(tmp_path / "model.keras"),
                               "--frozen_path", str(tmp_path / "out" / "f.pb"),
-                              "--formats", "tflite", "--competition_labels",
-                              "--num_check", "3"]) == 0
+                              "--formats", "tflite", "--num_check", "3", *flags]) == 0
+    return net, labels
+
+
+def test_competition_labels_fold_extra_words_into_unknown(exported, tmp_path):
+    net, _ = freeze_all_words_model(tmp_path, "--competition_labels")
     assert (tmp_path / "out" / "f_labels.txt").read_text().split() == COMPETITION_LABELS
-    probs = rpi.TFLiteModel(str(tmp_path / "out" / "f.tflite")).predict(exported["clips"][20])
+    probs = TFLiteModel(str(tmp_path / "out" / "f.tflite")).predict(exported["clips"][20])
     full = keras_probs(net, exported["clips"][20:21])[0]
     np.testing.assert_allclose(probs[2:], full[2:12], atol=1e-5)
     np.testing.assert_allclose(probs[1], full[1] + full[12] + full[13], atol=1e-5)
@@ -227,7 +234,7 @@ def test_rpi_submission_for_a_labelled_folder(exported, tmp_path, capsys, name):
     assert {r[1] for r in rows[1:]} <= kaggle
     by_name = dict(rows[1:])
     assert by_name["yes/broken.wav"] == "silence"
-    correct = np.mean([rpi.submission_label(COMPETITION_LABELS[k]) ==
+    correct = np.mean([submission_label(COMPETITION_LABELS[k]) ==
                        by_name[f"{COMPETITION_LABELS[k]}/spk{i}_nohash_0.wav"]
                        for k in range(12) for i in range(CLIPS_PER_LABEL)])
     assert correct > 0.5
@@ -253,22 +260,23 @@ def test_rpi_refuses_garbage_models(exported, tmp_path):
         garbage.write_bytes(rng.bytes(4096))
         (tmp_path / "garbage_labels.txt").write_text("\n".join(COMPETITION_LABELS))
         with pytest.raises(UserError, match="not a"):
-            rpi.load_model(str(garbage))
+            load_model(str(garbage))
     (tmp_path / "model.tflite").write_bytes((exported["out"] / "frozen.tflite").read_bytes())
     with pytest.raises(UserError, match="no labels file"):
-        rpi.load_model(str(tmp_path / "model.tflite"))
+        load_model(str(tmp_path / "model.tflite"))
     (tmp_path / "two.txt").write_text("a\nb\n")
     with pytest.raises(UserError, match="12 outputs but its labels file has 2"):
-        rpi.load_model(str(tmp_path / "model.tflite"), labels_path=str(tmp_path / "two.txt"))
+        load_model(str(tmp_path / "model.tflite"), labels_path=str(tmp_path / "two.txt"))
 
 
 def test_rpi_cli_is_light_and_fails_in_one_line(exported, tmp_path):
-    """A .tflite run imports neither TensorFlow nor scipy/soundfile/pandas/librosa; a garbage
-    model is one error line and exit code 2."""
+    """A .tflite run on 16 kHz clips imports neither TensorFlow nor scipy/pandas/librosa (only
+    the soundfile reader that training uses too); a garbage model is one error line and exit
+    code 2."""
     script = ("import sys, make_submission_on_rpi as m\n"
               "code = m.main(sys.argv[1:])\n"
-              "heavy = [x for x in ('tensorflow', 'scipy', 'soundfile', 'pandas', 'librosa', "
-              "'keras') if x in sys.modules]\n"
+              "heavy = [x for x in ('tensorflow', 'scipy', 'pandas', 'librosa', 'keras') "
+              "if x in sys.modules]\n"
               "print('HEAVY', heavy)\n")
     ok = subprocess.run([sys.executable, "-c", script, "--frozen_graph",
                          str(exported["out"] / "frozen_int8.tflite"), "--test_data",
@@ -288,28 +296,24 @@ def test_rpi_cli_is_light_and_fails_in_one_line(exported, tmp_path):
 # ---- the Pi's WAV reader ---------------------------------------------------------------------
 @pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"])
 @pytest.mark.parametrize("channels", [1, 3])
-def test_wav_reader_matches_audio_module(tmp_path, subtype, channels):
-    x = np.random.RandomState(2).uniform(-0.9, 0.9, (12000, channels))
+@pytest.mark.parametrize("rate", [16000, 8000, 44100])
+def test_the_pi_reads_the_samples_training_reads(tmp_path, subtype, channels, rate):
+    """One reader: the Pi script labels exactly what the training cache and make_submission.py
+    decode (read_many), whatever the encoding, channel count and rate."""
+    from kws.audio import read_many
+
+    x = np.random.RandomState(2).uniform(-0.9, 0.9, (int(0.75 * rate), channels))
     path = tmp_path / "x.wav"
-    sf.write(path, x, 16000, subtype=subtype)
+    sf.write(path, x, rate, subtype=subtype)
     ours = rpi.read_wav(str(path))
     assert ours.dtype == np.float32 and ours.shape == (16000,)
-    np.testing.assert_allclose(ours, read_wav(path), atol=1e-6)
-    assert np.all(ours[12000:] == 0)
-
-
-def test_wav_reader_resamples_linearly(tmp_path):
-    t = np.arange(8000) / 8000
-    sf.write(tmp_path / "8k.wav", 0.5 * np.sin(2 * np.pi * 440 * t), 8000, subtype="PCM_16")
-    ours = rpi.read_wav(str(tmp_path / "8k.wav"))
-    expected = 0.5 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)
-    assert np.abs(ours[:15990] - expected[:15990]).max() < 0.01
-    path = SHARED / "free_spoken_digits" / "recordings" / "0_george_0.wav"
-    if path.exists():  # a real 8 kHz recording: close to the polyphase resampler of audio.py
-        assert np.corrcoef(rpi.read_wav(str(path)), read_wav(path))[0, 1] > 0.95
+    np.testing.assert_array_equal(ours, read_many([str(path)])[0][0])
+    assert np.all(ours[12100:] == 0)
 
 
 def test_wav_reader_errors_name_the_file(tmp_path):
+    from kws.audio import AudioError
+
     good = tmp_path / "good.wav"
     write_wav(good, np.zeros(1600))
     data = good.read_bytes()
@@ -317,9 +321,9 @@ def test_wav_reader_errors_name_the_file(tmp_path):
              "truncated.wav": data[:200], "nodata.wav": data[:36]}
     for name, content in cases.items():
         (tmp_path / name).write_bytes(content)
-        with pytest.raises(rpi.WavError, match=name):
+        with pytest.raises(AudioError, match=name):
             rpi.read_wav(str(tmp_path / name))
-    with pytest.raises(rpi.WavError, match="missing.wav"):
+    with pytest.raises(AudioError, match="missing.wav"):
         rpi.read_wav(str(tmp_path / "missing.wav"))
 
 
@@ -338,7 +342,7 @@ def test_wav_data_mixes_channels_and_refuses_other_rates(exported, tmp_path):
     graph = tf.Graph()
     with graph.as_default():
         tf.import_graph_def(graph_def, name="")
-    pb = rpi.load_model(str(exported["out"] / "frozen.pb"))[0]
+    pb = load_model(str(exported["out"] / "frozen.pb"))[0]
     want = keras_probs(exported["keras"], read_wav(tmp_path / "stereo.wav")[None])[0]
     with tf.compat.v1.Session(graph=graph) as sess:
         got = sess.run("labels_softmax:0", {"wav_data:0": (tmp_path / "stereo.wav").read_bytes()})
@@ -355,17 +359,9 @@ def test_wav_data_mixes_channels_and_refuses_other_rates(exported, tmp_path):
 def test_rpi_folds_an_all_words_model_into_the_12_classes(exported, tmp_path, capsys):
     """Frozen without --competition_labels, a model of extra words still writes Kaggle labels
     and is scored in the 12 classes, as make_submission.py does."""
-    import model
-
-    labels = COMPETITION_LABELS + ["bed", "bird"]
-    net = model.build_model("ds_cnn_s", len(labels))
-    net.save(tmp_path / "model.keras")
-    (tmp_path / "labels.txt").write_text("\n".join(labels) + "\n")
-    assert freeze_graph.main(["--checkpoint_path", str(tmp_path / "model.keras"),
-                              "--frozen_path", str(tmp_path / "out" / "f.pb"),
-                              "--formats", "tflite", "--num_check", "3"]) == 0
+    net, labels = freeze_all_words_model(tmp_path)
     out = tmp_path / "sub.csv"
-    assert rpi.main(["--frozen_graph", str(tmp_path / "out" / "f.tflite"), "--test_data",
+    assert rpi.main(["--model", str(tmp_path / "out" / "f.tflite"), "--test_data",
                      str(exported["data"]), "--submission_fn", str(out)]) == 0
     rows = read_csv(out)[1:]
     kaggle = {"silence", "unknown"} | set(COMPETITION_LABELS[2:])

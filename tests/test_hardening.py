@@ -22,7 +22,7 @@ import pytest
 import soundfile as sf
 from conftest import make_speech_commands, tone
 
-from audio import write_wav
+from kws.audio import write_wav
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CI="1")
@@ -180,7 +180,7 @@ def cli_cases(tmp):
                                           "--test_data", empty, *sub], "no .wav files"),
         "make_submission_on_rpi-bad": ("make_submission_on_rpi.py",
                                        ["--frozen_graph", missing / "m.tflite", "--test_data",
-                                        data, "--num_threads", "0", *sub], "--num_threads"),
+                                        data, "--threads", "0", *sub], "--threads"),
         "benchmark-missing": ("benchmark.py", [missing / "m.keras"], "not found"),
         "benchmark-empty": ("benchmark.py", [a_file.with_suffix(".tflite"), "--accuracy_data",
                                              empty], "no .wav files"),
@@ -492,7 +492,7 @@ def walk(node):
 
 def test_a_kill_that_a_library_turns_into_another_error_still_exits_as_a_kill():
     """TensorFlow can re-raise the SIGTERM handler's SystemExit as, say, a TypeError."""
-    from common import run_cli
+    from kws.common import run_cli
 
     def main(argv):
         try:
@@ -523,7 +523,7 @@ def test_checkpoints_with_python_code_are_refused_without_running_it(tmp_path):
     import keras
 
     import model
-    from common import UserError
+    from kws.common import UserError
 
     marker = tmp_path / "lambda_ran.marker"
     code = f"lambda x: (__import__('pathlib').Path({str(marker)!r}).write_text('ran'), x)[1]"
@@ -576,7 +576,7 @@ def test_checkpoints_with_python_code_are_refused_without_running_it(tmp_path):
 
 def test_files_that_are_not_what_they_claim_are_refused(tmp_path, tflite):
     import model
-    from common import UserError
+    from kws.common import UserError
 
     rng = np.random.default_rng(3)
     ckpt = tmp_path / "ckpt"

@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 from conftest import make_speech_commands, tone
 
-from audio import write_wav
-from common import UserError
 from input_data import (
     COMPETITION_LABELS,
     MAX_NUM_WAVS_PER_CLASS,
@@ -21,6 +19,8 @@ from input_data import (
     speaker_id,
     which_set,
 )
+from kws.audio import write_wav
+from kws.common import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -204,7 +204,7 @@ def test_validation_batches_are_clean_and_repeatable(speech_commands):
     assert silence.any() and np.abs(x[silence]).max() > 0  # eval silence carries held-out noise
     speech = ~silence
     files = [it["file"] for it in p.data_index["validation"] if it["file"]]
-    from audio import read_wav
+    from kws.audio import read_wav
     assert np.allclose(x[speech][0], read_wav(files[0]), atol=1e-4)
 
 
@@ -233,7 +233,7 @@ def test_bad_files_are_skipped_with_one_warning(speech_commands, capsys):
     err = capsys.readouterr().err
     assert err.count("warning: skipped 2 unreadable") == 1 and "deadbeef" in err
     strict = AudioProcessor(str(speech_commands), strict=True)
-    from audio import AudioError
+    from kws.audio import AudioError
     with pytest.raises(AudioError):
         strict._decode_all()
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import model
-from common import UserError
+from kws.common import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 CLIPS = np.random.default_rng(0).normal(0, 0.1, (4, 16000)).astype(np.float32)

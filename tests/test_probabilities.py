@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 import convert_to_12_classes as convert
 import create_pseudo_with_thresh as pseudo
 import ensemble
-from audio import read_wav, write_wav
-from common import run_cli
 from convert_to_12_classes import to_12_classes, write_probs_csv
 from input_data import COMPETITION_LABELS, AudioProcessor
+from kws.audio import read_wav, write_wav
+from kws.common import run_cli
 
 OTHER_WORDS = ["bed", "bird", "cat", "dog", "eight", "five", "four", "happy", "house", "marvin",
                "nine", "one", "seven", "sheila", "six", "three", "tree", "two", "wow", "zero"]
@@ -321,7 +321,7 @@ def test_convert_and_ensemble_write_a_12_class_memmap_that_reads_back(tmp_path):
 
 
 def test_a_memmap_that_disagrees_with_its_sidecar_is_refused(tmp_path, capsys):
-    from common import UserError
+    from kws.common import UserError
     from kws.probs import read_probs_u8, write_probs_u8
 
     u8, sidecar = tmp_path / "x.probs.u8", tmp_path / "x.probs.json"

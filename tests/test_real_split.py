@@ -7,8 +7,8 @@ import numpy as np
 from conftest import make_speech_commands
 
 import real
-from audio import read_wav, write_wav
 from input_data import AudioProcessor, speaker_id, which_set
+from kws.audio import read_wav, write_wav
 
 RATE = 16000
 WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]

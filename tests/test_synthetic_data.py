@@ -15,9 +15,9 @@ import soundfile as sf
 
 import generate_noise
 import make_synthetic_data as msd
-from audio import read_wav
-from common import UserError, run_cli
 from input_data import SETS, AudioProcessor, speaker_id
+from kws.audio import read_wav
+from kws.common import UserError, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = ["yes", "no", "cat"]

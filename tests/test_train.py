@@ -170,7 +170,7 @@ def test_cosine_final_fit_on_validation_keeps_its_last_epoch(tmp_path, data):
 def test_distillation_from_probabilities_and_teacher_checkpoint(tmp_path, whole, data):
     from conftest import tone
 
-    from audio import write_wav
+    from kws.audio import write_wav
 
     labels = (whole / "ck" / "smoke" / "labels.txt").read_text().split()
     rng = np.random.default_rng(0)

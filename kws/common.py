@@ -1,8 +1,8 @@
 """Small helpers every script shares: one-line CLI errors and atomic file writes.
 
-A script wraps its main() with `run_cli(main)`; anything raised as `UserError` (or the audio
-module's `AudioError`, or an OSError such as a missing path) is printed as one line and the
-process exits with code 2.
+A script wraps its main() with `run_cli(main)`; anything raised as `UserError` (the audio
+module's `AudioError` is one) or an OSError such as a missing path is printed as one line and the
+process exits with code 2. Standard library only: the Pi script uses it too.
 """
 
 import contextlib
@@ -53,6 +53,14 @@ def atomic_write_text(path, text):
             f.write(text)
 
 
+def write_metrics(path, metrics):
+    """A script's figures as JSON (`--metrics_json`): what other scripts read, never stdout."""
+    if path:
+        import json
+
+        atomic_write_text(path, json.dumps(metrics, indent=1) + "\n")
+
+
 def require_dir(path, what="folder"):
     if not os.path.isdir(path):
         raise UserError(f"{what} not found: {path}")
@@ -67,8 +75,6 @@ def require_file(path, what="file"):
 
 def run_cli(main, argv=None):
     """Run main(argv); turn expected failures into one line on stderr and exit code 2."""
-    from audio import AudioError
-
     terminated = []
 
     def terminate(signum, frame):
@@ -86,29 +92,8 @@ def run_cli(main, argv=None):
         # (a TypeError from tf.function's argument binding, say): a kill is still a kill.
         if terminated:
             sys.exit(128 + terminated[0])
-        if isinstance(e, (UserError, AudioError, OSError)):  # OSError: missing paths, disk full
+        if isinstance(e, (UserError, OSError)):  # OSError: missing paths, disk full
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
         raise
     sys.exit(result or 0)
-
-
-def run_step(title, cmd, capture=False):
-    """Run one pipeline script as a subprocess (so each step is exactly what a user would type).
-
-    Prints the command; with capture, echoes and returns its stdout. A failing step raises
-    UserError naming it.
-    """
-    import subprocess
-
-    print(f"\n=== {title}\n$ {' '.join(cmd)}", flush=True)
-    if not capture:
-        code = subprocess.run(cmd).returncode
-        out = ""
-    else:
-        done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-        code, out = done.returncode, done.stdout
-        print(out, end="", flush=True)
-    if code != 0:
-        raise UserError(f"step '{title}' failed with exit code {code}")
-    return out

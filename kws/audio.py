@@ -1,6 +1,6 @@
 """Audio I/O for every script: read any WAV as 16 kHz mono float32, write 16-bit WAV atomically.
 
-    from audio import read_wav
+    from kws.audio import read_wav
     samples = read_wav("data/train/audio/yes/0a7c2a8d_nohash_0.wav")   # float32 [16000] in [-1, 1]
 
 Reads PCM 8/16/24/32-bit and float 32/64 (anything libsndfile reads), mixes channels to mono,
@@ -18,17 +18,16 @@ from fractions import Fraction
 import numpy as np
 import soundfile as sf
 
-from common import atomic_path
+from kws import CLIP_SAMPLES, SAMPLE_RATE
+from kws.common import UserError, atomic_path
 
-SAMPLE_RATE = 16000
-CLIP_SAMPLES = 16000
 MAX_SECONDS = 600  # refuse to decode longer files: a mutated header must not allocate gigabytes
 MAX_DECODED_SAMPLES = MAX_SECONDS * 48000 * 2  # frames x channels read at once (230 MB float32)
 MAX_RESAMPLE_FACTOR = 1000  # polyphase up/down bound: all common rates are exact (44.1k: 160/441)
 _TRUNCATED = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 
 
-class AudioError(ValueError):
+class AudioError(UserError, ValueError):
     """A file that is not readable audio. The message names the file."""
 
 

@@ -1,0 +1,114 @@
+"""Frozen models at inference: a .tflite (LiteRT) or a frozen .pb, one clip at a time.
+
+    model, labels = load_model("tf_files/frozen_int8.tflite")
+    probs = model.predict(samples)            # float32 [16000] -> probabilities [n]
+
+Needs numpy and ai_edge_litert for a .tflite, TensorFlow only for a .pb (imported when used): what
+a Raspberry Pi needs. The labels file is found beside the model (NAME_labels.txt, then
+labels.txt) unless given.
+"""
+
+import os
+
+import numpy as np
+
+from kws import CLIP_SAMPLES, SAMPLE_RATE
+from kws.common import UserError
+from kws.labels import read_labels
+
+PB_SAMPLES = "decoded_sample_data:0"
+PB_RATE = "decoded_sample_data:1"
+PB_OUTPUT = "labels_softmax:0"
+
+
+class TFLiteModel:
+    """A .tflite file run by LiteRT: float32 [1, 16000] in, probabilities [1, n] out."""
+
+    def __init__(self, path, num_threads=1):
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            self.interpreter = Interpreter(model_path=path, num_threads=num_threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise UserError(f"{path}: not a TFLite model ({str(e).splitlines()[0]})") from None
+        inputs = self.interpreter.get_input_details()
+        outputs = self.interpreter.get_output_details()
+        if (len(inputs) != 1 or list(inputs[0]["shape"]) != [1, CLIP_SAMPLES]
+                or inputs[0]["dtype"] != np.float32 or len(outputs) != 1):
+            raise UserError(f"{path}: expected one float32 input [1, {CLIP_SAMPLES}] and one "
+                            "output (a model written by freeze_graph.py)")
+        self.input, self.output = inputs[0]["index"], outputs[0]["index"]
+        self.num_outputs = int(outputs[0]["shape"][-1])
+
+    def predict(self, samples):
+        self.interpreter.set_tensor(self.input, samples.reshape(1, CLIP_SAMPLES))
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output).reshape(-1)
+
+
+class FrozenGraphModel:
+    """A frozen .pb with the tutorial's interface, fed float samples at decoded_sample_data:0
+    (past TensorFlow's 16-bit-PCM-only WAV decoder, so the project's reader decides)."""
+
+    def __init__(self, path, num_threads=1):
+        import tensorflow as tf
+        from google.protobuf.message import DecodeError
+
+        graph_def = tf.compat.v1.GraphDef()
+        try:
+            with open(path, "rb") as f:
+                graph_def.ParseFromString(f.read())
+        except (DecodeError, RuntimeWarning, ValueError) as e:
+            raise UserError(f"{path}: not a TensorFlow GraphDef ({e})") from None
+        names = {n.name for n in graph_def.node}
+        missing = [t for t in (PB_SAMPLES, PB_OUTPUT) if t.split(":")[0] not in names]
+        if missing:
+            raise UserError(f"{path}: not a frozen speech graph (no {', '.join(missing)})")
+        graph = tf.Graph()
+        try:
+            with graph.as_default():
+                tf.import_graph_def(graph_def, name="")
+        except (ValueError, tf.errors.OpError) as e:
+            raise UserError(f"{path}: cannot import the graph ({str(e).splitlines()[0]})") \
+                from None
+        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=num_threads,
+                                          inter_op_parallelism_threads=num_threads)
+        self.session = tf.compat.v1.Session(graph=graph, config=config)
+        self.num_outputs = int(graph.get_tensor_by_name(PB_OUTPUT).shape[-1])
+
+    def predict(self, samples):
+        feed = {PB_SAMPLES: samples.reshape(CLIP_SAMPLES, 1), PB_RATE: SAMPLE_RATE}
+        return self.session.run(PB_OUTPUT, feed).reshape(-1)
+
+
+def labels_path_for(model_path):
+    """NAME_labels.txt beside NAME.pb / NAME.tflite (NAME_int8.tflite shares it), or labels.txt."""
+    stem = os.path.splitext(model_path)[0]
+    candidates = [stem + "_labels.txt"]
+    if stem.endswith("_int8"):
+        candidates.append(stem[:-len("_int8")] + "_labels.txt")
+    candidates.append(os.path.join(os.path.dirname(model_path), "labels.txt"))
+    for path in candidates:
+        if os.path.isfile(path):
+            return path
+    raise UserError(f"no labels file beside {model_path} (looked for "
+                    f"{', '.join(os.path.basename(c) for c in candidates)}); pass --labels")
+
+
+def load_model(path, labels_path=None, num_threads=1):
+    """(model with .predict(samples [16000]) -> probabilities [n], labels) for a .pb or .tflite."""
+    if not os.path.isfile(path):
+        raise UserError(f"model not found: {path}")
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".tflite":
+        model = TFLiteModel(path, num_threads)
+    elif ext == ".pb":
+        model = FrozenGraphModel(path, num_threads)
+    else:
+        raise UserError(f"{path}: expected a .pb or .tflite file")
+    labels = read_labels(labels_path or labels_path_for(path))
+    if len(labels) != model.num_outputs:
+        raise UserError(f"{path} has {model.num_outputs} outputs but its labels file has "
+                        f"{len(labels)} labels")
+    return model, labels
