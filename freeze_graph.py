@@ -38,7 +38,7 @@ DECODED_NODE = "decoded_sample_data"
 OUTPUT_NODE = "labels_softmax"
 RATE_CHECK_NODE = "check_sample_rate"
 MAX_BYTES = 5_000_000
-FORMATS = ("pb", "tflite", "int8")
+FORMATS = ("pb", "tflite", "int8", "stream")
 NOISE_FRACTION = 0.1  # share of calibration clips cut from _background_noise_ (silence-like input)
 
 
@@ -51,7 +51,9 @@ def build_parser():
     p.add_argument("--output_labels", default="",
                    help="labels file to write (default: <frozen_path stem>_labels.txt)")
     p.add_argument("--formats", default=",".join(FORMATS),
-                   help="comma-separated subset of pb,tflite,int8 to write")
+                   help="comma-separated subset of pb,tflite,int8,stream to write (stream: the "
+                        "network after a log-mel/MFCC front end, for streaming; skipped for "
+                        "raw-audio models)")
     p.add_argument("--calibration_data", default="",
                    help="comma-separated folders of training clips for int8 calibration and the "
                         "checks (a data dir train.py reads, or a folder of WAVs); default: the "
@@ -97,6 +99,8 @@ def parse_args(argv=None):
 def output_paths(frozen_path, labels_path=""):
     stem = os.path.splitext(frozen_path)[0]
     return {"pb": frozen_path, "tflite": stem + ".tflite", "int8": stem + "_int8.tflite",
+            "stream": stem + "_stream_body.tflite",
+            "stream_int8": stem + "_stream_body_int8.tflite", "stream_npz": stem + "_stream.npz",
             "labels": labels_path or stem + "_labels.txt", "info": stem + "_info.json"}
 
 
@@ -217,6 +221,80 @@ def tflite_model(keras_model, matrix=None, representative=None):
     except Exception as e:  # ConverterError carries the MLIR diagnostics; keep the first line
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ExportError(f"{kind} TFLite conversion failed: {first}") from None
+
+
+def front_end_layer(keras_model):
+    """The model's log-mel or MFCC layer (None for raw-audio models)."""
+    for name in ("log_mel", "mfcc"):
+        try:
+            return keras_model.get_layer(name)
+        except ValueError:
+            continue
+    return None
+
+
+def body_probability_model(keras_model, layer, matrix=None):
+    """Features [frames, bins] -> probabilities: the model after its front end."""
+    import keras
+
+    body = keras.Model(layer.output, keras_model.output)
+    features = keras.Input(tuple(layer.output.shape[1:]), name="features")
+    probs = keras.layers.Softmax(name=OUTPUT_NODE)(body(features))
+    if matrix is not None:
+        fold = keras.layers.Dense(matrix.shape[1], use_bias=False, trainable=False,
+                                  name="fold_labels")
+        probs = fold(probs)
+        fold.set_weights([matrix])
+    return keras.Model(features, probs, name=keras_model.name + "_body")
+
+
+def stream_exports(keras_model, matrix, calib, with_int8):
+    """{stream: float body bytes, stream_int8: int8 body bytes, stream_npz: front-end
+    constants} for streaming with cached features, or {} for a raw-audio model."""
+    from kws.frontend import FrontEnd, front_end_constants
+    from model import tflite_bytes
+
+    layer = front_end_layer(keras_model)
+    if layer is None:
+        return {}
+    constants = front_end_constants(layer)
+    body = body_probability_model(keras_model, layer, matrix)
+    out = {"stream_npz": constants}
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            out["stream"] = tflite_bytes(body)
+            if with_int8:
+                front = FrontEnd(constants)
+                features = np.stack([front.window_features(c) for c in calib])
+                out["stream_int8"] = tflite_bytes(body, "int8", features)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportError(f"stream body TFLite conversion failed: {first}") from None
+    return out
+
+
+def check_stream_exports(models, keras_probs, samples, float_tolerance, int8_agreement):
+    """The numpy front end + body against Keras, as check_exports does for whole models."""
+    from kws.frontend import FrontEnd
+
+    report, failures = {}, []
+    if "stream_npz" not in models:
+        return report, failures
+    front = FrontEnd(models["stream_npz"])
+    features = np.stack([front.window_features(c) for c in samples])
+    for fmt in ("stream", "stream_int8"):
+        if fmt not in models:
+            continue
+        probs = run_tflite(models[fmt], features)
+        diff = float(np.abs(probs - keras_probs).max())
+        agree = float(np.mean(probs.argmax(axis=1) == keras_probs.argmax(axis=1)))
+        report[fmt] = {"clips": len(samples), "max_abs_diff": diff, "top1_agreement": agree}
+        if fmt == "stream_int8" and agree < int8_agreement:
+            failures.append(f"stream int8 body agrees with Keras on top-1 for {agree:.1%}")
+        if fmt == "stream" and not diff <= 10 * float_tolerance:
+            failures.append(f"stream: numpy front end + body differ from Keras by up to "
+                            f"{diff:.2g} (> {10 * float_tolerance:g})")
+    return report, failures
 
 
 class ExportError(Exception):
@@ -456,11 +534,17 @@ def export(args, keras_model, matrix, paths, calib):
     if "int8" in args.formats:
         models["int8"] = tflite_model(keras_model, matrix, representative=calib)
         check_size(paths["int8"], len(models["int8"]), args.max_bytes, args.allow_large)
+    if "stream" in args.formats:
+        models.update(stream_exports(keras_model, matrix, calib, "int8" in args.formats))
     return models
 
 
 def write_outputs(models, paths, labels, info):
     for fmt, data in models.items():
+        if fmt == "stream_npz":
+            buffer = io.BytesIO()
+            np.savez(buffer, **data)
+            data = buffer.getvalue()
         blob = data.SerializeToString() if fmt == "pb" else data
         with atomic_path(paths[fmt]) as tmp:
             with open(tmp, "wb") as f:
@@ -482,8 +566,13 @@ def main(argv=None):
         models = export(args, keras_model, matrix, paths, calib)
         pcm, samples = to_pcm16(check)
         reference = keras_probabilities(keras_model, samples, matrix)
-        report, failures = check_exports(models, reference, pcm, samples,
+        whole = {k: v for k, v in models.items() if not k.startswith("stream")}
+        report, failures = check_exports(whole, reference, pcm, samples,
                                          args.float_tolerance, args.int8_agreement)
+        stream_report, stream_failures = check_stream_exports(
+            models, reference, samples, args.float_tolerance, args.int8_agreement)
+        report.update(stream_report)
+        failures += stream_failures
     except ExportError as e:
         print(f"error: {e}; nothing written", file=sys.stderr)
         return 1
@@ -498,6 +587,9 @@ def main(argv=None):
 
     info = {"checkpoint": args.checkpoint, "labels": labels, **model_stats(keras_model),
             "checks": report, "check_clips": source, "files": {}}
+    if "stream" in args.formats and "stream" not in models:
+        print("note: no log-mel/MFCC front end (a raw-audio model): no stream body written",
+              file=sys.stderr)
     if "int8" in models:
         info["int8_float_ops"] = float_ops(models["int8"])
         info["calibration_clips"] = len(calib)

@@ -814,15 +814,18 @@ FRONTEND_LAYERS = (LogMel, MFCC)
 
 def _batch_one(model):
     """The same model (shared weights) with a fixed batch of 1, as TFLite wants."""
-    audio = keras.Input((CLIP_SAMPLES,), batch_size=1, name="audio")
-    return keras.Model(audio, model(audio, training=False), name=model.name)
+    shape = tuple(model.input_shape[1:])
+    x = keras.Input(shape, batch_size=1, name="audio" if shape == (CLIP_SAMPLES,) else "features")
+    return keras.Model(x, model(x, training=False), name=model.name)
 
 
 def tflite_bytes(model, quantize=None, representative=None):
-    """Convert a model to a TFLite flatbuffer with builtin ops only; input [1, 16000] float32.
+    """Convert a model to a TFLite flatbuffer with builtin ops only; input [1, 16000] float32
+    (or [1, frames, bins] for a model's body after its front end).
 
     quantize=None: float32. quantize="int8": int8 weights and activations, calibrated on
-    `representative` (float32 [n, 16000] clips, ~100 real ones is plenty), float input/output.
+    `representative` (float32 [n, 16000] clips, ~100 real ones is plenty; features for a
+    body), float input/output.
     The log-mel/MFCC front end stays float (GATHER framing, the DFT and mel matmuls, SQUARE,
     LOG): 8-bit raw audio and 8-bit power spectra would lose quiet speech, so the features are
     quantized only after the log and the normalisation.

@@ -202,3 +202,38 @@ def read_many(paths, strict=False, num_samples=CLIP_SAMPLES, workers=None, progr
         warn_skipped(in_order)
     kept = np.flatnonzero(ok)
     return out[kept], kept
+
+
+def stream_wav(path, block_samples=SAMPLE_RATE):
+    """Yield float32 mono blocks of a file of any length at 16 kHz, never loading it whole:
+    the streaming counterpart of read_wav (channels mixed, other rates resampled by soxr)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise AudioError(f"{path}: no such file")
+    if os.path.getsize(path) == 0:
+        raise AudioError(f"{path}: empty file")
+    with _open(path, path) as f:
+        rate, channels = f.samplerate, f.channels
+        if not (1 <= channels <= 64) or not (100 <= rate <= 768000):
+            raise AudioError(f"{path}: implausible header ({channels} channels at {rate} Hz)")
+        resampler = None
+        if rate != SAMPLE_RATE:
+            import soxr
+
+            resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
+        source_block = max(int(block_samples * rate / SAMPLE_RATE), 1)
+        while True:
+            try:
+                data = f.read(source_block, dtype="float32", always_2d=True)
+            except Exception as e:
+                raise AudioError(f"{path}: corrupt audio data ({e})") from None
+            last = len(data) < source_block
+            mono = data.mean(axis=1, dtype=np.float64) if channels > 1 else data[:, 0]
+            mono = np.nan_to_num(np.clip(mono, -1.0, 1.0)).astype(np.float32)
+            if resampler is not None:
+                mono = resampler.resample_chunk(mono, last=last)
+            if len(mono):
+                yield mono
+            if last:
+                return
+

@@ -1,4 +1,4 @@
-"""Frozen models at inference: a .tflite (LiteRT) or a frozen .pb, one clip at a time.
+"""Models at inference: a .tflite (LiteRT), a frozen .pb or a .keras checkpoint, one clip at a time.
 
     model, labels = load_model("tf_files/frozen_int8.tflite")
     probs = model.predict(samples)            # float32 [16000] -> probabilities [n]
@@ -24,7 +24,7 @@ PB_OUTPUT = "labels_softmax:0"
 class TFLiteModel:
     """A .tflite file run by LiteRT: float32 [1, 16000] in, probabilities [1, n] out."""
 
-    def __init__(self, path, num_threads=1):
+    def __init__(self, path, num_threads=1, input_shape=(1, CLIP_SAMPLES)):
         from ai_edge_litert.interpreter import Interpreter
 
         try:
@@ -34,15 +34,16 @@ class TFLiteModel:
             raise UserError(f"{path}: not a TFLite model ({str(e).splitlines()[0]})") from None
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
-        if (len(inputs) != 1 or list(inputs[0]["shape"]) != [1, CLIP_SAMPLES]
+        if (len(inputs) != 1 or list(inputs[0]["shape"]) != list(input_shape)
                 or inputs[0]["dtype"] != np.float32 or len(outputs) != 1):
-            raise UserError(f"{path}: expected one float32 input [1, {CLIP_SAMPLES}] and one "
+            raise UserError(f"{path}: expected one float32 input {list(input_shape)} and one "
                             "output (a model written by freeze_graph.py)")
+        self.input_shape = tuple(input_shape)
         self.input, self.output = inputs[0]["index"], outputs[0]["index"]
         self.num_outputs = int(outputs[0]["shape"][-1])
 
     def predict(self, samples):
-        self.interpreter.set_tensor(self.input, samples.reshape(1, CLIP_SAMPLES))
+        self.interpreter.set_tensor(self.input, samples.reshape(self.input_shape))
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self.output).reshape(-1)
 
@@ -82,6 +83,74 @@ class FrozenGraphModel:
         return self.session.run(PB_OUTPUT, feed).reshape(-1)
 
 
+class KerasModel:
+    """A train.py checkpoint (.keras, labels.txt beside it), one clip at a time."""
+
+    def __init__(self, path):
+        from model import load_checkpoint
+
+        self.keras_model, self.labels = load_checkpoint(path)
+        self.num_outputs = len(self.labels)
+        self._predict = None
+
+    def predict(self, samples):
+        import tensorflow as tf
+
+        if self._predict is None:
+            @tf.function(input_signature=[tf.TensorSpec([1, CLIP_SAMPLES], tf.float32)])
+            def probabilities(x):
+                return tf.nn.softmax(self.keras_model(x, training=False))
+
+            self._predict = probabilities
+        return self._predict(samples.reshape(1, CLIP_SAMPLES)).numpy().reshape(-1)
+
+
+class CachedFeaturesModel:
+    """A model split at its front end, for streaming: kws.frontend computes the features, and
+    only the frames a hop adds (FrameCache); the body (NAME_stream_body[_int8].tflite) runs on
+    them. predict(window) recomputes every frame, as a whole model does."""
+
+    def __init__(self, body_path, front_end_path, num_threads=1):
+        from kws.frontend import FrameCache, FrontEnd
+
+        self.front_end = FrontEnd.load(front_end_path)
+        self.cache = FrameCache(self.front_end)
+        self.body = TFLiteModel(body_path, num_threads, input_shape=(
+            1, self.front_end.frames, self.front_end.mel.shape[1] if self.front_end.dct is None
+            else self.front_end.dct.shape[1]))
+        self.num_outputs = self.body.num_outputs
+        self.path = body_path
+
+    def predict(self, samples):
+        return self.body.predict(self.front_end.window_features(samples))
+
+    def predict_hop(self, window, advanced):
+        return self.body.predict(self.cache.update(window, advanced))
+
+
+def stream_files_for(model_path):
+    """(body .tflite, front-end .npz) that freeze_graph.py wrote beside NAME[_int8].tflite."""
+    stem, _ = os.path.splitext(model_path)
+    int8 = stem.endswith("_int8")
+    if int8:
+        stem = stem[:-len("_int8")]
+    return stem + ("_stream_body_int8.tflite" if int8 else "_stream_body.tflite"), \
+        stem + "_stream.npz"
+
+
+def load_streaming_model(path, labels_path=None, num_threads=1):
+    """load_model for streams: a .tflite with its stream body beside it caches the front end's
+    frames from hop to hop; any other model recomputes the whole window each hop."""
+    body, front_end = stream_files_for(path)
+    if path.lower().endswith(".tflite") and os.path.isfile(body) and os.path.isfile(front_end):
+        _, labels = load_model(path, labels_path, num_threads)
+        model = CachedFeaturesModel(body, front_end, num_threads)
+        if model.num_outputs != len(labels):
+            raise UserError(f"{body} has {model.num_outputs} outputs, {path} {len(labels)}")
+        return model, labels
+    return load_model(path, labels_path, num_threads, allow_keras=True)
+
+
 def labels_path_for(model_path):
     """NAME_labels.txt beside NAME.pb / NAME.tflite (NAME_int8.tflite shares it), or labels.txt."""
     stem = os.path.splitext(model_path)[0]
@@ -96,17 +165,22 @@ def labels_path_for(model_path):
                     f"{', '.join(os.path.basename(c) for c in candidates)}); pass --labels")
 
 
-def load_model(path, labels_path=None, num_threads=1):
-    """(model with .predict(samples [16000]) -> probabilities [n], labels) for a .pb or .tflite."""
+def load_model(path, labels_path=None, num_threads=1, allow_keras=False):
+    """(model with .predict(samples [16000]) -> probabilities [n], labels) for a .tflite, a .pb
+    or, with allow_keras (and TensorFlow), a .keras checkpoint."""
     if not os.path.isfile(path):
         raise UserError(f"model not found: {path}")
     ext = os.path.splitext(path)[1].lower()
+    if ext == ".keras" and allow_keras:
+        model = KerasModel(path)
+        return model, read_labels(labels_path) if labels_path else model.labels
     if ext == ".tflite":
         model = TFLiteModel(path, num_threads)
     elif ext == ".pb":
         model = FrozenGraphModel(path, num_threads)
     else:
-        raise UserError(f"{path}: expected a .pb or .tflite file")
+        raise UserError(f"{path}: expected a .pb or .tflite file"
+                        + (" or a .keras checkpoint" if allow_keras else ""))
     labels = read_labels(labels_path or labels_path_for(path))
     if len(labels) != model.num_outputs:
         raise UserError(f"{path} has {model.num_outputs} outputs but its labels file has "

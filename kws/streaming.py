@@ -1,0 +1,333 @@
+"""Keyword spotting on continuous audio: a ring buffer that runs a one-second model every stride,
+and a recognizer that turns its scores into detections.
+
+    spotter = Spotter(model, labels, StreamSettings())
+    for chunk in chunks:                    # float32 samples at 16 kHz, any length
+        for detection in spotter.feed(chunk):
+            print(detection.time_ms, detection.label, detection.score)
+
+The recognizer takes the TF speech_commands example's parameters (stride, averaging window,
+threshold, suppression, minimum count) and, with `rearm=False`, reproduces its RecognizeCommands
+exactly. With `rearm=True` (the default) it fixes that recognizer's quirk: there a label can
+only fire after a different one did, so "yes ... yes" fires once. Here a label fires again once
+its smoothed score has fallen back below the threshold and the suppression time has passed.
+Needs numpy only (and the model's runtime).
+"""
+
+import collections
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from kws import CLIP_SAMPLES, SAMPLE_RATE
+from kws.common import UserError, atomic_write_text
+from kws.labels import SILENCE_LABEL
+
+SETTINGS_SUFFIX = "_streaming.json"  # beside NAME.tflite: NAME_streaming.json
+
+
+@dataclasses.dataclass
+class StreamSettings:
+    """How scores become detections. Defaults: the TF example's test_streaming_accuracy.py."""
+    stride_ms: float = 30.0            # run the model every stride on the last second
+    average_window_ms: float = 500.0   # smooth scores over this much past
+    detection_threshold: float = 0.7   # smoothed top score needed to fire
+    suppression_ms: float = 500.0      # at least this long between two detections
+    minimum_count: int = 4             # results needed in the window before anything fires
+    rearm: bool = True                 # False: the TF example's "a different label first" rule
+
+    def __post_init__(self):
+        if not 10 <= self.stride_ms <= 1000:
+            raise UserError(f"stride_ms must be in [10, 1000], got {self.stride_ms:g}")
+        if self.average_window_ms < 0 or self.suppression_ms < 0:
+            raise UserError("average_window_ms and suppression_ms must be >= 0")
+        if not 0 <= self.detection_threshold <= 1:
+            raise UserError(f"detection_threshold must be in [0, 1], got "
+                            f"{self.detection_threshold:g}")
+        if self.minimum_count < 1:
+            raise UserError(f"minimum_count must be >= 1, got {self.minimum_count}")
+
+    @classmethod
+    def from_dict(cls, options):
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in options.items() if k in fields and v is not None})
+
+
+def tf_example_settings():
+    """The TF example's recognizer, quirk included: the baseline to compare with."""
+    return StreamSettings(rearm=False)
+
+
+def settings_path(model_path):
+    """NAME_streaming.json beside NAME.tflite (NAME_int8.tflite shares it)."""
+    stem = os.path.splitext(model_path)[0]
+    if stem.endswith("_int8"):
+        stem = stem[:-len("_int8")]
+    return stem + SETTINGS_SUFFIX
+
+
+def load_settings(model_path, overrides=None):
+    """The streaming settings a recipe chose for this model (if it stored any), then overrides."""
+    stored = {}
+    path = settings_path(model_path)
+    if os.path.isfile(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                stored = json.load(f)
+        except (OSError, ValueError) as e:
+            raise UserError(f"{path}: not a streaming settings file ({e})") from None
+        if not isinstance(stored, dict):
+            raise UserError(f"{path}: not a streaming settings file")
+    return StreamSettings.from_dict({**stored, **(overrides or {})})
+
+
+def save_settings(model_path, settings, extra=None):
+    record = {**dataclasses.asdict(settings), **(extra or {})}
+    atomic_write_text(settings_path(model_path), json.dumps(record, indent=1) + "\n")
+    return settings_path(model_path)
+
+
+def add_settings_args(parser):
+    """Recognizer flags; left unset they come from the model's NAME_streaming.json, else the
+    TF example's defaults."""
+    g = parser.add_argument_group("recognizer (default: NAME_streaming.json beside the model)")
+    g.add_argument("--stride_ms", type=float, help="run the model every stride (TF: 30)")
+    g.add_argument("--average_window_ms", type=float, help="smooth scores over this (TF: 500)")
+    g.add_argument("--detection_threshold", type=float, help="smoothed score to fire (TF: 0.7)")
+    g.add_argument("--suppression_ms", type=float, help="quiet time after a detection (TF: 500)")
+    g.add_argument("--minimum_count", type=int, help="results in the window first (TF: 4)")
+    g.add_argument("--no_rearm", dest="rearm", action="store_false", default=None,
+                   help="the TF example's rule: a label fires again only after another did")
+    return parser
+
+
+def settings_from_flags(args):
+    """StreamSettings of parsed add_settings_args flags (and --tf_example where there is one)."""
+    if getattr(args, "tf_example", False):
+        return tf_example_settings()
+    fields = {f.name for f in dataclasses.fields(StreamSettings)}
+    return load_settings(args.model, {k: v for k, v in vars(args).items() if k in fields})
+
+
+@dataclasses.dataclass
+class Detection:
+    time_ms: float   # from the start of the audio, at the end of the window that fired
+    label: str
+    score: float
+
+
+class Recognizer:
+    """Smoothed scores -> detections (the TF example's RecognizeCommands, optionally re-armed)."""
+
+    def __init__(self, labels, settings):
+        self.labels = list(labels)
+        self.settings = settings
+        self.results = collections.deque()  # (time_ms, scores)
+        self.previous_label = SILENCE_LABEL
+        self.previous_time = -np.inf
+        self.armed = {}                     # label -> fell below the threshold since it fired
+
+    def process(self, scores, time_ms):
+        """(detection or None, smoothed scores or None) for the scores of the window at time_ms."""
+        s = self.settings
+        scores = np.asarray(scores, np.float64)
+        if scores.shape != (len(self.labels),):
+            raise ValueError(f"expected {len(self.labels)} scores, got {scores.shape}")
+        if self.results and time_ms < self.results[-1][0]:
+            raise ValueError("results must come in time order")
+        self.results.append((time_ms, scores))
+        while time_ms - s.average_window_ms > self.results[0][0]:
+            self.results.popleft()
+        if (len(self.results) < s.minimum_count
+                or time_ms - self.results[0][0] < s.average_window_ms / 4):
+            return None, None
+        average = np.mean([r for _, r in self.results], axis=0)
+        top = int(np.argmax(average))
+        label, score = self.labels[top], float(average[top])
+        for other in self.armed:
+            if average[self.labels.index(other)] < s.detection_threshold:
+                self.armed[other] = True
+        since = np.inf if (self.previous_label == SILENCE_LABEL
+                           or self.previous_time == -np.inf) else time_ms - self.previous_time
+        new_label = label != self.previous_label or (s.rearm and self.armed.get(label, True))
+        if score > s.detection_threshold and new_label and since > s.suppression_ms:
+            self.previous_label, self.previous_time = label, time_ms
+            self.armed[label] = False
+            if label != SILENCE_LABEL:
+                return Detection(time_ms, label, score), average
+        return None, average
+
+
+class Windower:
+    """A one-second ring buffer: feed samples of any length, get the window ending at every
+    stride (the first once a full second has arrived)."""
+
+    def __init__(self, stride_ms):
+        self.stride = max(int(round(stride_ms * SAMPLE_RATE / 1000)), 1)
+        self.ring = np.zeros(CLIP_SAMPLES, np.float32)
+        self.samples_seen = 0
+        self.next_end = CLIP_SAMPLES
+
+    def feed(self, chunk):
+        """Yield (time_ms at the window's end, window float32 [16000], samples it moved on
+        since the last window) for this chunk."""
+        chunk = np.asarray(chunk, np.float32).reshape(-1)
+        start = 0
+        while start < len(chunk):
+            take = min(len(chunk) - start, self.next_end - self.samples_seen)
+            if take >= CLIP_SAMPLES:
+                self.ring[:] = chunk[start + take - CLIP_SAMPLES:start + take]
+            else:
+                self.ring[:-take] = self.ring[take:]
+                self.ring[-take:] = chunk[start:start + take]
+            self.samples_seen += take
+            start += take
+            if self.samples_seen == self.next_end:
+                advanced = CLIP_SAMPLES if self.next_end == CLIP_SAMPLES else self.stride
+                yield self.samples_seen * 1000.0 / SAMPLE_RATE, self.ring, advanced
+                self.next_end += self.stride
+
+
+class Spotter:
+    """Live keyword spotting: feed audio chunks of any length, get detections.
+
+    model: anything with .predict(float32 [16000]) -> probabilities (kws.runtime models; a
+    CachedFeaturesModel computes only the front-end frames each hop adds)."""
+
+    def __init__(self, model, labels, settings=None):
+        self.model = model
+        self.settings = settings or StreamSettings()
+        self.recognizer = Recognizer(labels, self.settings)
+        self.windows = Windower(self.settings.stride_ms)
+
+    def feed(self, chunk, on_scores=None):
+        """Detections whose window ended within this chunk, in time order; on_scores(time_ms,
+        probabilities) sees every hop (for a live plot)."""
+        detections = []
+        for time_ms, window, advanced in self.windows.feed(chunk):
+            probs = predict_hop(self.model, window, advanced)
+            if on_scores:
+                on_scores(time_ms, probs)
+            detection, _ = self.recognizer.process(probs, time_ms)
+            if detection:
+                detections.append(detection)
+        return detections
+
+
+def predict_hop(model, window, advanced):
+    """A model's scores for this hop's window: models that cache their front end
+    (kws.runtime.CachedFeaturesModel) compute only the new frames."""
+    hop = getattr(model, "predict_hop", None)
+    return hop(window, advanced) if hop else model.predict(window)
+
+
+def score_stream(model, chunks, stride_ms, progress=None):
+    """(times_ms [n], probabilities [n, k]) of every hop over an iterable of sample chunks: the
+    model's work, done once, so that any recognizer settings can then be tried cheaply."""
+    windows = Windower(stride_ms)
+    times, probs = [], []
+    for chunk in chunks:
+        for time_ms, window, advanced in windows.feed(chunk):
+            times.append(time_ms)
+            probs.append(predict_hop(model, window, advanced))
+        if progress:
+            progress(len(chunk))
+    k = len(probs[0]) if probs else 0
+    return np.asarray(times, np.float64), np.asarray(probs, np.float32).reshape(-1, k)
+
+
+def recognize(times, probs, labels, settings):
+    """Detections of a recognizer with these settings over scores from score_stream."""
+    recognizer = Recognizer(labels, settings)
+    found = []
+    for time_ms, p in zip(times, probs):
+        detection, _ = recognizer.process(p, time_ms)
+        if detection:
+            found.append(detection)
+    return found
+
+
+# ---- ground truth and the measures --------------------------------------------------------------
+def read_ground_truth(path):
+    """[(label, time_ms)] sorted by time, from `label,time_ms` rows (a header line is allowed:
+    the TF example's files have none)."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = [r for r in csv.reader(f) if r]
+    except OSError as e:
+        raise UserError(f"ground truth {path}: {e.strerror or e}") from None
+    if rows and rows[0][:2] == ["label", "time_ms"]:
+        rows = rows[1:]
+    truth = []
+    for row in rows:
+        try:
+            truth.append((row[0], float(row[1])))
+        except (IndexError, ValueError):
+            raise UserError(f"{path}: expected rows label,time_ms, got {row[:3]}") from None
+    return sorted(truth, key=lambda t: t[1])
+
+
+def write_ground_truth(path, truth):
+    lines = ["label,time_ms"] + [f"{label},{time_ms:.0f}" for label, time_ms in truth]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def tf_example_stats(found, truth, tolerance_ms=1500.0, clip_ms=1000.0):
+    """The TF example's figures (accuracy_utils.StreamingAccuracyStats, whole stream): a
+    detection matches the first ground-truth word within +-tolerance of its window's start;
+    correct if the label agrees and that word was not matched before, else wrong; unmatched
+    detections are false positives. Percentages are of the ground-truth words."""
+    starts = [(d.label, d.time_ms - clip_ms) for d in found]
+    correct = wrong = false_positive = 0
+    matched = []
+    for label, time_ms in starts:
+        hit = next(((gl, gt) for gl, gt in truth if time_ms - tolerance_ms <= gt
+                    <= time_ms + tolerance_ms), None)
+        if hit is None:
+            false_positive += 1
+            continue
+        if hit[0] == label and hit[1] not in matched:
+            correct += 1
+        else:
+            wrong += 1
+        matched.append(hit[1])
+    n = max(len(truth), 1)
+    return {"ground_truth_words": len(truth), "matched": len(matched) / n, "correct": correct / n,
+            "wrong": wrong / n, "false_positive": false_positive / n}
+
+
+def wakeword_stats(found, truth, duration_s, words, after_ms=1750.0):
+    """Per-word detection and false accepts per hour, as wake-word work reports them.
+
+    A command word of the ground truth is detected when a detection of the same label lies in
+    [its start, its start + after_ms] (each detection serves one word). Every other detection
+    of a command word (the wrong word, a second one, one fired on an unknown word or on noise)
+    is a false accept. Detections of `_unknown_` are not commands and count for nothing."""
+    words = set(words)
+    targets = [(label, t) for label, t in truth if label in words]
+    used = [False] * len(targets)
+    false_accepts = 0
+    for d in sorted(found, key=lambda d: d.time_ms):
+        if d.label not in words:
+            continue
+        for i, (label, t) in enumerate(targets):
+            if not used[i] and label == d.label and t <= d.time_ms <= t + after_ms:
+                used[i] = True
+                break
+        else:
+            false_accepts += 1
+    per_word = {}
+    for (label, _), hit in zip(targets, used):
+        total, hits = per_word.get(label, (0, 0))
+        per_word[label] = (total + 1, hits + hit)
+    hours = duration_s / 3600
+    return {"command_words": len(targets), "detected": sum(used),
+            "detection_rate": sum(used) / len(targets) if targets else None,
+            "false_accepts": false_accepts,
+            "false_accepts_per_hour": false_accepts / hours if hours else None,
+            "hours": hours,
+            "miss_rate_by_word": {w: 1 - h / n for w, (n, h) in sorted(per_word.items())}}

@@ -1,0 +1,151 @@
+"""Make long test audio with ground truth: words at random times over background noise.
+
+    python make_streaming_test.py --data_dir data/real/held_out \
+        --noise_dir ../shared/data/background_noise --minutes 20 --out data/streams/held_out.wav
+
+Like the TF speech_commands example's generate_streaming_test_wav: clips of a labelled folder
+(`<label>/*.wav`: command words, unknown words, silence is simply the gaps) are placed one after
+another with random gaps over background noise at a chosen SNR, and OUT.csv lists `label,time_ms`
+for each word: the moment its speech starts in the stream (the first 10 ms frame within 30 dB of
+the clip's loudest). `--negative` leaves the command words out (unknown words and noise only):
+the stream to count false accepts per hour on. The same flags and --seed give the same bytes;
+the stream is written in blocks, atomically, so an hour of audio never sits in memory whole.
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+from kws import CLIP_SAMPLES, SAMPLE_RATE
+from kws.audio import read_many, read_wav
+from kws.common import UserError, atomic_path, require_dir, run_cli, write_metrics
+from kws.folders import list_test_clips, wavs_in
+from kws.labels import COMPETITION_WORDS, SILENCE_LABEL, UNKNOWN_LABEL, competition_label
+from kws.streaming import write_ground_truth
+
+NOISE_PARTS = ("all", "head", "tail")
+FRAME = SAMPLE_RATE // 100
+
+
+def speech_onset(clip, floor_db=30.0):
+    """Offset in samples of the first 10 ms frame within floor_db of the clip's loudest."""
+    frames = clip[:len(clip) // FRAME * FRAME].reshape(-1, FRAME)
+    energy = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
+    return int(np.argmax(energy >= energy.max() - floor_db)) * FRAME
+
+
+def load_noise(noise_dir, part, eval_fraction):
+    """The noise recordings (or the part of each that training never mixes in) end to end."""
+    require_dir(noise_dir, "noise folder")
+    pieces = []
+    for name in wavs_in(noise_dir):
+        r = read_wav(os.path.join(noise_dir, name), num_samples=None)
+        cut = int(len(r) * (1 - eval_fraction))
+        pieces.append({"all": r, "head": r[:cut], "tail": r[cut:]}[part])
+    pieces = [p for p in pieces if len(p)]
+    if not pieces:
+        raise UserError(f"no readable noise recordings in {noise_dir}")
+    noise = np.concatenate(pieces)
+    return noise / max(np.sqrt(np.mean(noise.astype(np.float64) ** 2)), 1e-9)
+
+
+def plan(labels, rng, seconds, gap_ms, negative, unknown_share):
+    """[(clip index, start sample)] for a stream of `seconds`: each gap drawn from
+    U(gap_ms / 2, 3 gap_ms / 2) after the previous clip."""
+    words = [i for i, lb in enumerate(labels) if competition_label(lb) in COMPETITION_WORDS]
+    unknown = [i for i, lb in enumerate(labels) if competition_label(lb) == UNKNOWN_LABEL]
+    if negative:
+        words = []
+    if not words and not unknown:
+        raise UserError("no clips to place: the folder has no " +
+                        ("unknown words" if negative else "words"))
+    total = int(seconds * SAMPLE_RATE)
+    placed, t = [], 0
+    while True:
+        t += int(rng.uniform(0.5, 1.5) * gap_ms * SAMPLE_RATE / 1000)
+        if t + CLIP_SAMPLES > total:
+            return placed
+        pool = unknown if (not words or (unknown and rng.uniform() < unknown_share)) else words
+        placed.append((pool[rng.randint(len(pool))], t))
+        t += CLIP_SAMPLES
+
+
+def write_stream(out, clips, placed, noise, noise_rms, seconds, rng, block_seconds=60):
+    """Mix the placed clips over the noise loop, block by block, into a 16-bit WAV at out."""
+    import soundfile as sf
+
+    total = int(seconds * SAMPLE_RATE)
+    block = block_seconds * SAMPLE_RATE
+    offset = rng.randint(len(noise))
+    with atomic_path(out) as tmp:
+        with sf.SoundFile(tmp, "w", SAMPLE_RATE, 1, "PCM_16", format="WAV") as f:
+            for start in range(0, total, block):
+                n = min(block, total - start)
+                idx = (offset + start + np.arange(n)) % len(noise)
+                mix = noise[idx] * noise_rms
+                for i, t in placed:
+                    lo, hi = max(t, start), min(t + CLIP_SAMPLES, start + n)
+                    if lo < hi:
+                        mix[lo - start:hi - start] += clips[i][lo - t:hi - t]
+                f.write(np.clip(mix, -1, 1).astype(np.float32))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data_dir", required=True,
+                        help="labelled clips, <label>/*.wav (a held-out set, a test folder)")
+    parser.add_argument("--noise_dir", required=True, help="background noise recordings")
+    parser.add_argument("--noise_part", choices=NOISE_PARTS, default="all",
+                        help="tail: only the end of each recording that training never mixes "
+                             "in (input_data keeps it for evaluation); head: the rest")
+    parser.add_argument("--minutes", type=float, default=10.0, help="length of the stream")
+    parser.add_argument("--gap_ms", type=float, default=2000.0,
+                        help="mean silence between two clips")
+    parser.add_argument("--snr_db", type=float, default=10.0,
+                        help="speech RMS over noise RMS (the median clip's RMS)")
+    parser.add_argument("--unknown_share", type=float, default=0.2,
+                        help="share of placed clips that are unknown words")
+    parser.add_argument("--negative", action="store_true",
+                        help="no command words: unknown words and noise only")
+    parser.add_argument("--out", required=True, help="the stream to write; OUT.csv beside it")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--metrics_json", default="", help="also write a summary as JSON")
+    args = parser.parse_args(argv)
+    if args.minutes <= 0 or args.gap_ms <= 0 or not 0 <= args.unknown_share <= 1:
+        raise UserError("need --minutes > 0, --gap_ms > 0 and --unknown_share in [0, 1]")
+    from input_data import EVAL_NOISE_FRACTION
+
+    paths, folders = list_test_clips(args.data_dir)
+    if folders is None:
+        raise UserError(f"{args.data_dir} is flat: the stream needs <label>/*.wav to know the "
+                        "words")
+    keep = [i for i, f in enumerate(folders) if competition_label(f) != SILENCE_LABEL]
+    clips, kept = read_many([paths[i] for i in keep])
+    labels = [competition_label(folders[keep[k]]) for k in kept]
+    if not len(kept):
+        raise UserError(f"no readable word clips in {args.data_dir}")
+    rng = np.random.RandomState(args.seed)
+    seconds = args.minutes * 60
+    placed = plan(labels, rng, seconds, args.gap_ms, args.negative, args.unknown_share)
+    rms = np.sqrt(np.mean(clips.astype(np.float64) ** 2, axis=1))
+    noise_rms = float(np.median(rms) / 10 ** (args.snr_db / 20))
+    noise = load_noise(args.noise_dir, args.noise_part, EVAL_NOISE_FRACTION)
+    write_stream(args.out, clips, placed, noise, noise_rms, seconds, rng)
+    truth = [(labels[i], (t + speech_onset(clips[i])) * 1000 / SAMPLE_RATE) for i, t in placed]
+    truth_path = os.path.splitext(args.out)[0] + ".csv"
+    write_ground_truth(truth_path, truth)
+    commands = sum(label in COMPETITION_WORDS for label, _ in truth)
+    summary = {"wav": args.out, "ground_truth": truth_path, "seconds": seconds,
+               "words": len(truth), "command_words": commands, "unknown_words": len(truth) -
+               commands, "negative": args.negative, "snr_db": args.snr_db,
+               "noise_part": args.noise_part, "seed": args.seed}
+    write_metrics(args.metrics_json, summary)
+    print(f"wrote {args.out} ({seconds / 60:.1f} min) and {truth_path}: {commands} command words, "
+          f"{len(truth) - commands} unknown words", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
