@@ -1,0 +1,407 @@
+"""Streaming: the ring buffer, the recognizer (and the TF example's), cached front-end frames,
+the measures, and the four streaming scripts end to end on a stream whose words are known."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from kws.audio import read_wav, write_wav
+from kws.common import UserError
+from kws.streaming import (
+    Detection,
+    Recognizer,
+    Spotter,
+    StreamSettings,
+    Windower,
+    load_settings,
+    read_ground_truth,
+    recognize,
+    save_settings,
+    score_stream,
+    tf_example_settings,
+    tf_example_stats,
+    wakeword_stats,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+LABELS = ["_silence_", "_unknown_", "yes", "no", "up", "down", "left", "right", "on", "off",
+          "stop", "go"]
+RATE = 16000
+
+
+def one_hot(label, p=0.95):
+    scores = np.full(len(LABELS), (1 - p) / (len(LABELS) - 1))
+    scores[LABELS.index(label)] = p
+    return scores
+
+
+def scores_of(label):
+    """A confident label, or '?' for a pause where no class stands out (noise, breath)."""
+    return np.full(len(LABELS), 1 / len(LABELS)) if label == "?" else one_hot(label)
+
+
+def run(recognizer, sequence, step_ms=30):
+    """Feed (label, hops) runs; return [(time_ms, label)] of the detections."""
+    found, t = [], 1000.0
+    for label, hops in sequence:
+        for _ in range(hops):
+            d, _ = recognizer.process(scores_of(label), t)
+            if d:
+                found.append((t, d.label))
+            t += step_ms
+    return found
+
+
+def tf_reference(sequence, settings, step_ms=30):
+    """The TF example's RecognizeCommands.process_latest_result, transcribed."""
+    prev, window, label_prev, time_prev, out, t = [], settings.average_window_ms, "_silence_", \
+        -np.inf, [], 1000.0
+    for label, hops in sequence:
+        for _ in range(hops):
+            prev.append((t, scores_of(label)))
+            while t - window > prev[0][0]:
+                prev.pop(0)
+            if len(prev) >= settings.minimum_count and t - prev[0][0] >= window / 4:
+                avg = np.mean([p for _, p in prev], axis=0)
+                top = LABELS[int(np.argmax(avg))]
+                since = np.inf if label_prev == "_silence_" else t - time_prev
+                if avg.max() > settings.detection_threshold and top != label_prev and \
+                        since > settings.suppression_ms:
+                    label_prev, time_prev = top, t
+                    if top != "_silence_":
+                        out.append((t, top))
+            t += step_ms
+    return out
+
+
+SEQUENCES = [
+    [("_silence_", 40), ("yes", 20), ("?", 40), ("yes", 20), ("_silence_", 30)],
+    [("_silence_", 40), ("yes", 20), ("_silence_", 40), ("yes", 20), ("?", 30)],
+    [("_silence_", 10), ("no", 15), ("go", 15), ("_silence_", 5), ("go", 20), ("up", 30)],
+    [("left", 50), ("_unknown_", 20), ("left", 25), ("_silence_", 50)],
+]
+
+
+@pytest.mark.parametrize("sequence", SEQUENCES)
+def test_without_rearm_the_recognizer_is_the_tf_examples(sequence):
+    settings = tf_example_settings()
+    assert run(Recognizer(LABELS, settings), sequence) == tf_reference(sequence, settings)
+
+
+def test_rearm_fires_the_same_word_twice_the_tf_example_once():
+    sequence = SEQUENCES[0]
+    tf_found = run(Recognizer(LABELS, tf_example_settings()), sequence)
+    ours = run(Recognizer(LABELS, StreamSettings()), sequence)
+    assert [label for _, label in tf_found] == ["yes"]
+    assert [label for _, label in ours] == ["yes", "yes"]
+    # a word held on does not fire again: it must fall below the threshold first
+    held = run(Recognizer(LABELS, StreamSettings()), [("yes", 200)])
+    assert [label for _, label in held] == ["yes"]
+
+
+def test_settings_are_checked_and_stored_beside_the_model(tmp_path):
+    with pytest.raises(UserError, match="stride_ms"):
+        StreamSettings(stride_ms=5)
+    with pytest.raises(UserError, match="detection_threshold"):
+        StreamSettings(detection_threshold=1.5)
+    model = tmp_path / "m_int8.tflite"
+    assert load_settings(str(model)) == StreamSettings()
+    path = save_settings(str(model), StreamSettings(detection_threshold=0.8, stride_ms=20))
+    assert path.endswith("m_streaming.json")
+    assert load_settings(str(model)).detection_threshold == 0.8
+    assert load_settings(str(model), {"detection_threshold": 0.6}).detection_threshold == 0.6
+    Path(path).write_text("[1, 2]")
+    with pytest.raises(UserError, match="not a streaming settings file"):
+        load_settings(str(model))
+
+
+@pytest.mark.parametrize("chunk", [1, 160, 7919, 16000, 100000])
+def test_the_ring_buffer_gives_the_same_windows_for_any_chunking(chunk):
+    audio = np.random.default_rng(0).uniform(-1, 1, 3 * RATE + 123).astype(np.float32)
+    windows = Windower(20.0)
+    got = [(t, w.copy(), a) for i in range(0, len(audio), chunk)
+           for t, w, a in windows.feed(audio[i:i + chunk])]
+    assert len(got) == 1 + (len(audio) - RATE) // 320
+    for k, (t, w, advanced) in enumerate(got):
+        end = RATE + 320 * k
+        assert t == end / 16 and advanced == (RATE if k == 0 else 320)
+        np.testing.assert_array_equal(w, audio[end - RATE:end])
+    assert not list(Windower(20.0).feed(audio[:RATE - 1]))  # under a second: nothing yet
+
+
+def test_cached_frames_equal_the_whole_windows_features():
+    from kws.frontend import FrameCache, FrontEnd
+
+    import model
+
+    layer = model.build_model("edge_tcs", 12).get_layer("log_mel")
+    from kws.frontend import front_end_constants
+
+    front = FrontEnd(front_end_constants(layer))
+    audio = np.random.default_rng(1).normal(0, 0.1, 4 * RATE).astype(np.float32)
+    np.testing.assert_allclose(front.window_features(audio[:RATE]),
+                               np.asarray(layer(audio[None, :RATE]))[0], atol=2e-5)
+    cache = FrameCache(front)
+    for t, window, advanced in Windower(20.0).feed(audio):
+        np.testing.assert_allclose(cache.update(window, advanced),
+                                   front.window_features(window), atol=1e-6)
+    cache = FrameCache(front)  # a stride that is not a frame hop: recomputed each time
+    for t, window, advanced in Windower(30.0).feed(audio):
+        np.testing.assert_array_equal(cache.update(window, advanced),
+                                      front.window_features(window))
+
+
+def test_measures_on_hand_made_detections():
+    truth = [("yes", 1000), ("no", 5000), ("_unknown_", 9000), ("go", 13000)]
+    found = [Detection(1800, "yes", 0.9), Detection(2500, "yes", 0.9),   # a second yes: FA
+             Detection(5600, "up", 0.9),                                 # wrong word: FA
+             Detection(9700, "left", 0.9),                               # on an unknown: FA
+             Detection(13000 + 1750, "go", 0.9),                         # at the edge: hit
+             Detection(20000, "_unknown_", 0.8)]                         # not a command
+    ww = wakeword_stats(found, truth, 3600, ["yes", "no", "up", "left", "go"])
+    assert ww["command_words"] == 3 and ww["detected"] == 2 and ww["false_accepts"] == 3
+    assert ww["false_accepts_per_hour"] == 3 and ww["miss_rate_by_word"] == {
+        "go": 0.0, "no": 1.0, "yes": 0.0}
+    tf = tf_example_stats(found, truth, tolerance_ms=1500)
+    assert tf["ground_truth_words"] == 4
+    assert tf["correct"] == pytest.approx(2 / 4) and tf["false_positive"] == pytest.approx(1 / 4)
+
+
+class ToneModel:
+    """A fake model: the label of the loudest of a few tones in the newest half second."""
+
+    FREQS = {"yes": 500, "no": 900, "up": 1300}
+
+    def predict(self, window):
+        tail = window[-8000:]
+        spectrum = np.abs(np.fft.rfft(tail))
+        scores = np.full(len(LABELS), 1 / len(LABELS))  # a pause: nothing stands out
+        if np.sqrt(np.mean(tail ** 2)) > 0.05:
+            best = max(self.FREQS, key=lambda w: spectrum[self.FREQS[w] // 2])
+            scores = one_hot(best)
+        return scores
+
+
+def tone(freq, seconds=0.6):
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (0.4 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def tone_stream(words, gap_s=1.5):
+    """Silence, then each word's tone with gaps; ground truth (label, onset ms)."""
+    parts, truth, t = [np.zeros(RATE, np.float32)], [], RATE
+    for w in words:
+        clip = tone(ToneModel.FREQS[w])
+        truth.append((w, t * 1000 / RATE))
+        parts += [clip, np.zeros(int(gap_s * RATE), np.float32)]
+        t += len(clip) + int(gap_s * RATE)
+    return np.concatenate(parts), truth
+
+
+def test_a_stream_whose_detections_are_known_exactly():
+    words = ["yes", "no", "no", "up", "yes"]
+    audio, truth = tone_stream(words)
+    settings = StreamSettings(stride_ms=20)
+    spotter = Spotter(ToneModel(), LABELS, settings)
+    found = [d for i in range(0, len(audio), 321) for d in spotter.feed(audio[i:i + 321])]
+    assert [d.label for d in found] == words  # "no no" fires twice
+    for d, (_, onset) in zip(found, truth):
+        assert onset < d.time_ms <= onset + 1750
+    times, probs = score_stream(ToneModel(), [audio], 20)
+    assert [d.label for d in recognize(times, probs, LABELS, settings)] == words
+    tf_found = recognize(*score_stream(ToneModel(), [audio], 30), LABELS, tf_example_settings())
+    assert [d.label for d in tf_found] == ["yes", "no", "up", "yes"]  # the quirk: one "no"
+    stats = wakeword_stats(found, truth, len(audio) / RATE, ["yes", "no", "up"])
+    assert stats["detection_rate"] == 1.0 and stats["false_accepts"] == 0
+
+
+# ---- the scripts ------------------------------------------------------------------------------
+def script(name, *args, check=True):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, name, *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    if check:
+        assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def tone_model(tmp_path_factory):
+    """A ds_cnn_s that tells three tones from silence and noise, frozen with its stream body."""
+    import keras
+
+    import freeze_graph
+    import model
+
+    root = tmp_path_factory.mktemp("tones")
+    rng = np.random.default_rng(0)
+    clips, targets = [], []
+    for k, label in enumerate(LABELS):
+        for _ in range(12):
+            x = rng.normal(0, 0.01, RATE).astype(np.float32)
+            if label in ToneModel.FREQS:
+                start = rng.integers(0, RATE - 9600)
+                x[start:start + 9600] += tone(ToneModel.FREQS[label] * rng.uniform(0.97, 1.03),
+                                              0.6)
+            elif label == "_unknown_":
+                x += rng.normal(0, 0.2, RATE).astype(np.float32)
+            clips.append(x)
+            targets.append(k)
+    keras.utils.set_random_seed(0)
+    net = model.build_model("ds_cnn_s", len(LABELS), features="logmel")
+    net.compile(optimizer=keras.optimizers.Adam(3e-3),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    net.fit(np.stack(clips), np.array(targets), epochs=40, batch_size=16, verbose=0)
+    data = root / "data"
+    for k, (clip, target) in enumerate(zip(clips, targets)):
+        write_wav(data / LABELS[target] / f"s{k % 12}_nohash_{k}.wav", clip)
+    (root / "ck").mkdir()
+    net.save(root / "ck" / "m.keras")
+    (root / "ck" / "labels.txt").write_text("\n".join(LABELS) + "\n")
+    assert freeze_graph.main(["--checkpoint", str(root / "ck" / "m.keras"), "--frozen_path",
+                              str(root / "tf" / "m.pb"), "--calibration_data", str(data),
+                              "--num_calibration", "60", "--num_check", "24",
+                              "--int8_agreement", "0.8"]) == 0
+    return {"root": root, "data": data, "tflite": root / "tf" / "m_int8.tflite",
+            "float": root / "tf" / "m.tflite", "keras": root / "ck" / "m.keras"}
+
+
+@pytest.fixture(scope="module")
+def known_stream(tone_model):
+    audio, truth = tone_stream(["yes", "no", "no", "up", "yes", "up", "no"])
+    audio = audio + np.random.default_rng(9).normal(0, 0.01, len(audio)).astype(np.float32)
+    path = tone_model["root"] / "stream.wav"
+    write_wav(path, audio)
+    rows = ["label,time_ms"] + [f"{w},{t:.0f}" for w, t in truth]
+    path.with_suffix(".csv").write_text("\n".join(rows) + "\n")
+    return path, truth
+
+
+def test_label_stream_finds_the_words_in_order_and_writes_csv_and_plot(tone_model, known_stream,
+                                                                      tmp_path):
+    wav, truth = known_stream
+    for model_file in ("tflite", "float", "keras"):
+        out = tmp_path / f"{model_file}.csv"
+        done = script("label_stream.py", "--model", tone_model[model_file], "--wav", wav,
+                      "--csv", out, "--plot", tmp_path / "trace.png", "--stride_ms", "20",
+                      "--detection_threshold", "0.6")
+        with open(out, newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert [r["label"] for r in rows] == [w for w, _ in truth], (model_file, rows)
+        assert list(rows[0]) == ["time_ms", "label", "score"]
+        assert "yes" in done.stdout
+    assert (tmp_path / "trace.png").stat().st_size > 1000
+    # the same audio as raw PCM on standard input, in odd-sized pieces
+    pcm = np.round(read_wav(wav, num_samples=None) * 32768).astype("<i2").tobytes() + b"\x01"
+    done = subprocess.run([sys.executable, "label_stream.py", "--model", tone_model["tflite"],
+                           "--raw", "-", "--stride_ms", "20", "--detection_threshold", "0.6",
+                           "--quiet", "--csv", tmp_path / "raw.csv"], input=pcm, cwd=REPO,
+                          capture_output=True, timeout=300,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert b"ended mid-sample" in done.stderr
+    assert (tmp_path / "raw.csv").read_text() == (tmp_path / "tflite.csv").read_text()
+
+
+def test_label_stream_bad_input_is_one_line(tone_model, tmp_path):
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    short = tmp_path / "short.wav"
+    write_wav(short, np.zeros(4000, np.float32))
+    sf.write(tmp_path / "8k.wav", np.zeros(20000), 8000, subtype="PCM_16")
+    m = tone_model["tflite"]
+    cases = [(["--wav", empty], "empty file"), (["--wav", tmp_path / "none.wav"], "no such file"),
+             (["--raw", "-", "--rate", "8000"], "must be 16000 Hz"),
+             (["--raw", "file.pcm"], "--raw takes '-'"),
+             (["--wav", short, "--stride_ms", "2"], "stride_ms")]
+    for flags, message in cases:
+        done = script("label_stream.py", "--model", m, *flags, check=False)
+        last = done.stderr.strip().splitlines()[-1]
+        assert done.returncode == 2 and message in last and "Traceback" not in done.stderr, \
+            (flags, done.stderr[-800:])
+    done = script("label_stream.py", "--model", m, "--wav", short)  # under a second: no window
+    assert "0 detections in 0.2 s" in done.stderr
+    done = script("label_stream.py", "--model", m, "--wav", tmp_path / "8k.wav")  # resampled
+    assert "detections in 2.5 s of audio" in done.stderr
+
+
+def test_mic_without_sounddevice_says_how_to_install_it(tone_model):
+    import importlib.util
+
+    if importlib.util.find_spec("sounddevice"):
+        pytest.skip("sounddevice is installed here")
+    done = script("label_stream.py", "--model", tone_model["tflite"], "--mic", check=False)
+    assert done.returncode == 2
+    assert "pip install sounddevice" in done.stderr.strip().splitlines()[-1]
+
+
+def test_make_streaming_test_is_seeded_and_its_truth_is_right(tone_model, tmp_path):
+    noise = tmp_path / "noise"
+    write_wav(noise / "n.wav", np.random.default_rng(3).normal(0, 0.1, 5 * RATE))
+    args = ["--data_dir", tone_model["data"], "--noise_dir", noise, "--minutes", "0.5",
+            "--snr_db", "20", "--seed", "4"]
+    script("make_streaming_test.py", *args, "--out", tmp_path / "a.wav")
+    script("make_streaming_test.py", *args, "--out", tmp_path / "b.wav", "--metrics_json",
+           tmp_path / "b.json")
+    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+    truth = read_ground_truth(tmp_path / "a.csv")
+    summary = json.loads((tmp_path / "b.json").read_text())
+    assert summary["words"] == len(truth) > 5 and summary["seconds"] == 30
+    assert {label for label, _ in truth} <= set(LABELS[1:])
+    audio = read_wav(tmp_path / "a.wav", num_samples=None)
+    assert len(audio) == 30 * RATE
+    for _, onset in truth:  # speech starts at each onset: louder than the gap before it
+        i = int(onset * 16)
+        assert np.abs(audio[i:i + 1600]).max() > 2 * np.abs(audio[i - 3200:i - 1600]).max()
+    script("make_streaming_test.py", *args, "--negative", "--out", tmp_path / "n.wav")
+    assert {label for label, _ in read_ground_truth(tmp_path / "n.csv")} == {"_unknown_"}
+    bad = script("make_streaming_test.py", *args, "--minutes", "0", "--out", tmp_path / "x.wav",
+                 check=False)
+    assert bad.returncode == 2 and not (tmp_path / "x.wav").exists()
+
+
+def test_streaming_accuracy_sweeps_and_stores_the_chosen_threshold(tone_model, known_stream,
+                                                                  tmp_path):
+    wav, truth = known_stream
+    negative = tmp_path / "neg.wav"
+    write_wav(negative, np.random.default_rng(5).normal(0, 0.2, 60 * RATE).astype(np.float32))
+    (tmp_path / "neg.csv").write_text("label,time_ms\n")
+    model_copy = tmp_path / "m_int8.tflite"
+    for name in ("m_int8.tflite", "m_labels.txt", "m_stream_body_int8.tflite", "m_stream.npz"):
+        (tmp_path / name).write_bytes((tone_model["tflite"].parent / name).read_bytes())
+    metrics = tmp_path / "acc.json"
+    script("streaming_accuracy.py", "--model", model_copy, "--wav", wav, "--negative_wav",
+           negative, "--stride_ms", "20", "--sweep", "--plot", tmp_path / "det.png",
+           "--also_tf_example", "--save_settings", "--target_fa_per_hour", "2",
+           "--metrics_json", metrics)
+    m = json.loads(metrics.read_text())
+    assert m["result"]["positive"]["command_words"] == len(truth)
+    assert m["result"]["positive"]["detection_rate"] == 1.0
+    assert m["tf_example_recognizer"]["settings"]["rearm"] is False
+    assert m["tf_example_recognizer"]["positive"]["detected"] < len(truth)  # "no no" once
+    assert len(m["sweep"]) > 10 and m["chosen"]["false_accepts_per_hour"] <= 2
+    assert (tmp_path / "det.png").stat().st_size > 1000
+    stored = json.loads((tmp_path / "m_streaming.json").read_text())
+    assert stored["detection_threshold"] == m["chosen"]["threshold"] and stored["stride_ms"] == 20
+    # label_stream.py now needs no recognizer flag: it reads the stored settings
+    done = script("label_stream.py", "--model", model_copy, "--wav", wav, "--csv",
+                  tmp_path / "d.csv")
+    with open(tmp_path / "d.csv", newline="") as f:
+        assert [r["label"] for r in csv.DictReader(f)] == [w for w, _ in truth]
+    assert done.returncode == 0
+
+
+def test_recognize_commands_reports_the_real_time_factor(tone_model, tmp_path):
+    out = tmp_path / "rtf.json"
+    script("recognize_commands.py", "--model", tone_model["tflite"], "--seconds", "20",
+           "--stride_ms", "20", "--metrics_json", out)
+    figures = json.loads(out.read_text())
+    assert figures["hops"] == 1 + (20 * RATE - RATE) // 320
+    assert 0 < figures["real_time_factor"] < 1 and figures["hop_latency_ms_p99"] > 0
