@@ -11,7 +11,10 @@ calibration uses training speakers only. Each model trains for the epochs of its
 wall-clock cap only guards against a stuck run), is scored on the held-out speakers with
 test-time augmentation, and the edge model is frozen to tf_files/real/ (model.pb, model.tflite,
 model_int8.tflite, labels.txt) and scored again as int8 through make_submission_on_rpi.py.
-Results: data/real/results.json and a table on stdout.
+Then keyword spotting on long audio: streams of validation and of held-out speakers over noise
+training never hears; the detection threshold is chosen on the validation streams (stored as
+tf_files/real/model_streaming.json) and the held-out streams are scored with it and with the TF
+example's recognizer. Results: data/real/results.json and a table on stdout.
 """
 
 import argparse
@@ -24,7 +27,15 @@ import sys
 import numpy as np
 
 from kws.common import UserError, atomic_write_text, require_dir, run_cli
-from kws.recipe import best_checkpoint, run_scored_step, run_step, training_record
+from kws.recipe import (
+    best_checkpoint,
+    print_streaming,
+    run_scored_step,
+    run_step,
+    stage_set,
+    streaming_figures,
+    training_record,
+)
 
 DIGITS = "zero one two three four five six seven eight nine".split()
 # The split, stated once: speakers by a salted hash; silence by where its noise came from
@@ -36,6 +47,9 @@ MODELS = {  # name -> config; each config's "epochs" is its training budget
     "tutorial_conv": "experiments/real_tutorial_conv.json",
 }
 TTA = ["--tta_shift=-1600,1600", "--tta_gain", "1.25"]
+# our recognizer: hops of the front end's 20 ms (its frames are cached), a second between two
+# detections; the threshold is chosen on the validation streams
+STREAM_RECOGNIZER = ["--stride_ms", "20", "--suppression_ms", "1000"]
 
 
 def stage_digits(shared, out):
@@ -157,26 +171,6 @@ def stage_dev_split(dev_dir, noise_dir, out):
     return out, summary
 
 
-def stage_set(data_args, which, out):
-    """One set of the staged split as a labelled folder `<label>/<file>` (links): the held-out
-    speakers for scoring, or the training speakers for int8 calibration."""
-    from input_data import AudioProcessor
-
-    processor = AudioProcessor.from_settings({"data_dir": data_args["data_dir"],
-                                              "silence_percentage": 0, "unknown_percentage": -1})
-    if os.path.isdir(out):
-        shutil.rmtree(out)
-    for item in processor.data_index[which]:
-        link = os.path.join(out, item["label"], os.path.basename(item["file"]))
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        os.symlink(os.path.abspath(item["file"]), link)
-    speakers = processor.speakers(which)
-    counts = processor.label_counts(which)
-    print(f"{which}: {processor.set_size(which)} clips of {len(speakers)} speakers "
-          f"({counts['_silence_']} silence)")
-    return out, len(speakers), processor.set_size(which)
-
-
 def train_command(py, config, data_args, exp_name, cap_minutes=0):
     cmd = [py, "train.py", "--config", config, "--exp_name", exp_name,
            "--data_dir", data_args["data_dir"], "--cap_minutes", f"{cap_minutes:g}",
@@ -195,6 +189,10 @@ def main(argv=None):
     parser.add_argument("--cap_minutes", type=float, default=90.0,
                         help="wall-clock safety cap for each model's training; the budget is "
                              "the epochs in its config, so results do not depend on the CPU")
+    parser.add_argument("--stream_minutes", type=float, default=20.0,
+                        help="length of the validation and held-out streams with command words")
+    parser.add_argument("--negative_stream_minutes", type=float, default=60.0,
+                        help="length of the streams without command words (false accepts)")
     parser.add_argument("--zoo_cpu_minutes", type=float, default=0,
                         help="instead of the recipe: train every model of the zoo with the edge "
                              "recipe for this much CPU time each and tabulate validation accuracy")
@@ -224,9 +222,9 @@ def main(argv=None):
                                       args.synthetic_dir])
     if args.zoo_cpu_minutes > 0:
         return compare_zoo(py, data_args, args.zoo_cpu_minutes, args.out_dir)
-    held_out, n_speakers, n_clips = stage_set(data_args, "testing",
+    held_out, n_speakers, n_clips = stage_set(data_args["data_dir"], "testing",
                                               os.path.join(args.out_dir, "held_out"))
-    data_args["calibration"] = stage_set(data_args, "training",
+    data_args["calibration"] = stage_set(data_args["data_dir"], "training",
                                          os.path.join(args.out_dir, "calibration"))[0]
     results = {"held_out_speakers": n_speakers, "held_out_clips": n_clips, "models": {}}
     for name in models:
@@ -244,6 +242,12 @@ def main(argv=None):
     if "edge" in models:
         results["edge_int8"] = freeze_and_score_edge(py, results["models"]["edge"]["checkpoint"],
                                                      data_args, held_out, args.out_dir)
+        validation = stage_set(data_args["data_dir"], "validation",
+                               os.path.join(args.out_dir, "validation"))[0]
+        results["streaming"] = streaming_figures(
+            py, "tf_files/real/model_int8.tflite", validation, held_out, noise,
+            os.path.join(args.out_dir, "streams"), args.stream_minutes,
+            args.negative_stream_minutes, recognizer=STREAM_RECOGNIZER)
     path = os.path.join(args.out_dir, "results.json")
     atomic_write_text(path, json.dumps(results, indent=1))
     print_summary(results, path)
@@ -317,6 +321,8 @@ def print_summary(results, path):
     for kind, r in results.get("edge_int8", {}).items():
         print(f"edge .tflite {kind:<6} accuracy {r['accuracy']} (no TTA), "
               f"{r['latency_ms']} ms/clip, {r['size_bytes']:,} bytes")
+    if "streaming" in results:
+        print_streaming(results["streaming"])
     print(f"results: {path}; frozen models: tf_files/real/")
 
 

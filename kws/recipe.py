@@ -4,6 +4,7 @@ the figures they write as JSON, and read what train.py left in checkpoints/<exp>
 
 import json
 import os
+import shutil
 import subprocess
 
 from kws.common import UserError, require_file
@@ -49,3 +50,81 @@ def training_record(exp_dir):
     return {"epochs": state["epoch"], "stopped_by": state.get("stopped_by"),
             "train_wall_minutes": round(used.get("wall_seconds", 0) / 60, 1),
             "train_cpu_minutes": round(used.get("cpu_seconds", 0) / 60, 1)}
+
+
+def stage_set(data_dir, which, out):
+    """One set of a data folder's split as a labelled folder `<label>/<file>` of links (the
+    held-out speakers for scoring and streams, the training speakers for int8 calibration).
+    Returns (folder, speakers, clips). A clip whose label is not its folder's name (a word that
+    counts as `_unknown_`) is linked as `<folder>_<file>`, so names cannot collide."""
+    from input_data import AudioProcessor
+
+    processor = AudioProcessor.from_settings({"data_dir": data_dir, "silence_percentage": 0,
+                                              "unknown_percentage": -1})
+    if os.path.isdir(out):
+        shutil.rmtree(out)
+    for item in processor.data_index[which]:
+        folder, name = os.path.split(item["file"])
+        folder = os.path.basename(folder)
+        if folder != item["label"]:
+            name = f"{folder}_{name}"
+        link = os.path.join(out, item["label"], name)
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        os.symlink(os.path.abspath(item["file"]), link)
+    speakers = processor.speakers(which)
+    counts = processor.label_counts(which)
+    print(f"{which}: {processor.set_size(which)} clips of {len(speakers)} speakers "
+          f"({counts['_silence_']} silence)")
+    return out, len(speakers), processor.set_size(which)
+
+
+def streaming_figures(py, model, validation, testing, noise_dir, out_dir, minutes=20.0,
+                      negative_minutes=60.0, target_fa_per_hour=2.0, recognizer=()):
+    """Keyword spotting on long audio, for a recipe: streams of the validation and the held-out
+    speakers (make_streaming_test.py, noise that training never mixes in), the threshold chosen
+    on the validation streams for target_fa_per_hour and stored beside the model, then the
+    held-out streams scored with it and with the TF example's recognizer. Returns the figures.
+    recognizer: extra streaming_accuracy.py flags (the settings the sweep starts from)."""
+    streams = {}
+    for seed, (name, folder) in enumerate((("validation", validation), ("test", testing))):
+        for negative, length in ((False, minutes), (True, negative_minutes)):
+            key = f"{name}_negative" if negative else name
+            wav = os.path.join(out_dir, f"{key}.wav")
+            streams[key] = run_scored_step(f"stream of {key} speakers ({length:g} min)", [
+                py, "make_streaming_test.py", "--data_dir", folder, "--noise_dir", noise_dir,
+                "--noise_part", "tail", "--minutes", f"{length:g}", "--out", wav,
+                "--seed", str(2 * seed + negative)] + (["--negative"] if negative else []),
+                os.path.join(out_dir, f"{key}.stream.json"))
+    chosen = run_scored_step("choose the threshold on the validation streams", [
+        py, "streaming_accuracy.py", "--model", model, "--wav", streams["validation"]["wav"],
+        "--negative_wav", streams["validation_negative"]["wav"], "--sweep", "--save_settings",
+        "--target_fa_per_hour", f"{target_fa_per_hour:g}", "--plot",
+        os.path.join(out_dir, "validation_det.png"), *recognizer],
+        os.path.join(out_dir, "validation.metrics.json"))
+    if chosen.get("chosen") is None:
+        raise UserError(f"no threshold keeps false accepts under {target_fa_per_hour:g} per "
+                        "hour on the validation streams")
+    test = run_scored_step("streaming accuracy on the held-out speakers", [
+        py, "streaming_accuracy.py", "--model", model, "--wav", streams["test"]["wav"],
+        "--negative_wav", streams["test_negative"]["wav"], "--also_tf_example", "--sweep",
+        "--plot", os.path.join(out_dir, "test_det.png")],
+        os.path.join(out_dir, "test.metrics.json"))
+    summary = {"streams": streams, "chosen_on_validation": chosen["chosen"],
+               "settings": test["result"]["settings"], "real_time_factor":
+               test["real_time_factor"]}
+    for name, result in (("ours", test["result"]), ("tf_example", test["tf_example_recognizer"])):
+        summary[name] = {"detection_rate": result["positive"]["detection_rate"],
+                         "false_accepts_per_hour": result["negative"]["false_accepts_per_hour"],
+                         "false_accepts_on_positive_stream": result["positive"]["false_accepts"],
+                         "miss_rate_by_word": result["positive"]["miss_rate_by_word"],
+                         "tf_example_figures": result["tf_example"]}
+    return summary
+
+
+def print_streaming(s):
+    print(f"\n=== keyword spotting on long audio (threshold {s['settings']['detection_threshold']}"
+          f" chosen on validation speakers; real-time factor {s['real_time_factor']:.4f})")
+    for name, title in (("ours", "this recognizer"), ("tf_example", "TF example recognizer")):
+        r = s[name]
+        print(f"{title:<22} {r['detection_rate']:.1%} of command words detected, "
+              f"{r['false_accepts_per_hour']:.1f} false accepts per hour (negative stream)")

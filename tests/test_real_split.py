@@ -9,6 +9,7 @@ from conftest import make_speech_commands
 import real
 from input_data import AudioProcessor, speaker_id, which_set
 from kws.audio import read_wav, write_wav
+from kws.recipe import stage_set
 
 RATE = 16000
 WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
@@ -64,8 +65,7 @@ def test_held_out_silence_comes_only_from_noise_training_never_uses(tmp_path):
                          real.SPLIT_SALT) == "testing" for s in speakers)
     assert json.loads((tmp_path / "staged" / "split.json").read_text())["counts"]
 
-    data_args = {"data_dir": staged}
-    calibration, n_speakers, _ = real.stage_set(data_args, "training", str(tmp_path / "calib"))
+    calibration, n_speakers, _ = stage_set(staged, "training", str(tmp_path / "calib"))
     calib = AudioProcessor(calibration, silence_percentage=0, unknown_percentage=-1,
                            validation_percentage=0, testing_percentage=0)
     names = {it["file"].rsplit("/", 1)[-1] for it in calib.data_index["training"]}

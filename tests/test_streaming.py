@@ -117,6 +117,8 @@ def test_settings_are_checked_and_stored_beside_the_model(tmp_path):
     assert path.endswith("m_streaming.json")
     assert load_settings(str(model)).detection_threshold == 0.8
     assert load_settings(str(model), {"detection_threshold": 0.6}).detection_threshold == 0.6
+    unset = load_settings(str(model), {"detection_threshold": None, "stride_ms": None})
+    assert unset.detection_threshold == 0.8 and unset.stride_ms == 20  # unset flags keep them
     Path(path).write_text("[1, 2]")
     with pytest.raises(UserError, match="not a streaming settings file"):
         load_settings(str(model))
@@ -137,9 +139,8 @@ def test_the_ring_buffer_gives_the_same_windows_for_any_chunking(chunk):
 
 
 def test_cached_frames_equal_the_whole_windows_features():
-    from kws.frontend import FrameCache, FrontEnd
-
     import model
+    from kws.frontend import FrameCache, FrontEnd
 
     layer = model.build_model("edge_tcs", 12).get_layer("log_mel")
     from kws.frontend import front_end_constants
@@ -149,11 +150,11 @@ def test_cached_frames_equal_the_whole_windows_features():
     np.testing.assert_allclose(front.window_features(audio[:RATE]),
                                np.asarray(layer(audio[None, :RATE]))[0], atol=2e-5)
     cache = FrameCache(front)
-    for t, window, advanced in Windower(20.0).feed(audio):
+    for _, window, advanced in Windower(20.0).feed(audio):
         np.testing.assert_allclose(cache.update(window, advanced),
                                    front.window_features(window), atol=1e-6)
     cache = FrameCache(front)  # a stride that is not a frame hop: recomputed each time
-    for t, window, advanced in Windower(30.0).feed(audio):
+    for _, window, advanced in Windower(30.0).feed(audio):
         np.testing.assert_array_equal(cache.update(window, advanced),
                                       front.window_features(window))
 
