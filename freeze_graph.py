@@ -191,18 +191,23 @@ def frozen_graph_def(keras_model, matrix=None):
     return graph_def
 
 
-def probability_model(keras_model, matrix=None):
-    """The checkpoint with a softmax (and the label folding) on top: samples -> probabilities."""
+def probability_model(keras_model, matrix=None, front_end=None):
+    """The checkpoint with a softmax (and the label folding) on top: samples -> probabilities;
+    given its front-end layer, features [frames, bins] -> probabilities (the model's body)."""
     import keras
 
-    audio = keras.Input((CLIP_SAMPLES,), name="samples")
-    probs = keras.layers.Softmax(name=OUTPUT_NODE)(keras_model(audio))
+    if front_end is None:
+        network, x = keras_model, keras.Input((CLIP_SAMPLES,), name="samples")
+    else:
+        network = keras.Model(front_end.output, keras_model.output)
+        x = keras.Input(tuple(front_end.output.shape[1:]), name="features")
+    probs = keras.layers.Softmax(name=OUTPUT_NODE)(network(x))
     if matrix is not None:
         fold = keras.layers.Dense(matrix.shape[1], use_bias=False, trainable=False,
                                   name="fold_labels")
         probs = fold(probs)
         fold.set_weights([matrix])
-    return keras.Model(audio, probs, name=keras_model.name)
+    return keras.Model(x, probs, name=keras_model.name + ("" if front_end is None else "_body"))
 
 
 def tflite_model(keras_model, matrix=None, representative=None):
@@ -233,21 +238,6 @@ def front_end_layer(keras_model):
     return None
 
 
-def body_probability_model(keras_model, layer, matrix=None):
-    """Features [frames, bins] -> probabilities: the model after its front end."""
-    import keras
-
-    body = keras.Model(layer.output, keras_model.output)
-    features = keras.Input(tuple(layer.output.shape[1:]), name="features")
-    probs = keras.layers.Softmax(name=OUTPUT_NODE)(body(features))
-    if matrix is not None:
-        fold = keras.layers.Dense(matrix.shape[1], use_bias=False, trainable=False,
-                                  name="fold_labels")
-        probs = fold(probs)
-        fold.set_weights([matrix])
-    return keras.Model(features, probs, name=keras_model.name + "_body")
-
-
 def stream_exports(keras_model, matrix, calib, with_int8):
     """{stream: float body bytes, stream_int8: int8 body bytes, stream_npz: front-end
     constants} for streaming with cached features, or {} for a raw-audio model."""
@@ -258,7 +248,7 @@ def stream_exports(keras_model, matrix, calib, with_int8):
     if layer is None:
         return {}
     constants = front_end_constants(layer)
-    body = body_probability_model(keras_model, layer, matrix)
+    body = probability_model(keras_model, matrix, front_end=layer)
     out = {"stream_npz": constants}
     try:
         with contextlib.redirect_stdout(io.StringIO()):

@@ -103,8 +103,10 @@ def main(argv=None):
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the stream")
     parser.add_argument("--gap_ms", type=float, default=2000.0,
                         help="mean silence between two clips")
-    parser.add_argument("--snr_db", type=float, default=10.0,
-                        help="speech RMS over noise RMS (the median clip's RMS)")
+    parser.add_argument("--snr_db", type=float, default=20.0,
+                        help="the median clip's RMS over the noise's RMS, in dB (20: about what "
+                             "the TF example's background_volume 0.1 gives on the Speech "
+                             "Commands noise recordings, 22 dB)")
     parser.add_argument("--unknown_share", type=float, default=0.2,
                         help="share of placed clips that are unknown words")
     parser.add_argument("--negative", action="store_true",
