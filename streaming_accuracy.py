@@ -42,7 +42,7 @@ from kws.streaming import (
     wakeword_stats,
 )
 
-SWEEP = np.round(np.concatenate([np.arange(0.30, 0.90, 0.05), np.arange(0.90, 1.0, 0.01)]), 2)
+SWEEP = np.round(np.concatenate([np.arange(0.30, 0.89, 0.05), np.arange(0.90, 0.995, 0.01)]), 2)
 
 
 def stream_duration_s(path):

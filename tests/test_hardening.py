@@ -199,6 +199,27 @@ def cli_cases(tmp):
         "real-missing": ("real.py", ["--shared", missing, "--out_dir", tmp / "r"], "not found"),
         "real-empty": ("real.py", ["--shared", empty, "--out_dir", tmp / "r"], "not found"),
         "real-bad": ("real.py", ["--shared", data, "--cap_minutes", "0"], "--cap_minutes"),
+        "make_streaming_test-missing": ("make_streaming_test.py",
+                                        ["--data_dir", missing, "--noise_dir", data, "--out",
+                                         tmp / "s.wav"], "not found"),
+        "make_streaming_test-bad": ("make_streaming_test.py",
+                                    ["--data_dir", data, "--noise_dir", data, "--minutes", "0",
+                                     "--out", tmp / "s.wav"], "--minutes"),
+        "recognize_commands-missing": ("recognize_commands.py", ["--model", missing / "m.tflite"],
+                                       "not found"),
+        "recognize_commands-bad": ("recognize_commands.py",
+                                   ["--model", missing / "m.tflite", "--seconds", "0"],
+                                   "--seconds"),
+        "label_stream-missing": ("label_stream.py", ["--model", missing / "m.tflite", "--wav",
+                                                     missing / "s.wav"], "not found"),
+        "label_stream-bad": ("label_stream.py", ["--model", missing / "m.tflite", "--raw", "-",
+                                                 "--rate", "8000"], "must be 16000 Hz"),
+        "streaming_accuracy-missing": ("streaming_accuracy.py",
+                                       ["--model", missing / "m.tflite", "--wav",
+                                        missing / "s.wav"], "not found"),
+        "streaming_accuracy-bad": ("streaming_accuracy.py",
+                                   ["--model", missing / "m.tflite", "--wav", missing / "s.wav",
+                                    "--save_settings"], "--save_settings needs --sweep"),
     }
 
 
@@ -206,7 +227,8 @@ ROOT_SCRIPTS = ["input_data.py", "model.py", "train.py", "generate_noise.py",
                 "make_synthetic_data.py", "make_submission.py", "convert_to_12_classes.py",
                 "ensemble.py", "create_pseudo_with_thresh.py", "freeze_graph.py",
                 "make_submission_on_rpi.py", "benchmark.py", "download_data.py", "demo.py",
-                "real.py"]
+                "real.py", "make_streaming_test.py", "recognize_commands.py", "label_stream.py",
+                "streaming_accuracy.py"]
 CASE_IDS = list(cli_cases(Path("/nonexistent")))  # the table only names paths
 
 
