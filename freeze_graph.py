@@ -543,6 +543,13 @@ def write_outputs(models, paths, labels, info):
         print(f"wrote {paths[fmt]} ({len(blob):,} bytes)")
     atomic_write_text(paths["labels"], "\n".join(labels) + "\n")
     print(f"wrote {paths['labels']} ({len(labels)} labels)")
+    # files of an earlier freeze that this one did not write would run beside the new model
+    stale = [paths[k] for k in ("stream", "stream_int8", "stream_npz") if k not in models]
+    stale.append(os.path.splitext(paths["pb"])[0] + "_streaming.json")  # settings chosen for it
+    for path in stale:
+        if os.path.exists(path):
+            os.remove(path)
+            print(f"removed {path} (from an earlier freeze)")
     atomic_write_text(paths["info"], json.dumps(info, indent=1) + "\n")
 
 

@@ -224,10 +224,13 @@ class AudioProcessor:
         wanted = {s: [] for s in SETS}
         unknown = {s: [] for s in SETS}
         held_out = set()  # speakers of held-out sets: train-only dirs must not leak them
+        self._scanned_keys = []  # (key, path) of every clip found, sampled or not
         for data_dir in sorted(scanned, key=lambda d: d.train_only):
             for word, files in data_dir.words.items():
                 label = self._label_of_folder(word)
                 for fname in files:
+                    self._scanned_keys.append((f"{word}/{fname}",
+                                               os.path.join(data_dir.root, word, fname)))
                     if data_dir.train_only:
                         if speaker_id(fname) in held_out:
                             continue
@@ -403,12 +406,15 @@ class AudioProcessor:
         it was cut from (create_pseudo_with_thresh.py records it). A bare file name also
         matches, where it names one clip only: `X.wav` beside `yes/X.wav` and `no/X.wav` is
         refused, as is any fname that would give two clips the same target."""
-        items = [it for which in SETS for it in self.data_index[which] if it["file"]]
-        items += self.pseudo_index
+        indexed = {it["file"] for which in SETS for it in self.data_index[which] if it["file"]}
+        indexed |= {it["file"] for it in self.pseudo_index}
+        # ambiguity is judged on every clip found, not only the ones this seed sampled
+        keys = {path: key for key, path in self._scanned_keys}
+        keys.update((it["file"], it["key"]) for it in self.pseudo_index)
         by_key, by_base = {}, {}
-        for it in {it["file"]: it for it in items}.values():
-            by_key.setdefault(it["key"], []).append(it["file"])
-            by_base.setdefault(it["key"].rsplit("/", 1)[-1], []).append(it["file"])
+        for path, key in keys.items():
+            by_key.setdefault(key, []).append(path)
+            by_base.setdefault(key.rsplit("/", 1)[-1], []).append(path)
         matched = {}
         for fname in soft_targets:
             paths = by_key.get(fname) or ([] if "/" in fname else by_base.get(fname, []))
@@ -416,6 +422,7 @@ class AudioProcessor:
                 raise UserError(f"teacher fname {fname!r} names {len(paths)} clips ("
                                 f"{paths[0]}, {paths[1]}, ...): give each row the clip's path "
                                 "relative to its data folder")
+            paths = [p for p in paths if p in indexed]
             if paths:
                 if paths[0] in matched:
                     raise UserError(f"teacher fnames {matched[paths[0]]!r} and {fname!r} both "

@@ -141,7 +141,8 @@ def main(argv=None):
         raise UserError(f"--raw must be {SAMPLE_RATE} Hz mono s16le, got --rate {args.rate}: "
                         f"resample it first (ffmpeg ... -ar {SAMPLE_RATE} -ac 1 -f s16le -)")
     settings = settings_from_flags(args)
-    model, labels = load_streaming_model(args.model, args.labels or None, args.threads)
+    model, labels = load_streaming_model(args.model, args.labels or None, args.threads,
+                                         settings.stride_ms)
     spotter = Spotter(model, labels, settings)
     if args.wav:
         blocks = file_blocks(args.wav, progress=not args.quiet and sys.stderr.isatty())

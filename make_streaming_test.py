@@ -115,8 +115,10 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--metrics_json", default="", help="also write a summary as JSON")
     args = parser.parse_args(argv)
-    if args.minutes <= 0 or args.gap_ms <= 0 or not 0 <= args.unknown_share <= 1:
-        raise UserError("need --minutes > 0, --gap_ms > 0 and --unknown_share in [0, 1]")
+    if not (0 < args.minutes < 1e4 and 0 < args.gap_ms < 1e7 and 0 <= args.unknown_share <= 1
+            and -60 < args.snr_db < 120):
+        raise UserError("need --minutes in (0, 10000), --gap_ms > 0, --unknown_share in [0, 1] "
+                        "and --snr_db in (-60, 120)")
     from input_data import EVAL_NOISE_FRACTION
 
     paths, folders = list_test_clips(args.data_dir)
@@ -134,9 +136,11 @@ def main(argv=None):
     rms = np.sqrt(np.mean(clips.astype(np.float64) ** 2, axis=1))
     noise_rms = float(np.median(rms) / 10 ** (args.snr_db / 20))
     noise = load_noise(args.noise_dir, args.noise_part, EVAL_NOISE_FRACTION)
-    write_stream(args.out, clips, placed, noise, noise_rms, seconds, rng)
     truth = [(labels[i], (t + speech_onset(clips[i])) * 1000 / SAMPLE_RATE) for i, t in placed]
     truth_path = os.path.splitext(args.out)[0] + ".csv"
+    if os.path.exists(truth_path):
+        os.remove(truth_path)  # never an old ground truth beside new audio, even if killed
+    write_stream(args.out, clips, placed, noise, noise_rms, seconds, rng)
     write_ground_truth(truth_path, truth)
     commands = sum(label in COMPETITION_WORDS for label, _ in truth)
     summary = {"wav": args.out, "ground_truth": truth_path, "seconds": seconds,

@@ -13,8 +13,9 @@ test-time augmentation, and the edge model is frozen to tf_files/real/ (model.pb
 model_int8.tflite, labels.txt) and scored again as int8 through make_submission_on_rpi.py.
 Then keyword spotting on long audio: streams of validation and of held-out speakers over noise
 training never hears; the detection threshold is chosen on the validation streams (stored as
-tf_files/real/model_streaming.json) and the held-out streams are scored with it and with the TF
-example's recognizer. Results: data/real/results.json and a table on stdout.
+tf_files/real/model_streaming.json; the final fit trained on those speakers, so it is optimistic
+for unseen voices) and the held-out streams are scored with it and with the TF example's
+recognizer. Results: data/real/results.json and a table on stdout.
 """
 
 import argparse
@@ -114,6 +115,7 @@ def split_of(folder, fname, source, spectra, eval_fraction):
     the last eval_fraction for evaluation); one from the head trains or validates. A silence
     clip of unknown source may share audio with its siblings, so it is held out or left out."""
     from input_data import SILENCE_LABEL, which_set
+    from kws import CLIP_SAMPLES
 
     which = which_set(fname, VALIDATION_PERCENT, TESTING_PERCENT, SPLIT_SALT)
     if folder != SILENCE_LABEL:
@@ -124,6 +126,8 @@ def split_of(folder, fname, source, spectra, eval_fraction):
     cut = int(len(spectra[name][0]) * (1 - eval_fraction))
     if start >= cut:
         return "testing"
+    if start + CLIP_SAMPLES > cut:
+        return None  # straddles the cut: it holds audio that held-out crops come from
     return "training" if which == "testing" else which
 
 
@@ -134,10 +138,14 @@ def stage_dev_split(dev_dir, noise_dir, out):
     from kws.audio import read_wav
 
     summary_path = os.path.join(out, "split.json")
+    recipe = {"source": os.path.abspath(dev_dir), "noise": os.path.abspath(noise_dir),
+              "salt": SPLIT_SALT, "validation_percent": VALIDATION_PERCENT,
+              "testing_percent": TESTING_PERCENT, "eval_noise_fraction": EVAL_NOISE_FRACTION,
+              "crop_match": CROP_MATCH}
     if os.path.isfile(summary_path):
         with open(summary_path, encoding="utf-8") as f:
             summary = json.load(f)
-        if summary.get("source") == os.path.abspath(dev_dir):
+        if all(summary.get(k) == v for k, v in recipe.items()):
             return out, summary
     scanned = scan_data_dir(dev_dir)
     spectra = noise_spectra(noise_dir)
@@ -163,10 +171,7 @@ def stage_dev_split(dev_dir, noise_dir, out):
                 lists[which].append(f"{folder}/{fname}")
     for which, lines in lists.items():
         atomic_write_text(os.path.join(out, f"{which}_list.txt"), "\n".join(lines) + "\n")
-    summary = {"source": os.path.abspath(dev_dir), "salt": SPLIT_SALT,
-               "validation_percent": VALIDATION_PERCENT, "testing_percent": TESTING_PERCENT,
-               "eval_noise_fraction": EVAL_NOISE_FRACTION, "counts": counts,
-               "silence_sources": sources}
+    summary = {**recipe, "counts": counts, "silence_sources": sources}
     atomic_write_text(summary_path, json.dumps(summary, indent=1))
     return out, summary
 

@@ -4,8 +4,8 @@
 
 The recognizer itself lives in kws/streaming.py (`Spotter`: a one-second ring buffer that runs
 the model every --stride_ms; `Recognizer`: the TF speech_commands example's RecognizeCommands
-with the same parameters, re-armed so a word said twice in a row fires twice); it is imported
-from here under the TF example's names too. This command runs it over a recording (or --seconds
+with the same parameters, re-armed so a word said twice in a row fires twice); both can be
+imported from here too. This command runs it over a recording (or --seconds
 of generated noise) as label_stream.py would and reports the real-time factor (process CPU
 seconds per second of audio, start-up and model loading included) and the per-hop latency
 (median, p99). Needs numpy and the model's runtime only.
@@ -22,15 +22,13 @@ from kws import SAMPLE_RATE  # noqa: E402
 from kws.audio import stream_wav  # noqa: E402
 from kws.common import UserError, run_cli, write_metrics  # noqa: E402
 from kws.runtime import load_streaming_model  # noqa: E402
-from kws.streaming import (  # noqa: E402, F401  (the TF example's names, for importers)
+from kws.streaming import (  # noqa: E402, F401  (importable from here, too)
     Recognizer,
     Spotter,
     StreamSettings,
     add_settings_args,
     settings_from_flags,
 )
-
-RecognizeCommands = Recognizer
 
 
 class TimedModel:
@@ -73,7 +71,8 @@ def main(argv=None):
     if not args.wav and args.seconds < 1:
         raise UserError("--seconds must be >= 1")
     settings = settings_from_flags(args)
-    model, labels = load_streaming_model(args.model, args.labels or None, args.threads)
+    model, labels = load_streaming_model(args.model, args.labels or None, args.threads,
+                                         settings.stride_ms)
     timed = TimedModel(model)
     spotter = Spotter(timed, labels, settings)
     detections = 0
@@ -83,6 +82,8 @@ def main(argv=None):
     cpu = time.process_time() - START_CPU
     audio_s = spotter.windows.samples_seen / SAMPLE_RATE
     hops = np.asarray(timed.seconds) * 1e3
+    if not len(hops):
+        raise UserError(f"{args.wav}: shorter than one second, no window to time")
     figures = {"model": args.model, "audio_seconds": audio_s, "hops": len(hops),
                "stride_ms": settings.stride_ms, "cpu_seconds": cpu,
                "real_time_factor": cpu / max(audio_s, 1e-9),

@@ -119,8 +119,12 @@ def plot_det(rows, path, title):
     plt.close(fig)
 
 
-def load_stream(model, wav, truth_path, stride_ms):
-    truth = read_ground_truth(truth_path or os.path.splitext(wav)[0] + ".csv")
+def load_stream(model, wav, truth_path, stride_ms, negative=False):
+    truth_path = truth_path or os.path.splitext(wav)[0] + ".csv"
+    truth = read_ground_truth(truth_path)
+    if not negative and not any(label in COMPETITION_WORDS for label, _ in truth):
+        raise UserError(f"{truth_path} names no command word: pass a stream without any as "
+                        "--negative_wav")
     times, probs, seconds, cpu = score_file(model, wav, stride_ms)
     if not len(times):
         raise UserError(f"{wav}: shorter than one second, nothing to score")
@@ -167,10 +171,11 @@ def main(argv=None):
     if args.save_settings and not args.sweep:
         raise UserError("--save_settings needs --sweep")
     settings = settings_from_flags(args)
-    model, labels = load_streaming_model(args.model, args.labels or None, args.threads)
+    model, labels = load_streaming_model(args.model, args.labels or None, args.threads,
+                                         settings.stride_ms)
     positive = load_stream(model, args.wav, args.ground_truth, settings.stride_ms)
     negative = load_stream(model, args.negative_wav, args.negative_ground_truth,
-                           settings.stride_ms) if args.negative_wav else None
+                           settings.stride_ms, negative=True) if args.negative_wav else None
     audio_s = positive["seconds"] + (negative["seconds"] if negative else 0)
     cpu_s = positive["cpu_seconds"] + (negative["cpu_seconds"] if negative else 0)
     metrics = {"model": args.model, "wav": args.wav, "negative_wav": args.negative_wav or None,
@@ -183,9 +188,11 @@ def main(argv=None):
         base = tf_example_settings()
         pos, neg = positive, negative
         if base.stride_ms != settings.stride_ms:
+            model, labels = load_streaming_model(args.model, args.labels or None, args.threads,
+                                                 base.stride_ms)
             pos = load_stream(model, args.wav, args.ground_truth, base.stride_ms)
             neg = load_stream(model, args.negative_wav, args.negative_ground_truth,
-                              base.stride_ms) if args.negative_wav else None
+                              base.stride_ms, negative=True) if args.negative_wav else None
         metrics["tf_example_recognizer"] = evaluate(labels, base, pos, neg, args.after_ms,
                                                     args.time_tolerance_ms)
         print_result("TF example recognizer", metrics["tf_example_recognizer"])

@@ -60,7 +60,7 @@ class FrontEnd:
         try:
             with np.load(path) as data:
                 return cls({k: data[k] for k in data.files})
-        except (OSError, ValueError) as e:
+        except Exception as e:  # OSError, ValueError, zipfile.BadZipFile, EOFError ...
             raise UserError(f"{path}: not a front-end file ({e})") from None
 
     def features(self, frames):

@@ -138,17 +138,47 @@ def stream_files_for(model_path):
         stem + "_stream.npz"
 
 
-def load_streaming_model(path, labels_path=None, num_threads=1):
+class FoldedModel:
+    """A model of more labels than the 12 competition classes, folded into them (every other
+    word adds to `_unknown_`), as the submissions and the Pi script fold it."""
+
+    def __init__(self, model, labels):
+        from kws.labels import COMPETITION_LABELS, competition_index
+
+        self.model = model
+        self.matrix = np.eye(len(COMPETITION_LABELS), dtype=np.float32)[competition_index(labels)]
+        self.num_outputs = len(COMPETITION_LABELS)
+
+    def predict(self, samples):
+        return self.model.predict(samples) @ self.matrix
+
+    def predict_hop(self, window, advanced):
+        hop = getattr(self.model, "predict_hop", None)
+        return (hop(window, advanced) if hop else self.model.predict(window)) @ self.matrix
+
+
+def load_streaming_model(path, labels_path=None, num_threads=1, stride_ms=20.0):
     """load_model for streams: a .tflite with its stream body beside it caches the front end's
-    frames from hop to hop; any other model recomputes the whole window each hop."""
+    frames from hop to hop when the stride is a whole number of frame hops; other models, and
+    other strides, run the whole window each hop. An all-words model comes folded into the 12
+    classes, the labels streams are scored in."""
+    from kws.frontend import FrontEnd
+    from kws.labels import COMPETITION_LABELS, is_competition_labels
+
     body, front_end = stream_files_for(path)
+    model = None
     if path.lower().endswith(".tflite") and os.path.isfile(body) and os.path.isfile(front_end):
-        _, labels = load_model(path, labels_path, num_threads)
-        model = CachedFeaturesModel(body, front_end, num_threads)
-        if model.num_outputs != len(labels):
-            raise UserError(f"{body} has {model.num_outputs} outputs, {path} {len(labels)}")
-        return model, labels
-    return load_model(path, labels_path, num_threads, allow_keras=True)
+        hop = FrontEnd.load(front_end).hop
+        if round(stride_ms * SAMPLE_RATE / 1000) % hop == 0:
+            _, labels = load_model(path, labels_path, num_threads)
+            model = CachedFeaturesModel(body, front_end, num_threads)
+            if model.num_outputs != len(labels):
+                raise UserError(f"{body} has {model.num_outputs} outputs, {path} {len(labels)}")
+    if model is None:
+        model, labels = load_model(path, labels_path, num_threads, allow_keras=True)
+    if not is_competition_labels(labels):
+        return FoldedModel(model, labels), list(COMPETITION_LABELS)
+    return model, labels
 
 
 def labels_path_for(model_path):

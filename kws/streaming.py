@@ -17,6 +17,7 @@ Needs numpy only (and the model's runtime).
 import collections
 import dataclasses
 import json
+import math
 import os
 
 import numpy as np
@@ -39,6 +40,21 @@ class StreamSettings:
     rearm: bool = True                 # False: the TF example's "a different label first" rule
 
     def __post_init__(self):
+        try:
+            for name in ("stride_ms", "average_window_ms", "detection_threshold",
+                         "suppression_ms"):
+                setattr(self, name, float(getattr(self, name)))
+            if isinstance(self.minimum_count, bool) or \
+                    float(self.minimum_count) != int(self.minimum_count):
+                raise ValueError("minimum_count must be a whole number")
+            self.minimum_count = int(self.minimum_count)
+        except (TypeError, ValueError) as e:
+            raise UserError(f"streaming settings: {e}") from None
+        if not isinstance(self.rearm, bool):
+            raise UserError(f"streaming settings: rearm must be true or false, got {self.rearm!r}")
+        if not all(math.isfinite(v) for v in (self.stride_ms, self.average_window_ms,
+                                               self.detection_threshold, self.suppression_ms)):
+            raise UserError("streaming settings must be finite numbers")
         if not 10 <= self.stride_ms <= 1000:
             raise UserError(f"stride_ms must be in [10, 1000], got {self.stride_ms:g}")
         if self.average_window_ms < 0 or self.suppression_ms < 0:
@@ -175,7 +191,8 @@ class Windower:
 
     def feed(self, chunk):
         """Yield (time_ms at the window's end, window float32 [16000], samples it moved on
-        since the last window) for this chunk."""
+        since the last window) for this chunk. The window is the ring buffer itself: copy it
+        to keep it past the next step."""
         chunk = np.asarray(chunk, np.float32).reshape(-1)
         start = 0
         while start < len(chunk):

@@ -139,3 +139,17 @@ def test_train_reports_how_many_clips_got_soft_targets(tmp_path):
                           text=True, env=env, timeout=300)
     assert done.returncode == 2
     assert "names 2 clips" in done.stderr.strip().splitlines()[-1]
+
+
+def test_ambiguity_is_judged_on_every_clip_not_only_the_sampled_ones(tmp_path):
+    """`X.wav` in yes/ and in an unknown word's folder is ambiguous even when the unknown clip
+    was not sampled into any set this time."""
+    root = make_speech_commands(tmp_path / "sc", WORDS, [f"{i:08x}" for i in range(6)])
+    write_wav(root / "yes" / "X.wav", tone(300))
+    write_wav(root / "bed" / "X.wav", tone(450))
+    processor = AudioProcessor(str(root), validation_percentage=0, testing_percentage=0,
+                               unknown_percentage=0)
+    assert not any((it["file"] or "").endswith("bed/X.wav")
+                   for it in processor.data_index["training"])
+    with pytest.raises(UserError, match="'X.wav' names 2 clips"):
+        targets(processor, {"X.wav": one_hot(2)})

@@ -122,6 +122,11 @@ def test_settings_are_checked_and_stored_beside_the_model(tmp_path):
     Path(path).write_text("[1, 2]")
     with pytest.raises(UserError, match="not a streaming settings file"):
         load_settings(str(model))
+    for bad in ('{"stride_ms": "fast"}', '{"rearm": "false"}', '{"suppression_ms": NaN}',
+                '{"minimum_count": 2.5}'):
+        Path(path).write_text(bad)
+        with pytest.raises(UserError, match="streaming settings"):
+            load_settings(str(model))
 
 
 @pytest.mark.parametrize("chunk", [1, 160, 7919, 16000, 100000])
@@ -406,3 +411,47 @@ def test_recognize_commands_reports_the_real_time_factor(tone_model, tmp_path):
     figures = json.loads(out.read_text())
     assert figures["hops"] == 1 + (20 * RATE - RATE) // 320
     assert 0 < figures["real_time_factor"] < 1 and figures["hop_latency_ms_p99"] > 0
+
+
+def test_an_all_words_model_streams_in_the_12_classes(tmp_path):
+    from kws.runtime import FoldedModel
+
+    labels = LABELS + ["bed", "marvin"]
+
+    class Fixed:
+        def predict(self, window):
+            p = np.zeros(len(labels))
+            p[labels.index("marvin")], p[labels.index("yes")] = 0.6, 0.4
+            return p
+
+    folded = FoldedModel(Fixed(), labels)
+    p = folded.predict(np.zeros(RATE, np.float32))
+    assert p.shape == (12,) and p[1] == pytest.approx(0.6) and p[2] == pytest.approx(0.4)
+
+
+def test_refreezing_removes_stream_files_of_the_earlier_model(tone_model, tmp_path):
+    import freeze_graph
+
+    out = tmp_path / "tf"
+    out.mkdir()
+    for name in ("m_stream_body.tflite", "m_stream_body_int8.tflite", "m_stream.npz",
+                 "m_streaming.json"):
+        (out / name).write_bytes(b"old")
+    assert freeze_graph.main(["--checkpoint", str(tone_model["keras"]), "--frozen_path",
+                              str(out / "m.pb"), "--formats", "tflite", "--num_check", "4"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["m.tflite", "m_info.json", "m_labels.txt"]
+
+
+def test_streaming_scripts_refuse_what_they_cannot_measure(tone_model, known_stream, tmp_path):
+    wav, _ = known_stream
+    negative = tmp_path / "n.wav"
+    write_wav(negative, np.zeros(3 * RATE, np.float32))
+    (tmp_path / "n.csv").write_text("label,time_ms\n_unknown_,500\n")
+    done = script("streaming_accuracy.py", "--model", tone_model["tflite"], "--wav", negative,
+                  check=False)
+    assert done.returncode == 2 and "names no command word" in done.stderr
+    short = tmp_path / "short.wav"
+    write_wav(short, np.zeros(RATE // 2, np.float32))
+    done = script("recognize_commands.py", "--model", tone_model["tflite"], "--wav", short,
+                  check=False)
+    assert done.returncode == 2 and "shorter than one second" in done.stderr
