@@ -39,7 +39,7 @@ def main(argv=None):
     parser.add_argument("--train_args", default="", help="extra flags for train.py")
     parser.add_argument("--stream_minutes", type=float, default=3.0,
                         help="length of the streams with command words")
-    parser.add_argument("--negative_stream_minutes", type=float, default=10.0,
+    parser.add_argument("--negative_stream_minutes", type=float, default=30.0,
                         help="length of the streams without command words")
     args = parser.parse_args(argv)
     require_file(args.config, "training recipe")  # before minutes of synthesis, not after
@@ -103,7 +103,7 @@ def print_summary(s, path):
     print("\n=== demo summary")
     print(f"accuracy on the synthetic test set: {s['accuracy_keras_tta']:.3f} (Keras, TTA), "
           f"{s['accuracy_int8_tflite']:.3f} (int8 .tflite, one clip at a time)")
-    print(f"int8 latency per clip (1 thread): {s['int8_latency_ms_median']} ms")
+    print(f"int8 latency per clip (1 thread): {s['int8_latency_ms_median']:.3f} ms")
     for name, size in s["sizes_bytes"].items():
         print(f"  {name:<28} {size:>10,} bytes")
     for what, where in s["outputs"].items():
