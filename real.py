@@ -321,11 +321,11 @@ def print_summary(results, path):
     print(f"\n=== results on {results['held_out_clips']} clips of "
           f"{results['held_out_speakers']} held-out speakers")
     for name, r in results["models"].items():
-        print(f"{name:<14} accuracy with TTA {r['accuracy_tta']} after {r['epochs']} epochs "
+        print(f"{name:<14} accuracy with TTA {r['accuracy_tta']:.4f} after {r['epochs']} epochs "
               f"(stopped by {r['stopped_by']}, {r['train_wall_minutes']} min)")
     for kind, r in results.get("edge_int8", {}).items():
-        print(f"edge .tflite {kind:<6} accuracy {r['accuracy']} (no TTA), "
-              f"{r['latency_ms']} ms/clip, {r['size_bytes']:,} bytes")
+        print(f"edge .tflite {kind:<6} accuracy {r['accuracy']:.4f} (no TTA), "
+              f"{r['latency_ms']:.3f} ms/clip, {r['size_bytes']:,} bytes")
     if "streaming" in results:
         print_streaming(results["streaming"])
     print(f"results: {path}; frozen models: tf_files/real/")
