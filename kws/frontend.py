@@ -25,12 +25,8 @@ def front_end_constants(layer):
     constants = {"window": layer.window, "hop": layer.hop, "power": layer.power,
                  "log_offset": layer.log_offset, "mel": mel.astype(np.float32),
                  "frames": layer.num_frames(CLIP_SAMPLES)}
-    if hasattr(layer, "num_coefficients"):  # MFCC
-        m, k = layer.num_mel_bins, layer.num_coefficients
-        n = np.arange(m)[:, None]
-        basis = np.cos(np.pi / m * (n + 0.5) * np.arange(k)[None, :]) * np.sqrt(2.0 / m)
-        basis[:, 0] /= np.sqrt(2.0)
-        constants["dct"] = (basis / layer.mfcc_scale).astype(np.float32)
+    if hasattr(layer, "num_coefficients"):  # MFCC: the layer's own DCT matrix, scale included
+        constants["dct"] = np.asarray(layer._dct, np.float32)
     else:
         constants["norm_mean"] = layer.norm_mean
         constants["norm_std"] = layer.norm_std
