@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from kws.common import UserError, atomic_write_text, run_cli
+from kws.common import UserError, atomic_write_text, machine_description, run_cli
 
 FORMATS = {".keras": "keras", ".pb": "pb", ".tflite": "tflite"}
 COLUMNS = [  # (key, markdown header, format)
@@ -263,17 +263,6 @@ def table(rows, markdown=False):
     fmt_line = lambda items: "  ".join(  # noqa: E731
         s.ljust(w) if i < 2 else s.rjust(w) for i, (s, w) in enumerate(zip(items, widths)))
     return "\n".join([fmt_line(headers)] + [fmt_line(c) for c in cells])
-
-
-def machine_description():
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores"
 
 
 def main(argv=None):

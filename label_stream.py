@@ -20,9 +20,10 @@ import numpy as np
 
 from kws import SAMPLE_RATE
 from kws.audio import stream_wav
-from kws.common import UserError, atomic_path, run_cli
+from kws.common import UserError, atomic_path, atomic_write_text, run_cli
 from kws.runtime import load_streaming_model
-from kws.streaming import Spotter, add_settings_args, settings_from_flags
+from kws.shipped import DEFAULT_MODEL
+from kws.streaming import Spotter, add_settings_args, detections_csv, settings_from_flags
 
 BLOCK = SAMPLE_RATE // 10  # 100 ms blocks from any source
 
@@ -84,14 +85,6 @@ def file_blocks(path, progress):
         bar.close()
 
 
-def write_detections_csv(path, detections):
-    lines = ["time_ms,label,score"] + [f"{d.time_ms:.0f},{d.label},{d.score:.4f}"
-                                        for d in detections]
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-
-
 def plot_traces(path, times, scores, labels, detections, threshold):
     import matplotlib
 
@@ -120,7 +113,8 @@ def plot_traces(path, times, scores, labels, detections, threshold):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help=".tflite, .pb or .keras")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=".tflite, .pb or .keras (default: the shipped model, models/)")
     parser.add_argument("--labels", default="", help="labels file (default: beside the model)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--wav", help="a recording of any length")
@@ -153,10 +147,10 @@ def main(argv=None):
     trace_t, trace_p, found = [], [], []
     keep = bool(args.plot)
 
-    def on_scores(time_ms, probs):
+    def on_scores(time_ms, probs, smoothed):
         if keep:
             trace_t.append(time_ms)
-            trace_p.append(probs)
+            trace_p.append(probs if smoothed is None else smoothed)
 
     try:
         for block in blocks:
@@ -167,22 +161,15 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
     if args.csv:
-        write_detections_csv(args.csv, found)
+        atomic_write_text(args.csv, detections_csv(found))
     if args.plot and trace_t:
-        smoothed = smooth(np.asarray(trace_p), settings, spotter.windows.stride)
-        plot_traces(args.plot, trace_t, smoothed, labels, found, settings.detection_threshold)
+        plot_traces(args.plot, trace_t, np.asarray(trace_p), labels, found,
+                    settings.detection_threshold)
     heard = spotter.windows.samples_seen / SAMPLE_RATE
     print(f"{len(found)} detections in {heard:.1f} s of audio"
           + (f"; wrote {args.csv}" if args.csv else "") + (f", {args.plot}" if args.plot else ""),
           file=sys.stderr)
     return 0
-
-
-def smooth(probs, settings, stride_samples):
-    """The recognizer's moving average of the per-hop scores, for the plot."""
-    hops = max(int(settings.average_window_ms * SAMPLE_RATE / 1000 / stride_samples) + 1, 1)
-    kernel = np.ones(hops) / hops
-    return np.stack([np.convolve(p, kernel)[:len(p)] for p in probs.T], axis=1)
 
 
 if __name__ == "__main__":

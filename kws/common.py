@@ -73,6 +73,18 @@ def require_file(path, what="file"):
     return path
 
 
+def machine_description():
+    """The CPU model and core count, for benchmark figures and model cards."""
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores"
+
+
 def run_cli(main, argv=None):
     """Run main(argv); turn expected failures into one line on stderr and exit code 2."""
     terminated = []

@@ -224,16 +224,30 @@ class Spotter:
 
     def feed(self, chunk, on_scores=None):
         """Detections whose window ended within this chunk, in time order; on_scores(time_ms,
-        probabilities) sees every hop (for a live plot)."""
+        probabilities, smoothed) sees every hop (for a live plot): smoothed is the recognizer's
+        moving average, or None while it has too few results to decide."""
         detections = []
         for time_ms, window, advanced in self.windows.feed(chunk):
             probs = predict_hop(self.model, window, advanced)
+            detection, smoothed = self.recognizer.process(probs, time_ms)
             if on_scores:
-                on_scores(time_ms, probs)
-            detection, _ = self.recognizer.process(probs, time_ms)
+                on_scores(time_ms, probs, smoothed)
             if detection:
                 detections.append(detection)
         return detections
+
+    def update_settings(self, **changes):
+        """Change how scores become detections mid-stream (threshold, smoothing, suppression,
+        minimum count, rearm); the stride, which the model's hops depend on, stays."""
+        if "stride_ms" in changes and float(changes["stride_ms"]) != self.settings.stride_ms:
+            raise UserError("the stride cannot change mid-stream")
+        self.settings = dataclasses.replace(self.settings, **changes)
+        self.recognizer.settings = self.settings
+        return self.settings
+
+    @property
+    def heard_ms(self):
+        return self.windows.samples_seen * 1000.0 / SAMPLE_RATE
 
 
 def predict_hop(model, window, advanced):
@@ -256,6 +270,12 @@ def score_stream(model, chunks, stride_ms, progress=None):
             progress(len(chunk))
     k = len(probs[0]) if probs else 0
     return np.asarray(times, np.float64), np.asarray(probs, np.float32).reshape(-1, k)
+
+
+def detections_csv(detections):
+    """The text of a detections CSV: header time_ms,label,score, one row per detection."""
+    rows = [f"{d.time_ms:.0f},{d.label},{d.score:.4f}" for d in detections]
+    return "\n".join(["time_ms,label,score"] + rows) + "\n"
 
 
 def recognize(times, probs, labels, settings):
