@@ -1,6 +1,7 @@
 # Two commands on a fresh Linux machine with Python 3.11:
 #   make demo   set up .venv and run the main job on the embedded synthetic data
 #   make test   set up .venv and run the test suite
+#   make serve  set up .venv and serve the live page on the shipped model (http://127.0.0.1:8000/)
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,7 +9,7 @@ SHARED ?= ../shared/data
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PYTHONUNBUFFERED = 1
 
-.PHONY: demo test real lint setup setup-dev lock clean
+.PHONY: demo test real serve lint setup setup-dev lock clean
 
 # requirements.txt and requirements-dev.txt are locks generated from the .in files (make lock)
 $(VENV)/.installed: requirements.txt
@@ -29,6 +30,9 @@ demo: setup
 
 real: setup
 	$(PY) real.py --shared $(SHARED)
+
+serve: setup
+	$(PY) serve.py $(SERVE_ARGS)
 
 test: setup-dev
 	$(PY) -m ruff check .

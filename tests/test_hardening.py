@@ -220,6 +220,11 @@ def cli_cases(tmp):
         "streaming_accuracy-bad": ("streaming_accuracy.py",
                                    ["--model", missing / "m.tflite", "--wav", missing / "s.wav",
                                     "--save_settings"], "--save_settings needs --sweep"),
+        "serve-missing": ("serve.py", ["--model", missing / "m.tflite"], "model not found"),
+        "serve-bad": ("serve.py", ["--port", "-1"], "--port"),
+        "benchmark_serve-missing": ("benchmark_serve.py", ["--model", missing / "m.tflite"],
+                                    "model not found"),
+        "benchmark_serve-bad": ("benchmark_serve.py", ["--listeners", "0"], "listener counts"),
     }
 
 
@@ -228,7 +233,7 @@ ROOT_SCRIPTS = ["input_data.py", "model.py", "train.py", "generate_noise.py",
                 "ensemble.py", "create_pseudo_with_thresh.py", "freeze_graph.py",
                 "make_submission_on_rpi.py", "benchmark.py", "download_data.py", "demo.py",
                 "real.py", "make_streaming_test.py", "recognize_commands.py", "label_stream.py",
-                "streaming_accuracy.py"]
+                "streaming_accuracy.py", "serve.py", "benchmark_serve.py"]
 CASE_IDS = list(cli_cases(Path("/nonexistent")))  # the table only names paths
 
 
