@@ -402,6 +402,14 @@ def test_the_page_hears_the_words_spoken_into_the_microphone(known_words, server
         assert "JSON" in message, message
         assert driver.execute_script("return document.getElementById('listen').textContent") \
             == "Start listening"
+        # and it starts again without a reload, on a new connection
+        before = driver.execute_script("return window.detections.length")
+        driver.find_element("id", "listen").click()
+        wait_for(driver, f"return window.detections.length > {before}", seconds + 10)
+        assert driver.execute_script("return window.detections.at(-1).label") in WORDS
+        driver.find_element("id", "listen").click()
+        assert driver.execute_script("return document.getElementById('listen-status')"
+                                     ".textContent") == "stopped"
     finally:
         driver.quit()
 
@@ -461,3 +469,17 @@ def test_a_recipe_ships_only_a_better_model(tmp_path):
     (tf_dir / "model_stream.npz").unlink()
     with pytest.raises(UserError, match="missing model_stream.npz"):
         ship(str(tf_dir), results(0.99), str(out))
+
+
+def test_the_load_test_reports_every_level(tmp_path):
+    out = tmp_path / "load.json"
+    done = subprocess.run([sys.executable, str(REPO / "benchmark_serve.py"), "--listeners", "1,3",
+                           "--seconds", "2.5", "--json", str(out)], cwd=REPO, env=ENV,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads(out.read_text())
+    assert [lv["listeners"] for lv in record["levels"]] == [1, 3]
+    for level in record["levels"]:
+        assert level["frames"] == level["listeners"] * 15  # 25 frames, the first 10 left out
+        assert 0 < level["round_trip_ms_median"] <= level["round_trip_ms_p99"]
+    assert record["most_listeners_held"] == 3
