@@ -229,8 +229,8 @@ def tflite_model(keras_model, matrix=None, representative=None):
 
 
 def front_end_layer(keras_model):
-    """The model's log-mel or MFCC layer (None for raw-audio models)."""
-    for name in ("log_mel", "mfcc"):
+    """The model's log-mel, MFCC or pack-features layer (None for raw-audio models)."""
+    for name in ("log_mel", "mfcc", "pack_features"):
         try:
             return keras_model.get_layer(name)
         except ValueError:

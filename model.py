@@ -41,6 +41,7 @@ from keras import layers, ops
 
 from kws import CLIP_SAMPLES, SAMPLE_RATE
 from kws.common import UserError, run_cli
+from kws.pack import GREY_CENTRE, GREY_OFFSET, GREY_SCALE, GREY_SPREAD, LOG_OFFSET, PACK_CHANNELS
 
 BN_MOMENTUM = 0.9  # 0.99 lags too far behind the weights in short runs and collapses evaluation
 
@@ -489,11 +490,50 @@ def seed106(num_classes=32, **options):
 # Baselines on MFCC
 
 
+@keras.saving.register_keras_serializable(package="kws")
+class PackFeatures(LogMel):
+    """The feature domain of the published Speech Commands v0.02 spectrograms (kws/pack.py):
+    [batch, samples] -> [batch, 98, 40] for one second.
+
+    40 HTK-mel power bands over 0-4000 Hz of 30 ms Hann frames every 10 ms (the filterbank of
+    TensorFlow's audio microfrontend, whose channel triangles are these), then the pack's grey
+    level clip(grey_scale * log(power + log_offset) + grey_offset, 0, 255) with constants fitted
+    by fit_frontend.py on paired clips of training speakers, then (grey - 128) / 64 so that real
+    speech is roughly zero-mean, unit-scale. A pack image x (uint8) is the same feature as
+    (x - 128) / 64: kws.pack.grey_to_features.
+    """
+
+    def __init__(self, grey_scale=GREY_SCALE, grey_offset=GREY_OFFSET, log_offset=LOG_OFFSET,
+                 **kwargs):
+        for fixed in ("norm_mean", "norm_std", "power", "lower_hz", "upper_hz", "num_mel_bins",
+                      "window_ms", "hop_ms"):
+            kwargs.pop(fixed, None)
+        super().__init__(num_mel_bins=PACK_CHANNELS, window_ms=30.0, hop_ms=10.0, lower_hz=0.0,
+                         upper_hz=4000.0, power=2.0, log_offset=log_offset, **kwargs)
+        self.grey_scale = float(grey_scale)
+        self.grey_offset = float(grey_offset)
+
+    def call(self, x):
+        grey = tf.clip_by_value(self.grey_scale * self.log_mel(x) + self.grey_offset, 0.0, 255.0)
+        return (grey - GREY_CENTRE) * (1.0 / GREY_SPREAD)
+
+    def get_config(self):
+        config = super().get_config()
+        for fixed in ("norm_mean", "norm_std", "power", "lower_hz", "upper_hz", "num_mel_bins",
+                      "window_ms", "hop_ms"):
+            config.pop(fixed)
+        return {**config, "grey_scale": self.grey_scale, "grey_offset": self.grey_offset}
+
+
 def _frontend(audio, kind, spec_augment, **frontend):
     """Log-mel or MFCC [B, T, F], then SpecAugment when `spec_augment` is True or a dict of its
     settings (training only)."""
-    layer = MFCC(name="mfcc", **frontend) if kind == "mfcc" else LogMel(name="log_mel",
-                                                                        **frontend)
+    if kind == "mfcc":
+        layer = MFCC(name="mfcc", **frontend)
+    elif kind == "pack":
+        layer = PackFeatures(name="pack_features", **frontend)
+    else:
+        layer = LogMel(name="log_mel", **frontend)
     x = layer(audio)
     if spec_augment:
         settings = spec_augment if isinstance(spec_augment, dict) else {}
@@ -649,7 +689,8 @@ def edge_bcres(num_classes=12, **options):
 
 def time_channel_separable(num_classes=12, width=1.5, kernels=(9, 11, 13, 15), repeats=2,
                            hop_ms=20.0, num_mel_bins=40, head_channels=128, dropout=0.1,
-                           head_dropout=0.2, spec_augment=False, name="edge_tcs", **frontend):
+                           head_dropout=0.2, spec_augment=False, features="logmel",
+                           name="edge_tcs", **frontend):
     """A MatchboxNet/TC-ResNet-style 1D network: the 40 log-mel bands are the channels, every
     conv runs over time only, and each block is `repeats` x (depthwise k over time, 1x1 conv, BN,
     relu, dropout) with a 1x1-conv + BN residual. Few, GEMM-shaped ops: fast in TFLite at batch 1.
@@ -657,11 +698,19 @@ def time_channel_separable(num_classes=12, width=1.5, kernels=(9, 11, 13, 15), r
     Shapes at the defaults: 49 frames (30 ms window, 20 ms hop) x 40 bands -> separable conv
     k5 to 64*width channels -> 4 blocks of 64*width channels with kernels of 9..15 frames
     (180..300 ms) -> 1x1 to `head_channels` -> time average -> dense. Kernels count frames, so
-    hop_ms=10 halves their span (and doubles the cost).
+    hop_ms=10 halves their span (and doubles the cost). `features="pack"` puts PackFeatures in
+    front (98 frames of the published spectrograms' 40 bands, 10 ms hop), so that the body can
+    also learn from the spectrogram pack.
     """
     audio = keras.Input((CLIP_SAMPLES,), name="audio")
-    frontend = {"window_ms": 30.0, "hop_ms": hop_ms, "num_mel_bins": num_mel_bins, **frontend}
-    x = _frontend(audio, "logmel", spec_augment, **frontend)
+    if features == "pack":
+        frontend = dict(frontend)
+    elif features == "logmel":
+        frontend = {"window_ms": 30.0, "hop_ms": hop_ms, "num_mel_bins": num_mel_bins,
+                    **frontend}
+    else:
+        raise ValueError(f"features must be 'logmel' or 'pack', got {features!r}")
+    x = _frontend(audio, features, spec_augment, **frontend)
     channels = max(int(round(64 * width)), 8)
 
     def separable(x, filters, kernel, name, relu=True):
@@ -719,7 +768,7 @@ def build_model(name, num_classes, **options):
         raise UserError(f"num_classes must be at least 2, got {num_classes}")
     try:
         return MODELS[name](int(num_classes), **options)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise UserError(f"bad option for model {name}: {e}") from e
 
 

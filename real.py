@@ -30,6 +30,7 @@ import sys
 import numpy as np
 
 from kws.common import UserError, atomic_write_text, require_dir, run_cli
+from kws.folders import REAL_SALT, REAL_TESTING_PERCENT, REAL_VALIDATION_PERCENT
 from kws.recipe import (
     best_checkpoint,
     print_streaming,
@@ -43,7 +44,8 @@ from kws.shipped import ship
 
 DIGITS = "zero one two three four five six seven eight nine".split()
 # The split, stated once: speakers by a salted hash; silence by where its noise came from
-SPLIT_SALT, VALIDATION_PERCENT, TESTING_PERCENT = "real", 15.0, 25.0
+SPLIT_SALT, VALIDATION_PERCENT, TESTING_PERCENT = REAL_SALT, REAL_VALIDATION_PERCENT, \
+    REAL_TESTING_PERCENT
 CROP_MATCH = 0.99  # normalised correlation above which a silence clip is a crop of a recording
 MODELS = {  # name -> config; each config's "epochs" is its training budget
     "edge": "experiments/real_edge.json",

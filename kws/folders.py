@@ -48,6 +48,16 @@ def which_set(filename, validation_percentage, testing_percentage, salt=""):
     return "training"
 
 
+# make real's split of the real speakers, stated once (real.py stages it; fit_frontend.py fits
+# on its training speakers only)
+REAL_SALT, REAL_VALIDATION_PERCENT, REAL_TESTING_PERCENT = "real", 15.0, 25.0
+
+
+def real_split(filename):
+    """'training', 'validation' or 'testing': where make real's split puts a clip's speaker."""
+    return which_set(filename, REAL_VALIDATION_PERCENT, REAL_TESTING_PERCENT, REAL_SALT)
+
+
 def readable_name(name):
     """False for names no clip should have: hidden files (macOS `._x.wav`, the `.x.part.wav` of a
     killed writer) and names that are not valid UTF-8 (they cannot go into a CSV)."""

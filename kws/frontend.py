@@ -27,6 +27,8 @@ def front_end_constants(layer):
                  "frames": layer.num_frames(CLIP_SAMPLES)}
     if hasattr(layer, "num_coefficients"):  # MFCC: the layer's own DCT matrix, scale included
         constants["dct"] = np.asarray(layer._dct, np.float32)
+    elif hasattr(layer, "grey_scale"):  # PackFeatures: the spectrogram pack's grey levels
+        constants["grey"] = np.array([layer.grey_scale, layer.grey_offset], np.float64)
     else:
         constants["norm_mean"] = layer.norm_mean
         constants["norm_std"] = layer.norm_std
@@ -45,8 +47,10 @@ class FrontEnd:
             self.log_offset = float(constants["log_offset"])
             self.mel = np.asarray(constants["mel"], np.float64)
             self.dct = np.asarray(constants["dct"], np.float64) if "dct" in constants else None
-            self.norm = None if self.dct is not None else (float(constants["norm_mean"]),
-                                                           float(constants["norm_std"]))
+            self.grey = tuple(np.asarray(constants["grey"], np.float64)) \
+                if "grey" in constants else None
+            self.norm = None if self.dct is not None or self.grey is not None else (
+                float(constants["norm_mean"]), float(constants["norm_std"]))
         except (KeyError, ValueError, TypeError) as e:
             raise UserError(f"not a front-end description ({e})") from None
         self.hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(self.window) / self.window)
@@ -59,13 +63,22 @@ class FrontEnd:
         except Exception as e:  # OSError, ValueError, zipfile.BadZipFile, EOFError ...
             raise UserError(f"{path}: not a front-end file ({e})") from None
 
-    def features(self, frames):
+    def log_mel(self, frames):
         spectrum = np.abs(np.fft.rfft(np.asarray(frames, np.float64) * self.hann, axis=-1))
         if self.power == 2.0:
             spectrum = spectrum ** 2
-        log_mel = np.log(spectrum @ self.mel + self.log_offset)
+        return np.log(spectrum @ self.mel + self.log_offset)
+
+    def features(self, frames):
+        log_mel = self.log_mel(frames)
         if self.dct is not None:
             return (log_mel @ self.dct).astype(np.float32)
+        if self.grey is not None:
+            from kws.pack import GREY_CENTRE, GREY_SPREAD
+
+            scale, offset = self.grey
+            grey = np.clip(scale * log_mel + offset, 0.0, 255.0)
+            return ((grey - GREY_CENTRE) / GREY_SPREAD).astype(np.float32)
         mean, std = self.norm
         return ((log_mel - mean) / std).astype(np.float32)
 

@@ -225,6 +225,8 @@ def cli_cases(tmp):
         "benchmark_serve-missing": ("benchmark_serve.py", ["--model", missing / "m.tflite"],
                                     "model not found"),
         "benchmark_serve-bad": ("benchmark_serve.py", ["--listeners", "0"], "listener counts"),
+        "fit_frontend-missing": ("fit_frontend.py", ["--dev_dir", missing], "not found"),
+        "fit_frontend-bad": ("fit_frontend.py", ["--log_offsets", "-1"], "log offsets"),
     }
 
 
@@ -233,7 +235,7 @@ ROOT_SCRIPTS = ["input_data.py", "model.py", "train.py", "generate_noise.py",
                 "ensemble.py", "create_pseudo_with_thresh.py", "freeze_graph.py",
                 "make_submission_on_rpi.py", "benchmark.py", "download_data.py", "demo.py",
                 "real.py", "make_streaming_test.py", "recognize_commands.py", "label_stream.py",
-                "streaming_accuracy.py", "serve.py", "benchmark_serve.py"]
+                "streaming_accuracy.py", "serve.py", "benchmark_serve.py", "fit_frontend.py"]
 CASE_IDS = list(cli_cases(Path("/nonexistent")))  # the table only names paths
 
 

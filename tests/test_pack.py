@@ -1,0 +1,221 @@
+"""The spectrogram pack: reading it in place, pairing it with audio, the PackFeatures front end,
+and fitting that front end (fit_frontend.py), on a small pack generated here; plus the real
+pack's match where ../shared/data has it."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SHARED_DATA, tone
+
+from kws.audio import write_wav
+from kws.common import UserError
+from kws.folders import real_split
+from kws.frontend import FrontEnd, front_end_constants
+from kws.pack import (
+    CACHE_NAME,
+    GREY_OFFSET,
+    GREY_SCALE,
+    grey_to_features,
+    paired_clips,
+    parse_name,
+    read_pack,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+import model  # noqa: E402
+
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+WORDS = ["yes", "no", "up"]
+
+
+def speakers_in(split, count):
+    """Speaker ids that make real's split puts in `split`."""
+    found, i = [], 0
+    while len(found) < count:
+        speaker = f"{i:08x}"
+        if real_split(f"{speaker}_nohash_0.wav") == split:
+            found.append(speaker)
+        i += 1
+    return found
+
+
+def jpeg(grey):
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(np.clip(grey, 0, 255)).astype(np.uint8)).save(buffer, "JPEG",
+                                                                           quality=75)
+    return buffer.getvalue()
+
+
+def grey_of(clip, scale=GREY_SCALE, offset=GREY_OFFSET):
+    layer = model.PackFeatures(grey_scale=scale, grey_offset=offset)
+    layer.build((1, 16000))
+    return FrontEnd(front_end_constants(layer)).window_features(clip) * 64 + 128
+
+
+@pytest.fixture(scope="module")
+def small_pack(tmp_path_factory):
+    """A pack of tone 'words' made by PackFeatures with known constants (scale 9.0, offset
+    140), its dev folder of the same clips as audio, and a speaker with no audio."""
+    root = tmp_path_factory.mktemp("pack")
+    dev = root / "dev"
+    speakers = speakers_in("training", 3) + speakers_in("testing", 2)
+    members = {}
+    for s, speaker in enumerate(speakers):
+        for w, word in enumerate(WORDS + ["cat"]):
+            clip = tone(300 + 150 * w + 7 * s, seed=s) * (0.5 + 0.2 * s)
+            folder = "unknown" if word == "cat" else word
+            members[f"{folder}/{speaker}_nohash_0.{word}.jpg"] = jpeg(grey_of(clip, 9.0, 140.0))
+            if word == "cat":
+                write_wav(dev / "_unknown_" / f"cat_{speaker}_nohash_0.wav.wav", clip)
+            else:
+                write_wav(dev / word / f"{speaker}_nohash_0.wav", clip)
+    members["yes/ffffffff_nohash_0.yes.jpg"] = jpeg(grey_of(tone(500), 9.0, 140.0))  # no audio
+    members["_background_noise_/1_background.jpg"] = jpeg(np.full((98, 40), 20.0))
+    members["README.txt"] = b"not an image"
+    path = root / "pack.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return {"zip": path, "dev": dev, "speakers": speakers, "root": root}
+
+
+def test_names_parse_to_label_speaker_word_and_take():
+    e = parse_name("unknown/0a7c2a8d_nohash_3.marvin.jpg")
+    assert (e.label, e.word, e.speaker, e.take) == ("_unknown_", "marvin", "0a7c2a8d", "3")
+    assert parse_name("yes/0a7c2a8d_nohash_0.yes.jpg").label == "yes"
+    assert parse_name("_background_noise_/5_background.jpg").label == "_silence_"
+    for bad in ("README.md", "yes/x.jpg", "yes/0a_nohash_0.no.jpg", "cat/0a_nohash_0.cat.jpg",
+                "a/b/c.jpg", "yes/._0a_nohash_0.yes.jpg"):
+        assert parse_name(bad) is None, bad
+
+
+def test_the_pack_is_read_in_place_cached_and_paired(small_pack, tmp_path):
+    pack = read_pack(str(small_pack["zip"]), str(tmp_path))
+    assert pack.images.shape == (5 * 4 + 2, 98, 40) and pack.images.dtype == np.uint8
+    assert sorted(set(pack.labels)) == ["_silence_", "_unknown_", "no", "up", "yes"]
+    assert (tmp_path / CACHE_NAME).is_file()
+    again = read_pack(str(small_pack["zip"]), str(tmp_path))
+    assert np.array_equal(again.images, pack.images) and again.labels == pack.labels
+    pairs = paired_clips(pack, str(small_pack["dev"]))
+    assert len(pairs) == 5 * 4  # every take with audio, unknown words included; not the others
+    assert all(Path(p).is_file() for _, p in pairs)
+    assert pack.select(lambda e: e.speaker == small_pack["speakers"][0]).images.shape[0] == 4
+
+
+def test_bad_packs_are_one_line_errors(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        read_pack(str(tmp_path / "missing.zip"))
+    (tmp_path / "text.zip").write_text("not a zip")
+    with pytest.raises(UserError, match="not a zip"):
+        read_pack(str(tmp_path / "text.zip"))
+    with zipfile.ZipFile(tmp_path / "empty.zip", "w") as z:
+        z.writestr("README.txt", "hi")
+    with pytest.raises(UserError, match="no spectrogram images"):
+        read_pack(str(tmp_path / "empty.zip"))
+    with zipfile.ZipFile(tmp_path / "bad.zip", "w") as z:
+        z.writestr("yes/0a_nohash_0.yes.jpg", b"\xff\xd8 broken")
+    with pytest.raises(UserError, match="not a readable image"):
+        read_pack(str(tmp_path / "bad.zip"))
+    with zipfile.ZipFile(tmp_path / "size.zip", "w") as z:
+        z.writestr("yes/0a_nohash_0.yes.jpg", jpeg(np.zeros((40, 98))))
+    with pytest.raises(UserError, match="98 x 40"):
+        read_pack(str(tmp_path / "size.zip"))
+
+
+def test_pack_features_layer_equals_the_streaming_front_end_and_the_pack_images():
+    clip = tone(440, seed=3)
+    layer = model.PackFeatures()
+    keras_features = layer(clip[None]).numpy()[0]
+    assert keras_features.shape == (98, 40)
+    numpy_features = FrontEnd(front_end_constants(layer)).window_features(clip)
+    np.testing.assert_allclose(keras_features, numpy_features, atol=1e-4)
+    image = np.frombuffer(jpeg(keras_features * 64 + 128), np.uint8)
+    from PIL import Image
+
+    decoded = np.asarray(Image.open(io.BytesIO(image.tobytes())))
+    # the same feature from the image, within the JPEG's own noise
+    assert np.sqrt(((grey_to_features(decoded) - keras_features) ** 2).mean()) * 64 < 6
+
+
+def test_a_pack_model_trains_freezes_and_streams(tmp_path):
+    import keras
+
+    import freeze_graph
+
+    net = model.build_model("edge_tcs", 3, features="pack", width=0.25, head_channels=16)
+    net.compile(optimizer="adam",
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = np.stack([tone(300 + 200 * (i % 3), seed=i) for i in range(12)])
+    net.fit(x, np.arange(12) % 3, epochs=1, verbose=0)
+    folder = tmp_path / "ck"
+    folder.mkdir()
+    net.save(folder / "last.keras")
+    (folder / "labels.txt").write_text("_silence_\n_unknown_\nyes\n")
+    out = tmp_path / "tf"
+    assert freeze_graph.main(["--checkpoint", str(folder / "last.keras"), "--frozen_path",
+                              str(out / "m.pb"), "--formats", "tflite,stream",
+                              "--num_check", "4"]) == 0
+    assert (out / "m_stream.npz").is_file() and (out / "m_stream_body.tflite").is_file()
+    info = json.loads((out / "m_info.json").read_text())
+    assert info["checks"]["stream"]["top1_agreement"] == 1.0
+
+
+def test_fit_frontend_recovers_the_constants_the_pack_was_made_with(small_pack, tmp_path):
+    out = tmp_path / "fit.json"
+    done = subprocess.run([sys.executable, str(REPO / "fit_frontend.py"), "--pack",
+                           str(small_pack["zip"]), "--dev_dir", str(small_pack["dev"]),
+                           "--cache_dir", str(tmp_path), "--json", str(out),
+                           "--log_offsets", "1e-6"], cwd=REPO, env=ENV, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads(out.read_text())
+    # JPEG smooths the images a little, which flattens the line by a few per cent
+    assert record["fitted"]["grey_scale"] == pytest.approx(9.0, rel=0.03)
+    assert record["fitted"]["grey_offset"] == pytest.approx(140.0, abs=1.5)
+    assert set(record["sets"]) == {"training", "testing"}
+    testing = record["sets"]["testing"]
+    assert testing["speakers"] == 2 and testing["fitted"]["clips"] == 8
+    assert testing["fitted"]["correlation"] > 0.98
+    assert testing["fitted"]["rms"] < 2 * testing["jpeg_noise_floor_rms"] + 1
+
+
+def test_fit_frontend_bad_input(tmp_path, small_pack):
+    for args, fragment in [(["--dev_dir", str(tmp_path / "nope")], "not found"),
+                           (["--log_offsets", "0"], "log offsets"),
+                           (["--pack", str(tmp_path / "x.zip"), "--dev_dir",
+                             str(small_pack["dev"])], "not found"),
+                           (["--pack", str(small_pack["zip"]), "--dev_dir", str(tmp_path),
+                             "--cache_dir", str(tmp_path)], "no image")]:
+        done = subprocess.run([sys.executable, str(REPO / "fit_frontend.py"), *args], cwd=REPO,
+                              env=ENV, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+        assert fragment in done.stderr.strip().splitlines()[-1], (args, done.stderr[-500:])
+
+
+def test_the_real_pack_matches_the_front_end_on_unseen_speakers(tmp_path):
+    pack_path = SHARED_DATA / "speech_commands_v0.02_spectrograms.zip"
+    dev = SHARED_DATA / "speech_commands_test_v0.02_dev"
+    if not pack_path.is_file() or not dev.is_dir():
+        pytest.skip(f"the spectrogram pack is not present at {SHARED_DATA}")
+    pack = read_pack(str(pack_path), str(REPO / "data" / "pack"))
+    assert pack.images.shape == (50352, 98, 40)
+    pairs = [(i, p) for i, p in paired_clips(pack, str(dev))
+             if real_split(os.path.basename(p)) == "testing"][:120]
+    from kws.audio import read_many
+
+    clips, kept = read_many([p for _, p in pairs])
+    ours = model.PackFeatures()(clips).numpy() * 64 + 128
+    grey = pack.images[[pairs[k][0] for k in kept]].astype(np.float64)
+    per_clip = np.sqrt(((ours - grey) ** 2).mean(axis=(1, 2)))
+    assert np.median(per_clip) < 6  # the JPEG noise floor is about 4.3 grey levels
+    assert np.corrcoef(ours.ravel(), grey.ravel())[0, 1] > 0.95
