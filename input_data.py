@@ -482,6 +482,111 @@ class AudioProcessor:
         return self._augment(rows, seed, noise, augmentation), labels
 
 
+def pack_examples(pack, words_list, exclude_speakers=(), with_silence=False):
+    """(images uint8 [n, 98, 40], label indices int32 [n]) of a kws.pack.Pack for a model of
+    words_list: command words as themselves, the pack's other words as themselves where the
+    model has them and as _unknown_ otherwise; speakers in exclude_speakers left out (the
+    held-out speakers of the audio sets must not train in either form). The pack's noise
+    crops (silence) are left out unless with_silence: they come from the same recordings as
+    the held-out silence clips."""
+    index = {w: i for i, w in enumerate(words_list)}
+    excluded = set(exclude_speakers)
+    keep, labels = [], []
+    for i, e in enumerate(pack.entries):
+        if e.speaker in excluded or (e.label == SILENCE_LABEL and not with_silence):
+            continue
+        label = e.word if e.word in index else e.label
+        if label not in index:
+            continue
+        keep.append(i)
+        labels.append(index[label])
+    if not keep:
+        raise UserError("no image of the spectrogram pack is left to train on")
+    return pack.images[keep], np.array(labels, np.int32)
+
+
+def noise_images(noise, count=256, seed=0):
+    """Grey-level images [count, 98, 40] of random one-second crops of noise recordings, as
+    PackFeatures sees them: the noise that pack images are mixed with in training."""
+    from kws.frontend import FrontEnd
+    from kws.pack import GREY_OFFSET, GREY_SCALE, LOG_OFFSET
+
+    if not noise:
+        return None
+    mel = pack_filterbank()
+    front = FrontEnd({"window": 480, "hop": 160, "frames": 98, "power": 2.0,
+                      "log_offset": LOG_OFFSET, "mel": mel, "grey": [GREY_SCALE, GREY_OFFSET]})
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        recording = noise[rng.integers(len(noise))]
+        start = rng.integers(max(len(recording) - CLIP_SAMPLES, 0) + 1)
+        clip = np.zeros(CLIP_SAMPLES, np.float32)
+        piece = recording[start:start + CLIP_SAMPLES]
+        clip[:len(piece)] = piece
+        out.append(front.window_features(clip) * 64 + 128)
+    return np.stack(out).astype(np.float32)
+
+
+def pack_filterbank():
+    import tensorflow as tf
+
+    return tf.signal.linear_to_mel_weight_matrix(40, 241, 16000, 0.0, 4000.0).numpy()
+
+
+def pack_dataset(images, labels, batch_size, seed, noise=None, shift_frames=10, gain_db=6.0,
+                 noise_frequency=0.5, snr_db=(0.0, 20.0), num_classes=None):
+    """An endless tf.data.Dataset of (features float32 [B, 98, 40], labels int32 [B]) from pack
+    images (with num_classes, labels float32 [B, 1 + num_classes] as AudioProcessor.dataset
+    gives them with soft targets: the label, then -1s, for no soft target), shuffled and augmented as features allow: a time shift of up to shift_frames (the
+    frames it opens are the image's quietest), a gain of up to +-gain_db (an offset in grey
+    levels: 2 * GREY_SCALE * ln(gain)), and with noise_frequency a noise image (noise_images)
+    added in the power domain at an SNR drawn from snr_db. Masking is the model's SpecAugment."""
+    import tensorflow as tf
+
+    from kws.pack import GREY_CENTRE, GREY_OFFSET, GREY_SCALE, GREY_SPREAD, PACK_FRAMES
+
+    images = tf.constant(images)
+    labels = tf.constant(labels)
+    n = int(images.shape[0])
+    noise = tf.constant(noise if noise is not None else np.zeros((1, 98, 40), np.float32))
+    use_noise = noise_frequency if noise is not None else 0.0
+    max_offset = 2 * GREY_SCALE * math.log(10 ** (gain_db / 20))
+
+    def augment(i, key):
+        key = tf.cast(key, tf.int64)
+        grey = tf.cast(tf.gather(images, i), tf.float32)
+        floor = tf.reduce_min(grey, axis=0, keepdims=True)
+        shift = tf.random.stateless_uniform([], [seed, key], -shift_frames, shift_frames + 1,
+                                            dtype=tf.int32)
+        rolled = tf.roll(grey, shift, axis=0)
+        frame = tf.range(PACK_FRAMES)[:, None]
+        opened = tf.logical_or(frame < shift, frame >= PACK_FRAMES + shift)
+        grey = tf.where(opened, floor + tf.zeros_like(grey), rolled)
+        grey += tf.random.stateless_uniform([], [seed, key + 1], -max_offset, max_offset)
+        if use_noise:
+            pick = tf.random.stateless_uniform([], [seed, key + 2], 0, noise.shape[0],
+                                               dtype=tf.int32)
+            snr = tf.random.stateless_uniform([], [seed, key + 3], snr_db[0], snr_db[1])
+            power = tf.exp((grey - GREY_OFFSET) / GREY_SCALE)
+            noise_power = tf.exp((tf.gather(noise, pick) - GREY_OFFSET) / GREY_SCALE)
+            ratio = tf.reduce_mean(power) / tf.maximum(tf.reduce_mean(noise_power), 1e-12)
+            mixed = power + noise_power * ratio * tf.pow(10.0, -snr / 10)
+            noisy = GREY_SCALE * tf.math.log(mixed) + GREY_OFFSET
+            grey = tf.where(tf.random.stateless_uniform([], [seed, key + 4]) < use_noise,
+                            noisy, grey)
+        grey = tf.clip_by_value(grey, 0.0, 255.0)
+        label = tf.gather(labels, i)
+        if num_classes:
+            label = tf.concat([tf.cast(label, tf.float32)[None], -tf.ones([num_classes])], 0)
+        return (grey - GREY_CENTRE) * (1.0 / GREY_SPREAD), label
+
+    ds = tf.data.Dataset.range(1 << 40).map(
+        lambda k: (tf.random.stateless_uniform([], [seed, k], 0, n, dtype=tf.int64), k * 8))
+    ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size)
+
+
 def read_pseudo_sources(folder):
     """{`<label>/<file>`: fname it was cut from} of a pseudo pool ({} when it has no record)."""
     import csv

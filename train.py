@@ -96,6 +96,15 @@ def build_parser():
     g.add_argument("--distill_temperature", type=float, default=2.0)
     g.add_argument("--distill_weight", type=float, default=0.5,
                    help="weight of the teacher's soft targets against the hard labels")
+    g = parser.add_argument_group("the spectrogram pack (a model with features=pack)")
+    g.add_argument("--pack", default="", help="speech_commands_v0.02_spectrograms.zip: its "
+                   "images train the model's body beside the audio (through PackFeatures)")
+    g.add_argument("--pack_frequency", type=float, default=0.5,
+                   help="share of the training batches drawn from the pack")
+    g.add_argument("--pack_cache_dir", default="data/pack", help="where the decoded pack is kept")
+    g.add_argument("--pack_silence", action="store_true",
+                   help="also train on the pack's noise crops as silence (they come from the "
+                        "recordings held-out silence is cut from)")
     g = parser.add_argument_group("run")
     g.add_argument("--seed", type=int, default=59185)
     g.add_argument("--save_best_only", action="store_true",
@@ -136,6 +145,13 @@ def parse_args(argv=None):
         raise UserError("need 0 <= --distill_weight <= 1 and --distill_temperature > 0")
     if not 0 <= args.label_smoothing < 1:
         raise UserError("--label_smoothing must be in [0, 1)")
+    if args.pack:
+        if not 0 < args.pack_frequency < 1:
+            raise UserError("--pack_frequency must be in (0, 1)")
+        if args.teacher_probs or args.teacher_checkpoint:
+            raise UserError("--pack does not combine with distillation (teacher targets are "
+                            "of audio clips)")
+        require_file(args.pack, "spectrogram pack")
     return args
 
 
@@ -369,7 +385,8 @@ def make_cosine_callback(args, budget):
     return Cosine()
 
 
-def make_checkpoint_callback(exp_dir, save_best_only, plateau, budget, keep_last=False):
+def make_checkpoint_callback(exp_dir, save_best_only, plateau, budget, keep_last=False,
+                             saved=None):
     """Atomic per-epoch checkpoints, and the resume point: model + optimizer, then state.json.
 
     The model and optimizer of epoch N go to resume/*-NNN.* first; writing state.json that names
@@ -377,6 +394,8 @@ def make_checkpoint_callback(exp_dir, save_best_only, plateau, budget, keep_last
     resumes from a matching model, optimizer and state. last.keras, a copy for users, is written
     before the commit: a kill in between only means the epoch is trained again.
     keep_last: validation is not held out, so the run's result is its last epoch, not its best.
+    saved: the model to write, when what trains is part of it (a pack model's body); the
+    optimizer is always the training model's.
     """
     import keras
 
@@ -389,16 +408,17 @@ def make_checkpoint_callback(exp_dir, save_best_only, plateau, budget, keep_last
         def on_epoch_end(self, epoch, logs=None):
             acc = logs["val_accuracy"]
             name = f"ep-{epoch + 1:03d}-vl-{logs['val_loss']:.4f}.keras"
+            target = saved if saved is not None else self.model
             if not save_best_only or (acc > self.best and not keep_last):
                 with atomic_path(os.path.join(exp_dir, name)) as tmp:
-                    self.model.save(tmp)
+                    target.save(tmp)
             if keep_last:
                 self.best, self.best_name = acc, "last.keras"
             elif acc > self.best:
                 self.best, self.best_name = acc, name
             model_file, optimizer_file = resume_files(epoch + 1)
             with atomic_path(os.path.join(exp_dir, model_file)) as tmp:
-                self.model.save(tmp)
+                target.save(tmp)
             save_optimizer(self.model, os.path.join(exp_dir, optimizer_file))
             with atomic_path(os.path.join(exp_dir, "last.keras")) as tmp:
                 shutil.copyfile(os.path.join(exp_dir, model_file), tmp)
@@ -460,11 +480,51 @@ def build_and_compile(args, num_classes, exp_dir, resume_state):
         if args.init_checkpoint:
             require_file(args.init_checkpoint, "init checkpoint")
             net.load_weights(args.init_checkpoint, skip_mismatch=True)
-    net.compile(optimizer=make_optimizer(args), loss=loss, metrics=[metric])
+    trainer = pack_body(net) if args.pack else net
+    trainer.compile(optimizer=make_optimizer(args), loss=loss, metrics=[metric])
     if resume_state:
-        restore_optimizer(net, os.path.join(exp_dir, resume_state["resume_optimizer"]))
-        net.optimizer.learning_rate.assign(resume_state["learning_rate"])
-    return net
+        restore_optimizer(trainer, os.path.join(exp_dir, resume_state["resume_optimizer"]))
+        trainer.optimizer.learning_rate.assign(resume_state["learning_rate"])
+    return net, trainer
+
+
+def pack_body(net):
+    """The network after a model's PackFeatures layer: what trains on pack images and on audio
+    features alike (its layers are the model's, so training it trains the model)."""
+    import keras
+
+    try:
+        front = net.get_layer("pack_features")
+    except ValueError:
+        raise UserError("--pack needs a model with the pack front end (e.g. --model_options "
+                        "'{\"features\": \"pack\"}' for edge_tcs)") from None
+    return keras.Model(front.output, net.output, name=net.name + "_body")
+
+
+def with_pack(args, processor, train, val, net, audio_steps):
+    """(training batches of features: audio through PackFeatures mixed with pack images,
+    validation features, steps per epoch)."""
+    import tensorflow as tf
+
+    from input_data import noise_images, pack_dataset, pack_examples
+    from kws.pack import read_pack
+
+    front = net.get_layer("pack_features")
+    held_out = processor.speakers("testing") | (
+        set() if args.train_on_validation else processor.speakers("validation"))
+    images, labels = pack_examples(read_pack(args.pack, args.pack_cache_dir),
+                                   processor.words_list, held_out, args.pack_silence)
+    print(f"pack: {len(images):,} images train ({len(held_out)} held-out speakers left out)")
+    soft_width = train.element_spec[1].shape[-1] if len(train.element_spec[1].shape) > 1 \
+        else None
+    pack = pack_dataset(images, labels, args.batch_size, args.seed,
+                        noise_images(processor.noise_train, seed=args.seed),
+                        num_classes=soft_width - 1 if soft_width else None)
+    features = train.map(lambda x, y: (front(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    mixed = tf.data.Dataset.sample_from_datasets(
+        [features, pack], [1 - args.pack_frequency, args.pack_frequency], seed=args.seed)
+    steps = math.ceil(audio_steps / (1 - args.pack_frequency))
+    return mixed.prefetch(tf.data.AUTOTUNE), val.map(lambda x, y: (front(x), y)), steps
 
 
 def save_optimizer(net, path):
@@ -519,7 +579,9 @@ def main(argv=None):
     strategy = tf.distribute.MirroredStrategy() if args.strategy == "mirrored" \
         else tf.distribute.get_strategy()
     with strategy.scope():
-        net = build_and_compile(args, len(labels), exp_dir, resume_state)
+        net, trainer = build_and_compile(args, len(labels), exp_dir, resume_state)
+    if args.pack:
+        train, val, steps = with_pack(args, processor, train, val, net, steps)
     plateau = keras.callbacks.ReduceLROnPlateau("val_accuracy", factor=args.lr_factor,
                                                 patience=args.lr_patience, min_lr=args.min_lr,
                                                 mode="max", verbose=1)
@@ -534,7 +596,7 @@ def main(argv=None):
                                   resume_state.get("time_used") if resume_state else None,
                                   args.epochs, args.cap_minutes)
     checkpointer = make_checkpoint_callback(exp_dir, args.save_best_only, plateau, budget,
-                                            keep_last=args.train_on_validation)
+                                            keep_last=args.train_on_validation, saved=net)
     if resume_state:
         checkpointer.best = resume_state["best_val_accuracy"]
         checkpointer.best_name = resume_state["best_checkpoint"]
@@ -545,9 +607,9 @@ def main(argv=None):
                  keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0),
                  checkpointer]
     print(f"model {args.model}: {net.count_params():,} parameters; {steps} steps per epoch")
-    net.fit(train, epochs=args.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-            callbacks=callbacks, shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
-    last_epoch = net.history.epoch[-1] + 1 if net.history.epoch else initial_epoch
+    trainer.fit(train, epochs=args.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+                callbacks=callbacks, shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
+    last_epoch = trainer.history.epoch[-1] + 1 if trainer.history.epoch else initial_epoch
     print(f"stopped by {budget.stopped_by} after epoch {last_epoch} of {args.epochs}; "
           f"best val_accuracy {checkpointer.best:.4f}: "
           f"{os.path.join(exp_dir, checkpointer.best_name)}")

@@ -31,7 +31,7 @@ NOISE_FOLDER = "_background_noise_"
 UNKNOWN_FOLDER = "unknown"
 CACHE_NAME = "pack_images.npz"
 # fitted by `fit_frontend.py` on the 1,514 paired clips of make real's 66 training speakers
-GREY_SCALE, GREY_OFFSET, LOG_OFFSET = 9.844, 146.24, 1e-6
+GREY_SCALE, GREY_OFFSET, LOG_OFFSET = 9.895, 145.94, 1e-6
 GREY_CENTRE, GREY_SPREAD = 128.0, 64.0  # features = (grey - 128) / 64
 
 

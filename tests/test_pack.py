@@ -219,3 +219,46 @@ def test_the_real_pack_matches_the_front_end_on_unseen_speakers(tmp_path):
     per_clip = np.sqrt(((ours - grey) ** 2).mean(axis=(1, 2)))
     assert np.median(per_clip) < 6  # the JPEG noise floor is about 4.3 grey levels
     assert np.corrcoef(ours.ravel(), grey.ravel())[0, 1] > 0.95
+
+
+def test_train_mixes_the_pack_with_audio_and_saves_the_whole_model(small_pack, tmp_path):
+    from conftest import make_speech_commands
+
+    # audio of the pack's speakers: whichever land in the audio's testing set lose their images
+    data = make_speech_commands(tmp_path / "sc", WORDS + ["cat"], small_pack["speakers"] +
+                                [f"{i:08x}" for i in range(10, 20)])
+    run = [sys.executable, str(REPO / "train.py"), "--config",
+           str(REPO / "experiments" / "smoke.json"), "--data_dir", str(data),
+           "--checkpoint_dir", str(tmp_path / "ck"), "--log_dir", str(tmp_path / "logs"),
+           "--model", "edge_tcs", "--model_options",
+           '{"features": "pack", "width": 0.25, "head_channels": 16}',
+           "--pack", str(small_pack["zip"]), "--pack_cache_dir", str(tmp_path / "cache")]
+    done = subprocess.run(run, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    from kws.folders import which_set
+
+    held = {sp for sp in small_pack["speakers"] if which_set(f"{sp}_nohash_0.wav", 10, 10) !=
+            "training"}  # train.py's default split of the audio
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("pack: "))
+    # 4 images (yes, no, up, cat) of each pack speaker not held out, + the one without audio
+    assert int(line.split()[1]) == 4 * (5 - len(held)) + 1, (line, held)
+    assert "6 steps per epoch" in done.stdout  # 3 audio steps at --pack_frequency 0.5
+    net, labels = model.load_checkpoint(tmp_path / "ck" / "smoke" / "last.keras")
+    assert net.input_shape == (None, 16000) and len(labels) == 12
+    resumed = subprocess.run(run + ["--resume", "--epochs", "3"], cwd=REPO, env=ENV,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((tmp_path / "ck" / "smoke" / "state.json").read_text())["epoch"] == 3
+
+
+def test_pack_needs_a_pack_model(small_pack, tmp_path):
+    from conftest import make_speech_commands
+
+    data = make_speech_commands(tmp_path / "sc", WORDS, [f"{i:08x}" for i in range(6)])
+    done = subprocess.run([sys.executable, str(REPO / "train.py"), "--config",
+                           str(REPO / "experiments" / "smoke.json"), "--data_dir", str(data),
+                           "--checkpoint_dir", str(tmp_path / "ck"), "--log_dir",
+                           str(tmp_path / "logs"), "--pack", str(small_pack["zip"])],
+                          cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "--pack needs a model with the pack front end" in \
+        done.stderr.strip().splitlines()[-1], done.stderr[-2000:]
