@@ -538,10 +538,11 @@ def pack_dataset(images, labels, batch_size, seed, noise=None, shift_frames=10, 
                  noise_frequency=0.5, snr_db=(0.0, 20.0), num_classes=None):
     """An endless tf.data.Dataset of (features float32 [B, 98, 40], labels int32 [B]) from pack
     images (with num_classes, labels float32 [B, 1 + num_classes] as AudioProcessor.dataset
-    gives them with soft targets: the label, then -1s, for no soft target), shuffled and augmented as features allow: a time shift of up to shift_frames (the
-    frames it opens are the image's quietest), a gain of up to +-gain_db (an offset in grey
-    levels: 2 * GREY_SCALE * ln(gain)), and with noise_frequency a noise image (noise_images)
-    added in the power domain at an SNR drawn from snr_db. Masking is the model's SpecAugment."""
+    gives them with soft targets: the label, then -1s for no soft target), shuffled and
+    augmented as features allow: a time shift of up to shift_frames (the frames it opens are
+    the image's quietest), a gain of up to +-gain_db (an offset in grey levels: 2 * GREY_SCALE
+    * ln(gain)), and with noise_frequency a noise image (noise_images) added in the power domain
+    at an SNR drawn from snr_db. Masking is the model's SpecAugment."""
     import tensorflow as tf
 
     from kws.pack import GREY_CENTRE, GREY_OFFSET, GREY_SCALE, GREY_SPREAD, PACK_FRAMES
