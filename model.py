@@ -690,7 +690,7 @@ def edge_bcres(num_classes=12, **options):
 def time_channel_separable(num_classes=12, width=1.5, kernels=(9, 11, 13, 15), repeats=2,
                            hop_ms=20.0, num_mel_bins=40, head_channels=128, dropout=0.1,
                            head_dropout=0.2, spec_augment=False, features="logmel",
-                           name="edge_tcs", **frontend):
+                           time_pool=1, name="edge_tcs", **frontend):
     """A MatchboxNet/TC-ResNet-style 1D network: the 40 log-mel bands are the channels, every
     conv runs over time only, and each block is `repeats` x (depthwise k over time, 1x1 conv, BN,
     relu, dropout) with a 1x1-conv + BN residual. Few, GEMM-shaped ops: fast in TFLite at batch 1.
@@ -700,7 +700,8 @@ def time_channel_separable(num_classes=12, width=1.5, kernels=(9, 11, 13, 15), r
     (180..300 ms) -> 1x1 to `head_channels` -> time average -> dense. Kernels count frames, so
     hop_ms=10 halves their span (and doubles the cost). `features="pack"` puts PackFeatures in
     front (98 frames of the published spectrograms' 40 bands, 10 ms hop), so that the body can
-    also learn from the spectrogram pack.
+    also learn from the spectrogram pack; `time_pool=2` then averages frame pairs (49 frames,
+    as the 20 ms hop gives), which keeps the kernels' span and the cost of the default.
     """
     audio = keras.Input((CLIP_SAMPLES,), name="audio")
     if features == "pack":
@@ -711,6 +712,8 @@ def time_channel_separable(num_classes=12, width=1.5, kernels=(9, 11, 13, 15), r
     else:
         raise ValueError(f"features must be 'logmel' or 'pack', got {features!r}")
     x = _frontend(audio, features, spec_augment, **frontend)
+    if time_pool > 1:
+        x = layers.AveragePooling1D(time_pool, name="time_pool")(x)
     channels = max(int(round(64 * width)), 8)
 
     def separable(x, filters, kernel, name, relu=True):
