@@ -570,11 +570,8 @@ def benchmark_runner(args, predict, paths, labels, workers):
     paths = [paths[i % len(paths)] for i in range(args.benchmark)]
     variants = [Variant("identity")]
     runner = make_runner(args, paths, variants, len(labels))
+    predict(np.zeros((args.batch_size, CLIP_SAMPLES), np.float32))  # trace the local model
     try:
-        if runner is not None:  # start the actors and load their models on one chunk first
-            list(runner([(0, 0, min(args.chunk_size, len(paths)))]))
-        else:
-            predict(np.zeros((args.batch_size, CLIP_SAMPLES), np.float32))
         with tempfile.TemporaryDirectory() as work_dir:
             _, ok, n, seconds, _ = label_clips(predict, paths, len(labels), variants,
                                                args.batch_size, args.chunk_size, work_dir,
@@ -582,6 +579,8 @@ def benchmark_runner(args, predict, paths, labels, workers):
     finally:
         if runner is not None:
             runner.close()
+    # seconds include starting the engine's workers and loading their models: two runs of
+    # different N give the rate without them, (N2 - N1) / (seconds2 - seconds1)
     return {"runner": args.runner, "clips": n, "readable": int(ok.sum()),
             "seconds": seconds, "clips_per_s": n / seconds, "chunk_size": args.chunk_size,
             "batch_size": args.batch_size, "threads": args.threads,
