@@ -22,6 +22,10 @@ model labels the previous one in large batches, and its probabilities are saved 
 A killed run started again with the same inputs continues from the chunks already saved; other
 inputs (checkpoint, clips, TTA flags, chunk size) start afresh. The folder goes once all is written.
 --benchmark N times decoding and the model on N clips and writes nothing.
+
+--test_list FILE labels the paths or URIs it lists (one a line) instead of a folder.
+--runner ray runs the map step (decode a chunk, label it) on Ray Data actors, on this machine
+or a Ray cluster (--ray_address); the driver saves and writes the same files, byte for byte.
 """
 
 import argparse

@@ -6,7 +6,9 @@ A config file holds a numbered experiment's recipe; flags override it, and the r
 saved as checkpoints/<exp>/config.json. Writes checkpoints/<exp>/ep-<epoch>-vl-<val_loss>.keras,
 labels.txt, last.keras, state.json + resume/ (for --resume), logs/<exp>/ (TensorBoard, log.csv,
 a confusion matrix per epoch). Knowledge distillation from teacher checkpoints or a probabilities
-file, and pseudo-labelled folders mixed in with --pseudo_frequency.
+file, and pseudo-labelled folders mixed in with --pseudo_frequency. --strategy mirrored (local
+GPUs, or --cpu_devices N logical CPUs) and multi_worker (the processes TF_CONFIG names) train on
+several devices: --batch_size is the global batch, and the run computes what one device does.
 """
 
 import argparse
@@ -653,7 +655,6 @@ def worker_dirs(exp_dir, log_dir, is_chief):
     temporary folder removed at the end (Keras' multi-worker pattern: every worker saves, so
     that all take part in the same steps, but only the chief's files are kept)."""
     if is_chief:
-        os.makedirs(log_dir, exist_ok=True)
         yield exp_dir, log_dir
         return
     scratch = tempfile.mkdtemp(prefix="kws-worker-")
@@ -667,12 +668,15 @@ def train_model(args, strategy, processor, resume_state, exp_dir, out_dir, log_d
     import keras
     import tensorflow as tf
 
+    replicas = strategy.num_replicas_in_sync
+    if args.batch_size % replicas:
+        raise UserError(f"--batch_size {args.batch_size} is the global batch: it must be a "
+                        f"multiple of the {replicas} replicas")
     os.makedirs(log_dir, exist_ok=True)
     labels = processor.words_list
     augmentation = Augmentation.from_dict(vars(args))
     save_run_files(out_dir, args, labels)
     print_sets(processor)
-    replicas = strategy.num_replicas_in_sync
     distributed = args.strategy != "default"
     if args.lr_scaling == "linear":
         args.learning_rate *= replicas

@@ -215,4 +215,7 @@ def test_bad_tf_config_and_flags_exit_2_before_anything_is_written(tmp_path, dat
     assert done.stderr.strip().splitlines()[-1].startswith("error: TF_CONFIG cluster.worker")
     done = train(tmp_path, data, "--cpu_devices", "2", check=False)
     assert done.returncode == 2 and "--cpu_devices" in done.stderr.strip().splitlines()[-1]
-    assert not (tmp_path / "ck").exists()
+    done = train(tmp_path, data, "--strategy", "mirrored", "--cpu_devices", "3", check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "must be a multiple of the 3 replicas" in done.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "ck").exists() and not (tmp_path / "logs").exists()
