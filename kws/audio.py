@@ -24,6 +24,7 @@ from kws.common import UserError, atomic_path
 MAX_SECONDS = 600  # refuse to decode longer files: a mutated header must not allocate gigabytes
 MAX_DECODED_SAMPLES = MAX_SECONDS * 48000 * 2  # frames x channels read at once (230 MB float32)
 MAX_RESAMPLE_FACTOR = 1000  # polyphase up/down bound: all common rates are exact (44.1k: 160/441)
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # scheme://..., RFC 3986
 _TRUNCATED = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 
 
@@ -144,10 +145,9 @@ def local_path(source):
     """The local path of a clip source: a path as it is, a file:// URI's path; None for another
     URI (s3://, gs://, hdfs://...)."""
     source = os.fspath(source)
-    if "://" not in source:
+    if not _URI.match(source):
         return source
-    scheme, _, rest = source.partition("://")
-    if scheme.lower() != "file":
+    if source.partition("://")[0].lower() != "file":
         return None
     from urllib.parse import unquote, urlsplit
 
