@@ -67,18 +67,26 @@ def weights(path):
 
 
 def assert_close_runs(a, b, tol=1e-3):
-    """Same epochs, losses and accuracies within tol; weights within 1e-4 on average. (Adam
-    divides by the root of tiny second moments in its first steps, so a rounding difference in
+    """Same epochs, losses within tol, accuracies within one clip, and the two runs' weights
+    closer than a fifth of what the last epoch moved them. (A rounding difference can flip a
+    near tie: one of the 48 training clips of an
+    epoch moves accuracy by 0.021, as TensorFlow's own kernels, oneDNN off, do here. Adam
+    divides by the root of tiny second moments in its first steps, so such a difference in
     one gradient can move a single weight by up to a learning rate: at most 5e-3 here.)"""
     rows_a, rows_b = log_rows(a), log_rows(b)
     assert len(rows_a) == len(rows_b)
     for ra, rb in zip(rows_a, rows_b):
         assert ra.keys() == rb.keys()
         for key in ra:
-            assert ra[key] == pytest.approx(rb[key], abs=tol), (key, ra, rb)
-    wa, wb = (np.concatenate([w.ravel() for w in weights(t / "ck/smoke/last.keras")])
-              for t in (a, b))
-    assert np.abs(wa - wb).mean() < 1e-4 and np.abs(wa - wb).max() < 5e-3
+            limit = 1 / 39 + 1e-6 if "accuracy" in key else tol  # 48 training, 39 val clips
+            assert ra[key] == pytest.approx(rb[key], abs=limit), (key, ra, rb)
+    def flat(path):
+        return np.concatenate([w.ravel() for w in weights(path)])
+
+    wa, wb = flat(a / "ck/smoke/last.keras"), flat(b / "ck/smoke/last.keras")
+    moved = np.abs(wa - flat(next((a / "ck/smoke").glob("ep-001-*.keras")))).mean()
+    assert np.abs(wa - wb).mean() < 0.2 * moved, (np.abs(wa - wb).mean(), moved)
+    assert np.abs(wa - wb).max() < 5e-3
 
 
 @pytest.fixture(scope="module")
