@@ -363,11 +363,14 @@ class ChunkLabeller:
 
         configure_threads(threads)
         files = ray.get(checkpoint_ref[0])  # a reference in a list: fetched here, by the actor
-        self.folder = tempfile.mkdtemp(prefix="kws-labeller-")
-        for name, data in files.items():
-            with open(os.path.join(self.folder, name), "wb") as f:
-                f.write(data)
-        keras_model, _ = load_model(os.path.join(self.folder, "model.keras"))
+        folder = tempfile.mkdtemp(prefix="kws-labeller-")
+        try:
+            for name, data in files.items():
+                with open(os.path.join(folder, name), "wb") as f:
+                    f.write(data)
+            keras_model, _ = load_model(os.path.join(folder, "model.keras"))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)  # the model is in memory now
         self.predict = make_predictor(keras_model)
         self.variants, self.batch_size, self.num_labels = variants, batch_size, num_labels
         self.threads = threads or None
