@@ -323,10 +323,11 @@ class AudioProcessor:
         labels = np.array([self.word_to_index[it["label"]] for it in items], np.int32)
         return rows, labels
 
-    def _augment(self, rows, seed, noise, augmentation):
+    def _augment(self, rows, seed, noise, augmentation, part=None):
         """Augmented float clips of cache rows (-1: a silence clip made from noise)."""
         clips = self._audio[np.maximum(rows, 0)]
-        return augment_batch(clips, rows < 0, seed, noise, augmentation, scale=1 / 32767)
+        return augment_batch(clips, rows < 0, seed, noise, augmentation, scale=1 / 32767,
+                             part=part)
 
     # ---- batches --------------------------------------------------------------------------
     def steps_per_epoch(self, batch_size):
@@ -340,7 +341,7 @@ class AudioProcessor:
         return n
 
     def dataset(self, mode, batch_size=64, augmentation=None, seed=None, initial_epoch=0,
-                epochs=None, steps_per_epoch=None, soft_targets=None):
+                epochs=None, steps_per_epoch=None, soft_targets=None, replicas=None):
         """A tf.data.Dataset of (audio float32 [B, 16000], labels) for model.fit.
 
         Training: epochs initial_epoch..epochs-1 back to back (None: forever), each of
@@ -353,6 +354,13 @@ class AudioProcessor:
         labels are int32 [B]; with soft_targets ({fname: probabilities over words_list}, see
         match_soft_targets for how fnames name clips) they are float32 [B, 1 + classes]: the
         label, then the clip's soft target or -1s.
+
+        replicas=(first, count, total) (training only): the input of `count` of `total` replicas
+        under tf.distribute, from replica `first` on. Each global batch of batch_size is cut
+        into `total` consecutive slices (sizes differ by one at most when it does not divide)
+        and this dataset yields slices first..first+count-1 of every batch in turn, each
+        augmented exactly as in the whole batch: the replicas together see every example of an
+        epoch once, and the same examples, batches and augmentation as one device.
         """
         import tensorflow as tf
 
@@ -372,6 +380,8 @@ class AudioProcessor:
             steps = steps_per_epoch or self.steps_per_epoch(batch_size)
             ds = epoch_ids.flat_map(lambda epoch: self._training_epoch(
                 epoch, rows, labels, p_rows, p_labels, batch_size, seed).repeat().take(steps))
+            if replicas is not None:
+                ds = ds.flat_map(lambda batch, key: replica_slices(batch, key, *replicas))
         else:
             ds = tf.data.Dataset.from_tensor_slices((rows, labels)).batch(batch_size)
             ds = ds.enumerate().map(lambda i, batch: (batch, i))  # fixed noise per batch
@@ -453,14 +463,16 @@ class AudioProcessor:
 
         soft = None if soft_table is None else tf.constant(soft_table)
 
-        def gather_and_augment(rows, seed):
-            return self._augment(rows, seed, noise, augmentation)
+        def gather_and_augment(rows, seed, start, end):
+            return self._augment(rows, seed, noise, augmentation, part=(start, end))
 
-        def load(batch, seed):
+        def load(batch, seed, part=None):
             rows, labels = batch
-            clips = tf.numpy_function(gather_and_augment, [rows, seed], tf.float32,
+            start, end = (0, tf.shape(rows)[0]) if part is None else part
+            clips = tf.numpy_function(gather_and_augment, [rows, seed, start, end], tf.float32,
                                       stateful=False)
             clips = tf.ensure_shape(clips, [None, CLIP_SAMPLES])
+            rows, labels = rows[start:end], labels[start:end]
             if soft is None:
                 return clips, labels
             targets = tf.gather(soft, tf.where(rows < 0, tf.shape(soft)[0] - 1, rows))
@@ -588,6 +600,16 @@ def pack_dataset(images, labels, batch_size, seed, noise=None, shift_frames=10, 
     return ds.batch(batch_size)
 
 
+def replica_slices(batch, seed, first, count, total):
+    """A dataset of `count` elements (batch, seed, (start, end)): the slices of a global batch
+    that replicas first..first+count-1 of `total` take, in replica order."""
+    import tensorflow as tf
+
+    size = tf.shape(batch[0], out_type=tf.int64)[0]
+    replica = tf.data.Dataset.range(first, first + count)
+    return replica.map(lambda r: (batch, seed, (r * size // total, (r + 1) * size // total)))
+
+
 def read_pseudo_sources(folder):
     """{`<label>/<file>`: fname it was cut from} of a pseudo pool ({} when it has no record)."""
     import csv
@@ -602,7 +624,7 @@ def read_pseudo_sources(folder):
     return {row["file"]: row["fname"] for row in rows}
 
 
-def augment_batch(clips, generated_silence, seed, noise, augmentation=None, scale=1.0):
+def augment_batch(clips, generated_silence, seed, noise, augmentation=None, scale=1.0, part=None):
     """Scale, speed up or slow down, shift and add noise to a batch of clips [B, 16000].
 
     Numpy, one clip at a time: each row goes through every step while it sits in the CPU cache,
@@ -612,6 +634,10 @@ def augment_batch(clips, generated_silence, seed, noise, augmentation=None, scal
     made from noise (generated_silence) start from zeros and always get noise at U(0,
     silence_volume); with augmentation=None only they are touched (volume U(0, 1)), which keeps
     evaluation repeatable.
+
+    part=(start, end) makes rows start..end-1 only, exactly as they are in the whole batch (the
+    draws are made for every row, the work for those rows alone): one replica's share of a
+    global batch under tf.distribute.
     """
     rng = np.random.default_rng([RANDOM_SEED, int(seed) & (2**63 - 1)])
     batch = len(clips)
@@ -640,10 +666,11 @@ def augment_batch(clips, generated_silence, seed, noise, augmentation=None, scal
     which = rng.integers(0, max(len(noise), 1), batch)
     starts = rng.random(batch)
     mode = aug.time_shift_mode if aug is not None else "pad"
-    out = np.empty((batch, CLIP_SAMPLES), np.float32)
+    first, stop = (0, batch) if part is None else (int(part[0]), int(part[1]))
+    out = np.empty((stop - first, CLIP_SAMPLES), np.float32)
     scratch = np.empty(CLIP_SAMPLES, np.float32)
-    for i in range(batch):
-        row, clip = out[i], clips[i]
+    for i in range(first, stop):
+        row, clip = out[i - first], clips[i]
         if speed[i] != 1.0 and gain[i] != 0.0:
             clip = change_speed(clip[None], speed[i:i + 1])[0]
         write_shifted(row, clip, int(shifts[i]), gain[i], mode)

@@ -22,6 +22,10 @@ model labels the previous one in large batches, and its probabilities are saved 
 A killed run started again with the same inputs continues from the chunks already saved; other
 inputs (checkpoint, clips, TTA flags, chunk size) start afresh. The folder goes once all is written.
 --benchmark N times decoding and the model on N clips and writes nothing.
+
+--test_list FILE labels the paths or URIs it lists (one a line) instead of a folder.
+--runner ray runs the map step (decode a chunk, label it) on Ray Data actors, on this machine
+or a Ray cluster (--ray_address); the driver saves and writes the same files, byte for byte.
 """
 
 import argparse
@@ -37,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from input_data import list_test_clips
-from kws.audio import CLIP_SAMPLES, read_many
+from kws.audio import CLIP_SAMPLES, check_source, local_path, read_many
 from kws.common import (
     UserError,
     atomic_path,
@@ -66,6 +70,7 @@ from kws.probs import (
 )
 
 MANIFEST_VERSION = 1
+RUNNERS = ("local", "ray")
 
 
 # ---- test-time augmentation ---------------------------------------------------------------------
@@ -193,7 +198,9 @@ def run_manifest(checkpoint, labels, test_data, fnames, paths, variants, chunk_s
     """What the saved chunks depend on; a rerun reuses them only if this is unchanged."""
     clips = hashlib.sha1()
     for fname, path in zip(fnames, paths):
-        clips.update(f"{fname}\0{os.path.getsize(path)}\n".encode())
+        local = local_path(path)
+        size = os.path.getsize(local) if local and os.path.isfile(local) else -1
+        clips.update(f"{fname}\0{size}\n".encode())
     return {"version": MANIFEST_VERSION, "checkpoint": os.path.realpath(checkpoint),
             "checkpoint_sha1": file_sha1(checkpoint), "labels": labels,
             "test_data": os.path.realpath(test_data), "clips": len(fnames),
@@ -256,13 +263,45 @@ def decode_chunk(paths, workers, errors):
     return read_many(paths, workers=workers, errors=errors)
 
 
+def chunk_probabilities(predict, clips, kept, size, num_labels, variants, batch_size):
+    """(probs [size, k] float32, readable mask [size]) of a decoded chunk: the map step that
+    every runner does the same way."""
+    probs = np.zeros((size, num_labels), np.float32)
+    ok = np.zeros(size, bool)
+    if len(kept):
+        probs[kept] = predict_chunk(predict, clips, variants, batch_size)
+        ok[kept] = True
+    return probs, ok
+
+
+def local_chunks(predict, paths, todo, num_labels, variants, batch_size, workers=None):
+    """The single-process runner: yields (chunk, probs, ok, errors) for each (chunk, start, end)
+    of todo, decoding the next chunk in a thread while the model labels this one."""
+    if not todo:
+        return
+    with ThreadPoolExecutor(1) as pool:
+        def submit(item):
+            errors = []
+            return pool.submit(decode_chunk, paths[item[1]:item[2]], workers, errors), errors
+
+        pending = submit(todo[0])
+        for k, (c, start, end) in enumerate(todo):
+            (clips, kept), errors = pending[0].result(), pending[1]
+            if k + 1 < len(todo):
+                pending = submit(todo[k + 1])
+            probs, ok = chunk_probabilities(predict, clips, kept, end - start, num_labels,
+                                            variants, batch_size)
+            yield c, probs, ok, errors
+
+
 def label_clips(predict, paths, num_labels, variants, batch_size, chunk_size, work_dir,
-                workers=None):
+                workers=None, runner=None):
     """Probabilities [n, k] float32 and readable mask [n] for all paths, chunk by chunk.
 
-    Decoding of the next chunk overlaps the model on the current one. Chunks already in work_dir
-    are loaded, not recomputed. Returns (probs, ok, clips labelled now, seconds spent on them,
-    the AudioErrors of the clips decoded now).
+    Chunks already in work_dir are loaded, not recomputed; the others go to the runner
+    (default: local_chunks, in this process; runner(todo) for another engine, see RayRunner),
+    which yields them in any order; each is saved as it comes. Returns (probs, ok, clips
+    labelled now, seconds spent on them, the errors of the clips decoded now, in path order).
     """
     from tqdm import tqdm
 
@@ -282,25 +321,133 @@ def label_clips(predict, paths, num_labels, variants, batch_size, chunk_size, wo
         print(f"resuming: {done_before} of {n} clips already labelled in {work_dir}",
               file=sys.stderr)
     began = time.perf_counter()
-    errors = []
-    with ThreadPoolExecutor(1) as pool, tqdm(total=n, initial=done_before, unit="clip",
-                                             desc="label", mininterval=1.0) as bar:
-        pending = (pool.submit(decode_chunk, paths[todo[0][1]:todo[0][2]], workers, errors)
-                   if todo else None)
-        for k, (c, start, end) in enumerate(todo):
-            clips, kept = pending.result()
-            if k + 1 < len(todo):
-                nxt = todo[k + 1]
-                pending = pool.submit(decode_chunk, paths[nxt[1]:nxt[2]], workers, errors)
-            chunk_probs = np.zeros((end - start, num_labels), np.float32)
-            chunk_ok = np.zeros(end - start, bool)
-            if len(kept):
-                chunk_probs[kept] = predict_chunk(predict, clips, variants, batch_size)
-                chunk_ok[kept] = True
+    errors = {}
+    bounds = {c: (start, end) for c, start, end in todo}
+    labelled = runner(todo) if runner is not None else local_chunks(
+        predict, paths, todo, num_labels, variants, batch_size, workers)
+    with tqdm(total=n, initial=done_before, unit="clip", desc="label", mininterval=1.0) as bar:
+        for c, chunk_probs, chunk_ok, chunk_errors in labelled:
+            start, end = bounds.pop(c)
             save_part(work_dir, c, chunk_probs, chunk_ok)
             probs[start:end], ok[start:end] = chunk_probs, chunk_ok
+            errors[c] = chunk_errors
             bar.update(end - start)
-    return probs, ok, n - done_before, time.perf_counter() - began, errors
+    if bounds:
+        raise UserError(f"the runner returned {len(todo) - len(bounds)} of {len(todo)} chunks")
+    in_order = [e for c in sorted(errors) for e in errors[c]]
+    return probs, ok, n - done_before, time.perf_counter() - began, in_order
+
+
+# ---- a distributed engine: Ray Data --------------------------------------------------------------
+RAY_HINT = "pip install 'ray[data]==2.60.0' (it is in requirements.txt: make setup installs it)"
+
+
+def import_ray():
+    """ray and ray.data, or a one-line UserError saying how to install them."""
+    try:
+        import ray
+        import ray.data
+    except ImportError as e:
+        raise UserError(f"--runner ray needs Ray Data ({e}): {RAY_HINT}") from None
+    return ray
+
+
+class ChunkLabeller:
+    """A Ray Data actor: loads the model once, then labels whole chunks (decode + model, the
+    functions the single-process runner uses) given as rows {chunk, paths}."""
+
+    def __init__(self, checkpoint_ref, variants, batch_size, num_labels, threads):
+        import tempfile
+
+        import ray
+
+        configure_threads(threads)
+        files = ray.get(checkpoint_ref[0])  # a reference in a list: fetched here, by the actor
+        folder = tempfile.mkdtemp(prefix="kws-labeller-")
+        try:
+            for name, data in files.items():
+                with open(os.path.join(folder, name), "wb") as f:
+                    f.write(data)
+            keras_model, _ = load_model(os.path.join(folder, "model.keras"))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)  # the model is in memory now
+        self.predict = make_predictor(keras_model)
+        self.variants, self.batch_size, self.num_labels = variants, batch_size, num_labels
+        self.threads = threads or None
+
+    def __call__(self, batch):
+        out = {"chunk": [], "probs": [], "ok": [], "errors": []}
+        for chunk, paths in zip(batch["chunk"], batch["paths"]):
+            errors = []
+            clips, kept = decode_chunk([str(p) for p in paths], self.threads, errors)
+            probs, ok = chunk_probabilities(self.predict, clips, kept, len(paths),
+                                            self.num_labels, self.variants, self.batch_size)
+            out["chunk"].append(int(chunk))
+            out["probs"].append(probs.tobytes())
+            out["ok"].append(ok.tobytes())
+            out["errors"].append("\n".join(str(e) for e in errors))
+        return {"chunk": np.array(out["chunk"], np.int64),
+                **{k: np.array(out[k], dtype=object) for k in ("probs", "ok", "errors")}}
+
+
+class RayRunner:
+    """The map step on Ray Data: one row per chunk, `map_batches` over a pool of ChunkLabeller
+    actors (on this machine, or on the cluster that --ray_address names), results streamed back
+    to this process, which saves and writes them as the local runner does."""
+
+    def __init__(self, checkpoint, paths, variants, batch_size, num_labels, address="local",
+                 workers=0, threads=1):
+        import logging
+
+        self.ray = import_ray()
+        self.paths, self.num_labels = paths, num_labels
+        self.variants, self.batch_size, self.threads = variants, batch_size, threads
+        self.started = not self.ray.is_initialized()
+        if self.started:
+            repo = os.path.dirname(os.path.abspath(__file__))
+            python_path = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
+            runtime_env = {"env_vars": {"PYTHONPATH": python_path, "TF_CPP_MIN_LOG_LEVEL": "3"}}
+            if address != "local":  # a cluster: ship this repository's code to its workers
+                runtime_env = {"working_dir": repo, "excludes": [
+                    ".venv", ".git", "data", "checkpoints", "tf_files", "logs"],
+                    "env_vars": {"TF_CPP_MIN_LOG_LEVEL": "3"}}
+            self.ray.init(address=None if address == "local" else address,
+                          runtime_env=runtime_env, include_dashboard=False,
+                          log_to_driver=False, logging_level=logging.ERROR,
+                          num_cpus=(workers or None) if address == "local" else None)
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        context = self.ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        context.print_on_execution_start = False
+        cpus = int(self.ray.cluster_resources().get("CPU", 1))
+        self.workers = workers or max(cpus // max(threads, 1), 1)
+        folder = os.path.dirname(os.path.abspath(checkpoint))
+        with open(checkpoint, "rb") as f, open(os.path.join(folder, "labels.txt"), "rb") as g:
+            self.model_ref = self.ray.put({"model.keras": f.read(), "labels.txt": g.read()})
+
+    def __call__(self, todo):
+        if not todo:
+            return
+        rows = [{"chunk": c, "paths": self.paths[start:end]} for c, start, end in todo]
+        ds = self.ray.data.from_items(rows, override_num_blocks=len(rows))
+        ds = ds.map_batches(ChunkLabeller, batch_size=1, batch_format="numpy",
+                            fn_constructor_args=([self.model_ref], self.variants,
+                                                 self.batch_size, self.num_labels, self.threads),
+                            compute=self.ray.data.ActorPoolStrategy(
+                                size=min(self.workers, len(rows))),
+                            num_cpus=self.threads)
+        sizes = {c: end - start for c, start, end in todo}
+        for row in ds.iter_rows():
+            c = int(row["chunk"])
+            probs = np.frombuffer(row["probs"], np.float32).reshape(sizes[c], self.num_labels)
+            ok = np.frombuffer(row["ok"], bool)
+            errors = row["errors"].split("\n") if row["errors"] else []
+            yield c, probs.copy(), ok.copy(), errors
+
+    def close(self):
+        if self.started:
+            self.ray.shutdown()
 
 
 def remove_work_dir(work_dir):
@@ -422,13 +569,52 @@ def benchmark(predict, paths, batch_size, num_clips, workers=None):
             "total_clips_per_s": n / (decode_s + model_s)}
 
 
+def benchmark_runner(args, predict, paths, labels, workers):
+    """Clips/s of the whole labelling path of --runner (decode + model, chunked, no TTA) on
+    --benchmark clips, the folder's repeated; chunks go to a temporary folder, removed."""
+    import tempfile
+
+    paths = [paths[i % len(paths)] for i in range(args.benchmark)]
+    variants = [Variant("identity")]
+    runner = make_runner(args, paths, variants, len(labels))
+    predict(np.zeros((args.batch_size, CLIP_SAMPLES), np.float32))  # trace the local model
+    try:
+        with tempfile.TemporaryDirectory() as work_dir:
+            _, ok, n, seconds, _ = label_clips(predict, paths, len(labels), variants,
+                                               args.batch_size, args.chunk_size, work_dir,
+                                               workers, runner)
+    finally:
+        if runner is not None:
+            runner.close()
+    # seconds include starting the engine's workers and loading their models: two runs of
+    # different N give the rate without them, (N2 - N1) / (seconds2 - seconds1)
+    return {"runner": args.runner, "clips": n, "readable": int(ok.sum()),
+            "seconds": seconds, "clips_per_s": n / seconds, "chunk_size": args.chunk_size,
+            "batch_size": args.batch_size, "threads": args.threads,
+            "workers": runner.workers if runner is not None else 1}
+
+
 # ---- main ----------------------------------------------------------------------------------------
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", required=True, help="trained model (.keras) with "
                         "labels.txt in its folder")
-    parser.add_argument("--test_data", required=True,
+    parser.add_argument("--test_data",
                         help="folder of clips: flat (Kaggle test/audio) or <label>/*.wav")
+    parser.add_argument("--test_list",
+                        help="instead of --test_data: a text file of clips, one path or URI a "
+                             "line (file://, or s3:// gs:// hdfs:// through pyarrow); the fname "
+                             "of each is the line as written")
+    parser.add_argument("--runner", choices=RUNNERS, default="local",
+                        help="local: this process (decoding threads + TensorFlow); ray: the "
+                             "decode + model map step on Ray Data actors, on this machine or a "
+                             "Ray cluster (--ray_address); same outputs, byte for byte")
+    parser.add_argument("--ray_address", default="local",
+                        help="--runner ray: 'local' starts Ray on this machine; 'auto' or "
+                             "ray://HOST:10001 joins a running cluster")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="--runner ray: labelling actors (0: one per --threads CPUs of the "
+                             "cluster)")
     parser.add_argument("--submission_fn", help="submission CSV to write (required unless "
                         "--benchmark); other outputs go beside it")
     parser.add_argument("--batch_size", type=int, default=256, help="clips per model call")
@@ -446,13 +632,18 @@ def build_parser():
     parser.add_argument("--answers", help="CSV fname,label with the true labels, to score the "
                         "submission (labelled folders are scored without it)")
     parser.add_argument("--threads", type=int, default=0,
-                        help="CPU threads for TensorFlow and decoding (0: all)")
+                        help="CPU threads for TensorFlow and decoding (0: all); with --runner "
+                             "ray, per actor (0: 1)")
     parser.add_argument("--metrics_json", default="",
                         help="also write the figures (clips, speed, accuracy, recall) as JSON")
     parser.add_argument("--fresh", action="store_true",
                         help="ignore chunks saved by an interrupted run")
     parser.add_argument("--benchmark", type=int, default=0, metavar="N",
-                        help="only time decoding and the model on N clips (no TTA), write nothing")
+                        help="only time decoding and the model on N clips (no TTA), write nothing; "
+                             "with --benchmark_json, the whole labelling path of --runner too")
+    parser.add_argument("--benchmark_json", default="",
+                        help="--benchmark: label N clips (the folder's, repeated) through "
+                             "--runner and write its clips/s here as JSON")
     return parser
 
 
@@ -463,20 +654,63 @@ def check_args(args):
         raise UserError("--threads and --benchmark must be >= 0")
     if not args.benchmark and not args.submission_fn:
         raise UserError("--submission_fn is required (unless --benchmark)")
+    if bool(args.test_data) == bool(args.test_list):
+        raise UserError("give one of --test_data (a folder) and --test_list (a file of clips)")
+    if args.workers < 0:
+        raise UserError("--workers must be >= 0")
+    if args.runner != "ray" and (args.workers or args.ray_address != "local"):
+        raise UserError("--workers and --ray_address need --runner ray")
     if args.answers:
         require_file(args.answers, "answers file")
+
+
+def read_test_list(path):
+    """(sources, fnames) of a --test_list file, sorted by fname: one path or URI a line, blank
+    lines and `#` comments skipped; each clip's fname is its line as written."""
+    require_file(path, "test list")
+    with open(path, encoding="utf-8") as f:
+        entries = [line.strip() for line in f]
+    entries = sorted(e for e in entries if e and not e.startswith("#"))
+    if not entries:
+        raise UserError(f"no clips listed in {path}")
+    repeated = next((a for a, b in zip(entries, entries[1:]) if a == b), None)
+    if repeated:
+        raise UserError(f"{path}: {repeated} is listed twice")
+    for entry in entries:
+        check_source(entry)
+    return entries, list(entries)
+
+
+def make_runner(args, paths, variants, num_labels):
+    """None for the single-process path, else the engine's runner (see label_clips)."""
+    if args.runner == "local":
+        return None
+    return RayRunner(args.checkpoint, paths, variants, args.batch_size, num_labels,
+                     args.ray_address, args.workers, args.threads or 1)
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     check_args(args)
     variants = tta_variants(args.tta_shift, args.tta_gain, args.tta_stretch)
-    paths, folder_labels = list_test_clips(args.test_data)
-    fnames = [os.path.relpath(p, args.test_data).replace(os.sep, "/") for p in paths]
+    if args.runner == "ray":
+        import_ray()  # before anything else: a missing engine fails at once
+    if args.test_list:
+        paths, fnames = read_test_list(args.test_list)
+        folder_labels, test_source = None, args.test_list
+    else:
+        paths, folder_labels = list_test_clips(args.test_data)
+        fnames = [os.path.relpath(p, args.test_data).replace(os.sep, "/") for p in paths]
+        test_source = args.test_data
     configure_threads(args.threads)
     workers = args.threads or None
     keras_model, labels = load_model(args.checkpoint)
     predict = make_predictor(keras_model)
+    if args.benchmark and args.benchmark_json:
+        result = benchmark_runner(args, predict, paths, labels, workers)
+        write_metrics(args.benchmark_json, result)
+        print(json.dumps(result))
+        return 0
     if args.benchmark:
         result = benchmark(predict, paths, args.batch_size, args.benchmark, workers)
         print(f"benchmark on {result['clips']} clips, threads {args.threads or 'all'}: "
@@ -487,17 +721,23 @@ def main(argv=None):
 
     outputs = output_paths(args.submission_fn)
     work_dir = args.submission_fn + ".parts"
-    manifest = run_manifest(args.checkpoint, labels, args.test_data, fnames, paths, variants,
+    manifest = run_manifest(args.checkpoint, labels, test_source, fnames, paths, variants,
                             args.chunk_size)
     prepare_work_dir(work_dir, manifest, args.fresh)
-    print(f"labelling {len(paths)} clips from {args.test_data} with {args.checkpoint} "
-          f"({len(labels)} labels, TTA: {', '.join(v.name for v in variants)})", file=sys.stderr)
+    print(f"labelling {len(paths)} clips from {test_source} with {args.checkpoint} "
+          f"({len(labels)} labels, TTA: {', '.join(v.name for v in variants)}, runner "
+          f"{args.runner})", file=sys.stderr)
     remove_stale_temp_files(outputs)
-    probs, ok, labelled, seconds, errors = label_clips(predict, paths, len(labels), variants,
-                                                       args.batch_size, args.chunk_size, work_dir,
-                                                       workers)
+    runner = make_runner(args, paths, variants, len(labels))
+    try:
+        probs, ok, labelled, seconds, errors = label_clips(
+            predict, paths, len(labels), variants, args.batch_size, args.chunk_size, work_dir,
+            workers, runner)
+    finally:
+        if runner is not None:
+            runner.close()
     if not ok.any():
-        raise UserError(f"none of the {len(paths)} clips in {args.test_data} is readable audio")
+        raise UserError(f"none of the {len(paths)} clips in {test_source} is readable audio")
     probs = fill_unreadable(probs, ok, labels)
     sub = submission_from_probs(probs, labels, ok, args.unknown_mode)
     unreadable = [f for f, good in zip(fnames, ok) if not good]
@@ -512,7 +752,8 @@ def main(argv=None):
     print_label_counts(sub)
     truth = read_answers(args.answers) if args.answers else (
         dict(zip(fnames, folder_labels)) if folder_labels else None)
-    metrics = {"checkpoint": args.checkpoint, "test_data": args.test_data, "clips": len(fnames),
+    metrics = {"checkpoint": args.checkpoint, "test_data": test_source, "clips": len(fnames),
+               "runner": args.runner,
                "unreadable": len(unreadable), "tta": [v.name for v in variants],
                "clips_per_second": labelled / seconds if labelled else None}
     if truth is not None:

@@ -6,15 +6,19 @@ A config file holds a numbered experiment's recipe; flags override it, and the r
 saved as checkpoints/<exp>/config.json. Writes checkpoints/<exp>/ep-<epoch>-vl-<val_loss>.keras,
 labels.txt, last.keras, state.json + resume/ (for --resume), logs/<exp>/ (TensorBoard, log.csv,
 a confusion matrix per epoch). Knowledge distillation from teacher checkpoints or a probabilities
-file, and pseudo-labelled folders mixed in with --pseudo_frequency.
+file, and pseudo-labelled folders mixed in with --pseudo_frequency. --strategy mirrored (local
+GPUs, or --cpu_devices N logical CPUs) and multi_worker (the processes TF_CONFIG names) train on
+several devices: --batch_size is the global batch, and the run computes what one device does.
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import shutil
 import sys
+import tempfile
 
 import numpy as np
 
@@ -38,6 +42,9 @@ from kws.recipe import best_checkpoint  # noqa: F401  (re-exported for its users
 
 OPTIMIZERS = ("sgd", "rmsprop", "adam")
 LR_SCHEDULES = ("plateau", "cosine")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+LR_SCALINGS = ("none", "linear")
+CLUSTER_ROLES = ("chief", "worker")
 
 
 def build_parser():
@@ -112,8 +119,18 @@ def build_parser():
     g.add_argument("--resume", action="store_true", help="continue an interrupted run")
     g.add_argument("--checkpoint_dir", default="checkpoints")
     g.add_argument("--log_dir", default="logs")
-    g.add_argument("--strategy", choices=("default", "mirrored"), default="default",
-                   help="mirrored: tf.distribute.MirroredStrategy over all GPUs")
+    g.add_argument("--strategy", choices=STRATEGIES, default="default",
+                   help="default: one device; mirrored: tf.distribute.MirroredStrategy over the "
+                        "local GPUs (or --cpu_devices logical CPUs); multi_worker: "
+                        "MultiWorkerMirroredStrategy over the processes TF_CONFIG names (README)")
+    g.add_argument("--cpu_devices", type=int, default=0,
+                   help="mirrored: split the CPU into N logical devices, one replica each, "
+                        "instead of using the GPUs (0: the GPUs, or the CPU if there is none)")
+    g.add_argument("--lr_scaling", choices=LR_SCALINGS, default="none",
+                   help="--batch_size is the global batch of one step across all replicas; "
+                        "none: --learning_rate as given, whatever the replica count; linear: "
+                        "--learning_rate times the number of replicas (Goyal et al.), for a "
+                        "--batch_size grown with the replica count")
     g.add_argument("--threads", type=int, default=0, help="TF intra-op threads (0: all cores)")
     return parser
 
@@ -152,7 +169,121 @@ def parse_args(argv=None):
             raise UserError("--pack does not combine with distillation (teacher targets are "
                             "of audio clips)")
         require_file(args.pack, "spectrogram pack")
+        if args.strategy != "default":
+            raise UserError("--pack trains on one device for now: its batches are not split "
+                            "between replicas")
+    if args.cpu_devices < 0 or (args.cpu_devices and args.strategy != "mirrored"):
+        raise UserError("--cpu_devices takes N >= 1 with --strategy mirrored only")
+    args.cluster = parse_tf_config(os.environ.get("TF_CONFIG")) \
+        if args.strategy == "multi_worker" else None
     return args
+
+
+# ---- several devices and workers ----------------------------------------------------------------
+def parse_tf_config(text):
+    """TF_CONFIG, checked: {task_type, task_index, workers, is_chief}, or a one-line UserError.
+
+    The cluster holds "worker" (and optionally one "chief") lists of host:port; the task names
+    this process's role and index. The chief (or worker 0 without one) writes the run's files.
+    """
+    example = ('e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+               '"task": {"type": "worker", "index": 0}}')
+    if not text or not text.strip():
+        raise UserError(f"--strategy multi_worker needs the TF_CONFIG environment variable, "
+                        f"{example}")
+    try:
+        config = json.loads(text)
+    except ValueError as e:
+        raise UserError(f"TF_CONFIG is not JSON ({e}), {example}") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    task = config.get("task") if isinstance(config, dict) else None
+    if not isinstance(cluster, dict) or not cluster:
+        raise UserError(f"TF_CONFIG needs a \"cluster\" object, {example}")
+    unknown = sorted(set(cluster) - set(CLUSTER_ROLES))
+    if unknown:
+        raise UserError(f"TF_CONFIG cluster: roles {unknown} are not supported (only chief and "
+                        "worker: MultiWorkerMirroredStrategy has no parameter servers)")
+    seen = set()
+    for role, addresses in cluster.items():
+        if not isinstance(addresses, list) or not addresses:
+            raise UserError(f"TF_CONFIG cluster.{role} must be a non-empty list of host:port")
+        for address in addresses:
+            host, _, port = address.rpartition(":") if isinstance(address, str) else ("",) * 3
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise UserError(f"TF_CONFIG cluster.{role}: {address!r} is not host:port")
+            if address in seen:
+                raise UserError(f"TF_CONFIG cluster: {address} is listed twice")
+            seen.add(address)
+    if len(cluster.get("chief", [])) > 1:
+        raise UserError("TF_CONFIG cluster: at most one chief")
+    if not isinstance(task, dict) or task.get("type") not in cluster:
+        raise UserError(f"TF_CONFIG task.type must be one of {sorted(cluster)}, got "
+                        f"{task.get('type') if isinstance(task, dict) else task!r}")
+    index = task.get("index")
+    if not isinstance(index, int) or isinstance(index, bool) or \
+            not 0 <= index < len(cluster[task["type"]]):
+        raise UserError(f"TF_CONFIG task.index must be 0..{len(cluster[task['type']]) - 1} for "
+                        f"{task['type']}, got {index!r}")
+    is_chief = task["type"] == "chief" or ("chief" not in cluster and index == 0)
+    return {"task_type": task["type"], "task_index": index, "is_chief": is_chief,
+            "workers": sum(len(v) for v in cluster.values())}
+
+
+def make_strategy(args):
+    """The tf.distribute strategy of --strategy; must run before TensorFlow starts a device."""
+    import tensorflow as tf
+
+    if args.strategy == "multi_worker":
+        options = tf.distribute.experimental.CommunicationOptions(
+            implementation=tf.distribute.experimental.CommunicationImplementation.AUTO)
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    if args.strategy == "mirrored":
+        if args.cpu_devices:
+            cpu = tf.config.list_physical_devices("CPU")[0]
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration()] * args.cpu_devices)
+            devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+            return tf.distribute.MirroredStrategy(devices,
+                                                  cross_device_ops=tf.distribute.ReductionToOneDevice())
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def cluster_agreement(strategy, multi_worker):
+    """f(values) -> the largest of each value over all workers (the values as they are with
+    one worker): budgets and schedules that read clocks must decide the same on every worker.
+    Every worker has to call it at the same points, as the callbacks do."""
+    if not multi_worker:
+        return lambda values: list(values)
+    import tensorflow as tf
+
+    @tf.function
+    def largest(values):
+        return strategy.run(lambda: tf.reduce_max(
+            tf.distribute.get_replica_context().all_gather(values[None], axis=0), axis=0))
+
+    def agree(values):
+        reduced = largest(tf.constant(list(values), tf.float64))
+        return [float(v) for v in strategy.experimental_local_results(reduced)[0].numpy()]
+
+    return agree
+
+
+def distributed_training_data(strategy, make_dataset):
+    """strategy.distribute_datasets_from_function over make_dataset(replicas=(first, count,
+    total)): each worker builds the slices of every global batch that its local replicas take,
+    so each example is seen once per epoch across workers (no auto-sharding on top)."""
+    import tensorflow as tf
+
+    def dataset_fn(context):
+        local = context.num_replicas_in_sync // context.num_input_pipelines
+        first = context.input_pipeline_id * local
+        ds = make_dataset((first, local, context.num_replicas_in_sync))
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        return ds.with_options(options)
+
+    return strategy.distribute_datasets_from_function(dataset_fn)
 
 
 # ---- losses and metrics -----------------------------------------------------------------------
@@ -236,10 +367,8 @@ def print_soft_target_report(report, path):
               file=sys.stderr)
 
 
-def teacher_targets(dataset, checkpoints, labels):
-    """Replace the soft targets of every batch with the mean softmax of teacher models."""
-    import tensorflow as tf
-
+def load_teachers(checkpoints, labels):
+    """The teacher models, frozen, after checking they share the student's labels."""
     from model import load_checkpoint
 
     teachers = []
@@ -249,6 +378,12 @@ def teacher_targets(dataset, checkpoints, labels):
             raise UserError(f"teacher {path} has labels {teacher_labels}, the student {labels}")
         teacher.trainable = False
         teachers.append(teacher)
+    return teachers
+
+
+def teacher_targets(dataset, teachers):
+    """Replace the soft targets of every batch with the mean softmax of teacher models."""
+    import tensorflow as tf
 
     def add(x, y):
         probs = tf.add_n([tf.nn.softmax(t(x, training=False)) for t in teachers]) / len(teachers)
@@ -299,11 +434,13 @@ def write_confusion(path, matrix, labels):
     atomic_write_text(path, "\n".join(rows) + "\n")
 
 
-def make_budget_callback(minutes, cpu_minutes, batch_size, spent=None, epochs=0, cap_minutes=0):
+def make_budget_callback(minutes, cpu_minutes, batch_size, spent=None, epochs=0, cap_minutes=0,
+                         agree=None):
     """Log training throughput; stop after the first epoch that ends past a time budget
     (wall clock, or this process's CPU time, which a busy machine does not eat into) or past
     the wall-clock cap. `stopped_by` says which budget ended the run ("epochs" when all ran).
-    `spent` is what earlier, interrupted runs used: a resumed run finishes the same budget."""
+    `spent` is what earlier, interrupted runs used: a resumed run finishes the same budget.
+    `agree` (see cluster_agreement) makes every worker read the same, largest time used."""
     import time
 
     import keras
@@ -315,9 +452,10 @@ def make_budget_callback(minutes, cpu_minutes, batch_size, spent=None, epochs=0,
             self.stopped_by = None
 
         def used(self):
-            return {"wall_seconds": self.spent["wall_seconds"] + time.monotonic() - self.start,
-                    "cpu_seconds": self.spent["cpu_seconds"] + time.process_time()
-                    - self.cpu_start}
+            wall, cpu = (agree or list)([
+                self.spent["wall_seconds"] + time.monotonic() - self.start,
+                self.spent["cpu_seconds"] + time.process_time() - self.cpu_start])
+            return {"wall_seconds": wall, "cpu_seconds": cpu}
 
         def fraction_used(self):
             return budget_fraction(self.used(), minutes, cpu_minutes)
@@ -386,7 +524,7 @@ def make_cosine_callback(args, budget):
 
 
 def make_checkpoint_callback(exp_dir, save_best_only, plateau, budget, keep_last=False,
-                             saved=None):
+                             saved=None, replicas=1):
     """Atomic per-epoch checkpoints, and the resume point: model + optimizer, then state.json.
 
     The model and optimizer of epoch N go to resume/*-NNN.* first; writing state.json that names
@@ -428,7 +566,7 @@ def make_checkpoint_callback(exp_dir, save_best_only, plateau, budget, keep_last
                      "plateau_best": plateau.best and float(plateau.best), "last_checkpoint": name,
                      "best_checkpoint": self.best_name, "resume_model": model_file,
                      "resume_optimizer": optimizer_file, "time_used": budget.used(),
-                     "stopped_by": budget.stopped_by}
+                     "stopped_by": budget.stopped_by, "replicas": replicas}
             atomic_write_text(os.path.join(exp_dir, "state.json"), json.dumps(state, indent=1))
             remove_stale_resume_files(exp_dir, state)
 
@@ -451,20 +589,33 @@ def remove_stale_resume_files(exp_dir, state):
 
 # ---- main -------------------------------------------------------------------------------------
 def configure_tensorflow(args):
+    """Threads, seeds, determinism, and the --strategy (made before any device starts)."""
     import keras
     import tensorflow as tf
 
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    strategy = make_strategy(args)
     keras.utils.set_random_seed(args.seed)
     tf.config.experimental.enable_op_determinism()
+    return strategy
 
 
 def make_processor(args):
     return AudioProcessor.from_settings(vars(args))
 
 
-def build_and_compile(args, num_classes, exp_dir, resume_state):
+def synchronise_batch_norm(net):
+    """Batch normalisation over the global batch, not each replica's share: N replicas then
+    compute what one device does with the same --batch_size (one all-reduce per layer a step)."""
+    import keras
+
+    for layer in net._flatten_layers():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
+
+
+def build_and_compile(args, num_classes, exp_dir, resume_state, replicas=1):
     import keras
 
     import model as zoo
@@ -480,6 +631,8 @@ def build_and_compile(args, num_classes, exp_dir, resume_state):
         if args.init_checkpoint:
             require_file(args.init_checkpoint, "init checkpoint")
             net.load_weights(args.init_checkpoint, skip_mismatch=True)
+    if replicas > 1:
+        synchronise_batch_norm(net)
     trainer = pack_body(net) if args.pack else net
     trainer.compile(optimizer=make_optimizer(args), loss=loss, metrics=[metric])
     if resume_state:
@@ -547,19 +700,55 @@ def restore_optimizer(net, path):
 
 def main(argv=None):
     args = parse_args(argv)
+    is_chief = args.cluster is None or args.cluster["is_chief"]
     exp_dir = os.path.join(args.checkpoint_dir, args.exp_name)
     log_dir = os.path.join(args.log_dir, args.exp_name)
-    resume_state = read_resume_state(exp_dir, args)
+    resume_state = read_resume_state(exp_dir, args, tidy=is_chief)
     processor = make_processor(args)  # before TensorFlow loads: a bad data folder fails at once
-    configure_tensorflow(args)
+    strategy = configure_tensorflow(args)
+    with worker_dirs(exp_dir, log_dir, is_chief) as (out_dir, out_log_dir):
+        return train_model(args, strategy, processor, resume_state, exp_dir, out_dir,
+                           out_log_dir)
+
+
+@contextlib.contextmanager
+def worker_dirs(exp_dir, log_dir, is_chief):
+    """Where this process writes: the run's folders for the chief; for another worker, a
+    temporary folder removed at the end (Keras' multi-worker pattern: every worker saves, so
+    that all take part in the same steps, but only the chief's files are kept)."""
+    if is_chief:
+        yield exp_dir, log_dir
+        return
+    scratch = tempfile.mkdtemp(prefix="kws-worker-")
+    try:
+        yield os.path.join(scratch, "checkpoints"), os.path.join(scratch, "logs")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def train_model(args, strategy, processor, resume_state, exp_dir, out_dir, log_dir):
     import keras
     import tensorflow as tf
 
+    replicas = strategy.num_replicas_in_sync
+    if args.batch_size % replicas:
+        raise UserError(f"--batch_size {args.batch_size} is the global batch: it must be a "
+                        f"multiple of the {replicas} replicas")
     os.makedirs(log_dir, exist_ok=True)
     labels = processor.words_list
     augmentation = Augmentation.from_dict(vars(args))
-    save_run_files(exp_dir, args, labels)
+    save_run_files(out_dir, args, labels)
     print_sets(processor)
+    distributed = args.strategy != "default"
+    if args.lr_scaling == "linear":
+        args.learning_rate *= replicas
+    if distributed:
+        print(f"{args.strategy}: {replicas} replicas"
+              + (f" over {args.cluster['workers']} workers, this one "
+                 f"{args.cluster['task_type']} {args.cluster['task_index']}"
+                 if args.cluster else "")
+              + f"; global batch {args.batch_size} ({args.batch_size / replicas:g} a replica), "
+              f"learning rate {args.learning_rate:g}")
 
     initial_epoch = resume_state["epoch"] if resume_state else 0
     if initial_epoch >= args.epochs or budget_spent(resume_state, args):
@@ -567,19 +756,23 @@ def main(argv=None):
         return 0
     soft = load_teacher_probs(args.teacher_probs, labels) if args.teacher_probs else None
     steps = args.steps_per_epoch or processor.steps_per_epoch(args.batch_size)
-    train = processor.dataset("training", args.batch_size, augmentation, seed=args.seed,
-                              initial_epoch=initial_epoch, epochs=args.epochs,
-                              steps_per_epoch=steps, soft_targets=soft if soft is not None else {})
+    teachers = load_teachers(args.teacher_checkpoint, labels) if args.teacher_checkpoint else []
+
+    def training_data(shard=None):
+        ds = processor.dataset("training", args.batch_size, augmentation, seed=args.seed,
+                               initial_epoch=initial_epoch, epochs=args.epochs,
+                               steps_per_epoch=steps,
+                               soft_targets=soft if soft is not None else {}, replicas=shard)
+        return teacher_targets(ds, teachers) if teachers else ds
+
+    train = distributed_training_data(strategy, training_data) if distributed \
+        else training_data()
     if soft is not None:
         print_soft_target_report(processor.soft_target_report, args.teacher_probs)
-    if args.teacher_checkpoint:
-        train = teacher_targets(train, args.teacher_checkpoint, labels)
     val = processor.dataset("validation", args.batch_size)
 
-    strategy = tf.distribute.MirroredStrategy() if args.strategy == "mirrored" \
-        else tf.distribute.get_strategy()
     with strategy.scope():
-        net, trainer = build_and_compile(args, len(labels), exp_dir, resume_state)
+        net, trainer = build_and_compile(args, len(labels), exp_dir, resume_state, replicas)
     if args.pack:
         train, val, steps = with_pack(args, processor, train, val, net, steps)
     plateau = keras.callbacks.ReduceLROnPlateau("val_accuracy", factor=args.lr_factor,
@@ -594,9 +787,11 @@ def main(argv=None):
         plateau.on_train_begin = lambda logs=None: None  # keep the restored state
     budget = make_budget_callback(args.max_minutes, args.max_cpu_minutes, args.batch_size,
                                   resume_state.get("time_used") if resume_state else None,
-                                  args.epochs, args.cap_minutes)
-    checkpointer = make_checkpoint_callback(exp_dir, args.save_best_only, plateau, budget,
-                                            keep_last=args.train_on_validation, saved=net)
+                                  args.epochs, args.cap_minutes,
+                                  agree=cluster_agreement(strategy, args.cluster is not None))
+    checkpointer = make_checkpoint_callback(out_dir, args.save_best_only, plateau, budget,
+                                            keep_last=args.train_on_validation,
+                                            saved=net, replicas=replicas)
     if resume_state:
         checkpointer.best = resume_state["best_val_accuracy"]
         checkpointer.best_name = resume_state["best_checkpoint"]
@@ -607,8 +802,21 @@ def main(argv=None):
                  keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0),
                  checkpointer]
     print(f"model {args.model}: {net.count_params():,} parameters; {steps} steps per epoch")
-    trainer.fit(train, epochs=args.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-                callbacks=callbacks, shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
+    scope = multi_worker_fit_scope(net, strategy) if args.cluster is not None \
+        else contextlib.nullcontext()
+    try:
+        with scope:
+            trainer.fit(train, epochs=args.epochs, initial_epoch=initial_epoch,
+                    steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
+                    verbose=1 if sys.stdout.isatty() else 2)
+    except tf.errors.OpError as e:
+        if args.cluster is None:
+            raise
+        committed = read_committed_epoch(exp_dir)
+        raise UserError(f"a worker failed or was lost mid-epoch ({type(e).__name__}: "
+                        f"{str(e).strip().splitlines()[0][:160]}); the last committed epoch is "
+                        f"{committed} in {exp_dir}: start every worker again with --resume, "
+                        "with as many workers as you like") from None
     last_epoch = trainer.history.epoch[-1] + 1 if trainer.history.epoch else initial_epoch
     print(f"stopped by {budget.stopped_by} after epoch {last_epoch} of {args.epochs}; "
           f"best val_accuracy {checkpointer.best:.4f}: "
@@ -616,9 +824,39 @@ def main(argv=None):
     return 0
 
 
-def read_resume_state(exp_dir, args):
+def multi_worker_fit_scope(net, strategy):
+    """Work around two Keras 3.15 faults with MultiWorkerMirroredStrategy; returns the scope
+    to call fit in. (1) fit first builds a model that has a strategy from a batch reduced
+    across the replicas, which fails for this strategy's batches: the model is built already,
+    so Keras is told of no strategy and fit runs in the strategy's scope, where Keras finds it.
+    (2) Keras reduces each step's metrics across workers along an axis 0 that scalars lack:
+    train_step gives them one (a mean over it is the same mean)."""
+    import tensorflow as tf
+
+    net._distribute_strategy = None
+    train_step = net.train_step
+
+    def step_with_axis(data):
+        return {name: tf.reshape(value, [1]) for name, value in train_step(data).items()}
+
+    net.train_step = step_with_axis
+    return strategy.scope()
+
+
+def read_committed_epoch(exp_dir):
+    """The epoch that exp_dir/state.json commits (0 when there is none)."""
+    try:
+        with open(os.path.join(exp_dir, "state.json"), encoding="utf-8") as f:
+            return int(json.load(f)["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def read_resume_state(exp_dir, args, tidy=True):
+    """The state.json to resume from, or None. tidy: also remove what a killed run left
+    (the chief's job: other workers only read the chief's folder)."""
     state_path = os.path.join(exp_dir, "state.json")
-    if os.path.isdir(exp_dir):
+    if os.path.isdir(exp_dir) and tidy:
         remove_partial_files(exp_dir)
     if not args.resume:
         if os.path.exists(state_path):
@@ -633,7 +871,8 @@ def read_resume_state(exp_dir, args):
     for key in ("resume_model", "resume_optimizer"):
         if key not in state or not os.path.exists(os.path.join(exp_dir, state[key])):
             raise UserError(f"{state_path} names a missing {key.replace('_', ' ')}: cannot resume")
-    remove_stale_resume_files(exp_dir, state)
+    if tidy:
+        remove_stale_resume_files(exp_dir, state)
     return state
 
 

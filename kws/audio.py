@@ -24,6 +24,7 @@ from kws.common import UserError, atomic_path
 MAX_SECONDS = 600  # refuse to decode longer files: a mutated header must not allocate gigabytes
 MAX_DECODED_SAMPLES = MAX_SECONDS * 48000 * 2  # frames x channels read at once (230 MB float32)
 MAX_RESAMPLE_FACTOR = 1000  # polyphase up/down bound: all common rates are exact (44.1k: 160/441)
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # scheme://..., RFC 3986
 _TRUNCATED = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 
 
@@ -140,6 +141,53 @@ def read_wav(path, sample_rate=SAMPLE_RATE, num_samples=CLIP_SAMPLES):
     return _decode(path, path, sample_rate, num_samples)
 
 
+def local_path(source):
+    """The local path of a clip source: a path as it is, a file:// URI's path; None for another
+    URI (s3://, gs://, hdfs://...)."""
+    source = os.fspath(source)
+    if not _URI.match(source):
+        return source
+    if source.partition("://")[0].lower() != "file":
+        return None
+    from urllib.parse import unquote, urlsplit
+
+    return unquote(urlsplit(source).path)
+
+
+def check_source(source):
+    """Raise UserError for a URI that no reader here can open (before any work starts)."""
+    if local_path(source) is None:
+        scheme = source.partition("://")[0]
+        try:
+            import pyarrow.fs  # noqa: F401  (ships with ray[data])
+        except ImportError:
+            raise UserError(f"{source}: {scheme}:// URIs are read through pyarrow, which is not "
+                            "installed (pip install pyarrow), or mount the bucket and list "
+                            "local paths") from None
+    return source
+
+
+def read_source(source, sample_rate=SAMPLE_RATE, num_samples=CLIP_SAMPLES):
+    """read_wav for a path, a file:// URI or, through pyarrow's filesystems, any URI pyarrow
+    opens (s3://, gs://, hdfs://): a missing remote file is unreadable audio, a filesystem that
+    cannot be reached stops the run (UserError)."""
+    path = local_path(source)
+    if path is not None:
+        return read_wav(path, sample_rate, num_samples)
+    check_source(source)
+    import pyarrow.fs
+
+    try:
+        filesystem, inner = pyarrow.fs.FileSystem.from_uri(source)
+        with filesystem.open_input_stream(inner) as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise AudioError(f"{source}: no such file") from None
+    except (OSError, ValueError) as e:  # pyarrow.ArrowInvalid is a ValueError
+        raise UserError(f"{source}: cannot read ({str(e).splitlines()[0][:160]})") from None
+    return decode_wav_bytes(data, source, sample_rate, num_samples)
+
+
 def decode_wav_bytes(data, name="<bytes>", sample_rate=SAMPLE_RATE, num_samples=CLIP_SAMPLES):
     """Same as read_wav, for the bytes of a file."""
     if not data:
@@ -180,7 +228,7 @@ def read_many(paths, strict=False, num_samples=CLIP_SAMPLES, workers=None, progr
 
     def load(i):
         try:
-            out[i] = read_wav(paths[i], num_samples=num_samples)
+            out[i] = read_source(paths[i], num_samples=num_samples)
             ok[i] = True
         except AudioError as e:
             if strict:
