@@ -5,7 +5,10 @@
 Speakers of the Speech Commands v0.02 test clips in ../shared/data are split by a salted speaker
 hash into training, validation and held-out testing. Training adds, as train-only data, the v0.01
 sample, the spoken digits (as unknown words), synthetic espeak-ng speech and the real background
-noise; no held-out speaker's clip is ever trained on. Held-out silence is cut from noise audio
+noise, and the edge model also learns from the published spectrograms of 2,298 more speakers
+(the pack, through its PackFeatures front end; `--models edge_audio_only` trains the same model
+on the audio alone, for comparison); no held-out speaker's clip is ever trained on, in either
+form. Held-out silence is cut from noise audio
 that training never uses (the tail of each recording, or a source training never sees), and int8
 calibration uses training speakers only. Each model trains for the epochs of its config (a
 wall-clock cap only guards against a stuck run), is scored on the held-out speakers with
@@ -29,7 +32,7 @@ import sys
 
 import numpy as np
 
-from kws.common import UserError, atomic_write_text, require_dir, run_cli
+from kws.common import UserError, atomic_write_text, require_dir, require_file, run_cli
 from kws.folders import REAL_SALT, REAL_TESTING_PERCENT, REAL_VALIDATION_PERCENT
 from kws.recipe import (
     best_checkpoint,
@@ -48,9 +51,11 @@ SPLIT_SALT, VALIDATION_PERCENT, TESTING_PERCENT = REAL_SALT, REAL_VALIDATION_PER
     REAL_TESTING_PERCENT
 CROP_MATCH = 0.99  # normalised correlation above which a silence clip is a crop of a recording
 MODELS = {  # name -> config; each config's "epochs" is its training budget
-    "edge": "experiments/real_edge.json",
+    "edge": "experiments/real_edge_pack.json",  # learns from the spectrogram pack too
     "seed195": "experiments/real_seed195.json",
     "tutorial_conv": "experiments/real_tutorial_conv.json",
+    # the edge model without the spectrogram pack, the same model and steps: the pack's gain
+    "edge_audio_only": "experiments/real_edge_pack_audio_only.json",
 }
 TTA = ["--tta_shift=-1600,1600", "--tta_gain", "1.25"]
 # our recognizer: hops of the front end's 20 ms (its frames are cached), a second between two
@@ -181,10 +186,17 @@ def stage_dev_split(dev_dir, noise_dir, out):
     return out, summary
 
 
+def uses_pack(config):
+    with open(config, encoding="utf-8") as f:
+        return "pack_frequency" in json.load(f)
+
+
 def train_command(py, config, data_args, exp_name, cap_minutes=0):
     cmd = [py, "train.py", "--config", config, "--exp_name", exp_name,
            "--data_dir", data_args["data_dir"], "--cap_minutes", f"{cap_minutes:g}",
            "--checkpoint_dir", "checkpoints", "--log_dir", "logs", "--resume"]
+    if uses_pack(config):
+        cmd += ["--pack", data_args["pack"]]
     for d in data_args["train_only"]:
         cmd += ["--train_only_dir", d]
     return cmd + ["--noise_dir", data_args["noise"]]
@@ -224,6 +236,9 @@ def main(argv=None):
     noise = require_dir(os.path.join(shared, "background_noise"), "background noise")
     dev = require_dir(os.path.join(shared, "speech_commands_test_v0.02_dev"), "v0.02 test clips")
     data_args = {
+        "pack": require_file(os.path.join(shared, "speech_commands_v0.02_spectrograms.zip"),
+                             "spectrogram pack") if any(uses_pack(MODELS[m]) for m in models)
+        else None,
         "data_dir": stage_dev_split(dev, noise, os.path.join(args.out_dir, "dev"))[0],
         "noise": noise,
         "train_only": [require_dir(os.path.join(shared, "speech_commands_v0.01_sample"),
