@@ -547,12 +547,15 @@ def _features(audio, kind, spec_augment, **frontend):
     return layers.Reshape((x.shape[1], x.shape[2], 1), name="to_image")(x)
 
 
-def tutorial_conv(num_classes=12, dropout=0.5, spec_augment=False, **frontend):
+def tutorial_conv(num_classes=12, dropout=0.5, spec_augment=False, features="mfcc", **frontend):
     """The TF speech_commands tutorial's `conv` (cnn-trad-fpool3): 98 x 40 MFCC (30 ms / 10 ms),
     conv 64 @ 20x8 + relu + max-pool 2, conv 64 @ 10x4 + relu, dense to the classes."""
     audio = keras.Input((CLIP_SAMPLES,), name="audio")
-    frontend = {"num_coefficients": 40, "window_ms": 30.0, "hop_ms": 10.0, **frontend}
-    x = _features(audio, "mfcc", spec_augment, **frontend)
+    if features == "mfcc":
+        frontend = {"num_coefficients": 40, "window_ms": 30.0, "hop_ms": 10.0, **frontend}
+    elif features != "pack":  # the pack's 98 x 40 (PackFeatures), the same shape
+        raise ValueError(f"features must be 'mfcc' or 'pack', got {features!r}")
+    x = _features(audio, features, spec_augment, **frontend)
     x = layers.Conv2D(64, (20, 8), padding="same", activation="relu", name="conv1")(x)
     x = layers.Dropout(dropout, name="dropout1")(x)
     x = layers.MaxPooling2D(2, name="pool1")(x)
@@ -569,15 +572,16 @@ def ds_cnn(num_classes=12, filters=64, first_strides=(2, 2), strides=((1, 1),) *
     depthwise 3x3 + BN + relu + pointwise + BN + relu blocks, global average pool, dense.
 
     Default input as the paper: 49 x 10 MFCC (40 ms window, 20 ms hop, 40 mel bands 20-4000 Hz);
-    `features="logmel"` uses 49 x 40 log-mel instead.
+    `features="logmel"` uses 49 x 40 log-mel instead, `features="pack"` the spectrogram pack's
+    98 x 40 (PackFeatures), so that it can learn from the pack.
     """
     audio = keras.Input((CLIP_SAMPLES,), name="audio")
     if features == "mfcc":
         frontend = {"num_coefficients": 10, "window_ms": 40.0, "hop_ms": 20.0, **frontend}
     elif features == "logmel":
         frontend = {"window_ms": 40.0, "hop_ms": 20.0, **frontend}
-    else:
-        raise ValueError(f"features must be 'mfcc' or 'logmel', got {features!r}")
+    elif features != "pack":
+        raise ValueError(f"features must be 'mfcc', 'logmel' or 'pack', got {features!r}")
     x = _features(audio, features, spec_augment, **frontend)
     x = layers.Conv2D(filters, (10, 4), strides=first_strides, padding="same", use_bias=False,
                       name="conv0")(x)
@@ -642,17 +646,22 @@ def _bc_block(x, channels, freq_stride, dilation, dropout, subbands, name):
 
 
 def bc_resnet(num_classes=12, width=3.0, hop_ms=20.0, num_mel_bins=40, dropout=0.1,
-              subbands=5, spec_augment=False, name="edge_bcres", **frontend):
+              subbands=5, spec_augment=False, features="logmel", name="edge_bcres", **frontend):
     """BC-ResNet-`width` (Kim et al., Interspeech 2021) on 40 log-mel bands, 30 ms window and
     20 ms hop (the paper uses 10 ms: hop_ms=10 doubles the cost).
 
     Stages of (blocks, channels/width, frequency stride, temporal dilation): (2, 8, 1, 1),
     (2, 12, 2, 2), (4, 16, 2, 4), (4, 20, 1, 8) after a 5x5 conv with frequency stride 2; head:
     depthwise 5x5 collapsing frequency, 1x1 to 32*width, time average, 1x1 to the classes.
+    `features="pack"`: on the spectrogram pack's 98 x 40 (PackFeatures) instead.
     """
     audio = keras.Input((CLIP_SAMPLES,), name="audio")
-    frontend = {"window_ms": 30.0, "hop_ms": hop_ms, "num_mel_bins": num_mel_bins, **frontend}
-    x = _features(audio, "logmel", spec_augment, **frontend)
+    if features == "logmel":
+        frontend = {"window_ms": 30.0, "hop_ms": hop_ms, "num_mel_bins": num_mel_bins,
+                    **frontend}
+    elif features != "pack":
+        raise ValueError(f"features must be 'logmel' or 'pack', got {features!r}")
+    x = _features(audio, features, spec_augment, **frontend)
 
     def ch(base):
         return max(int(round(base * width)), 1)

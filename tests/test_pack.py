@@ -262,3 +262,16 @@ def test_pack_needs_a_pack_model(small_pack, tmp_path):
                           cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "--pack needs a model with the pack front end" in \
         done.stderr.strip().splitlines()[-1], done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", ["tutorial_conv", "ds_cnn_s", "edge_bcres", "edge_tcs"])
+def test_every_spectrogram_model_takes_the_pack_front_end(name):
+    net = model.build_model(name, 12, features="pack")
+    assert net.get_layer("pack_features").output.shape[1:] == (98, 40)
+    assert net.predict(np.stack([tone(440), tone(880)]), verbose=0).shape == (2, 12)
+
+
+def test_raw_waveform_models_cannot_take_the_pack():
+    for name in ("seed195", "seed106"):
+        with pytest.raises(UserError, match="bad option"):
+            model.build_model(name, 12, features="pack")
