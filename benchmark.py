@@ -60,6 +60,9 @@ def build_parser():
                    help="instead: time the training input pipeline against the train step of "
                         "a ~200k-parameter model on this data")
     p.add_argument("--pipeline_steps", type=int, default=60, help="batches timed per phase")
+    p.add_argument("--pipeline_pack", default="", metavar="ZIP",
+                   help="with --pipeline: also time the pack model's body fed by audio features "
+                        "mixed with this spectrogram pack (train.py --pack), and its memory")
     p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: measure one model
     return p
 
@@ -270,7 +273,7 @@ def main(argv=None):
     if args.worker:
         return worker_main(args.worker)
     if args.pipeline:
-        return pipeline_benchmark(args.pipeline, args.pipeline_steps)
+        return pipeline_benchmark(args.pipeline, args.pipeline_steps, pack=args.pipeline_pack)
     if args.runs < 1 or args.warmup < 0 or args.threads < 1:
         raise UserError("need --runs >= 1, --warmup >= 0 and --threads >= 1")
     specs = collect_specs(args)
@@ -303,7 +306,7 @@ def main(argv=None):
     return 0
 
 
-def pipeline_benchmark(data_dir, steps, batch_size=64):
+def pipeline_benchmark(data_dir, steps, batch_size=64, pack=""):
     """Does augmentation keep up with training? Times, in one process: the train step of a
     ~200k-parameter model on one cached batch, then for two augmentation sets the pipeline alone
     and the train step fed live by it."""
@@ -346,7 +349,45 @@ def pipeline_benchmark(data_dir, steps, batch_size=64):
         print(f"{name}: pipeline alone {alone * 1e3:.1f} ms/batch ({batch_size / alone:,.0f} "
               f"clips/s); step fed live {fed * 1e3:.1f} ms; input wait "
               f"{max(fed - step, 0) / fed:.1%} of a step")
+    if pack:
+        pack_pipeline_benchmark(processor, pack, steps, batch_size, per_batch)
     return 0
+
+
+def pack_pipeline_benchmark(processor, pack_path, steps, batch_size, per_batch):
+    """The pack recipe's input: audio features mixed half and half with augmented pack images,
+    against the train step of the pack edge model's body."""
+    import keras
+    import tensorflow as tf
+
+    import model as zoo
+    from input_data import Augmentation, mix_with_pack
+    from kws.pack import read_pack
+
+    rss_before = _memory_kb("VmRSS")
+    pack = read_pack(pack_path, "data/pack")
+    net = zoo.build_model("edge_tcs", len(processor.words_list), width=2.0, spec_augment=True,
+                          features="pack", time_pool=2)
+    front = net.get_layer("pack_features")
+    body = keras.Model(front.output, net.output)
+    body.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    audio = processor.dataset("training", batch_size, Augmentation(foreground_frequency=0.5,
+                                                                   speed_frequency=0.5))
+    mixed, _, report = mix_with_pack(processor, audio, audio, front, pack, 0.5, batch_size, 0)
+    cached = mixed.take(1).cache().repeat()
+    body.fit(cached, steps_per_epoch=5, epochs=1, verbose=0)
+    step = per_batch(lambda: body.fit(cached, steps_per_epoch=steps, epochs=1, verbose=0))
+    body.fit(mixed, steps_per_epoch=5, epochs=1, verbose=0)
+    alone = per_batch(lambda: [None for _ in mixed.take(steps)])
+    fed = per_batch(lambda: body.fit(mixed, steps_per_epoch=steps, epochs=1, verbose=0))
+    rss = _memory_kb("VmRSS")
+    print(f"pack (edge_tcs width 2 on PackFeatures, {report['images']:,} images, half the "
+          f"batches): train step on a cached batch {step * 1e3:.1f} ms; pipeline alone "
+          f"{alone * 1e3:.1f} ms/batch ({batch_size / alone:,.0f} examples/s); step fed live "
+          f"{fed * 1e3:.1f} ms ({batch_size / fed:,.0f} examples/s); input wait "
+          f"{max(fed - step, 0) / fed:.1%} of a step; resident memory {rss / 1024:,.0f} MB "
+          f"(the pack and its pipeline added {(rss - rss_before) / 1024:,.0f} MB), peak "
+          f"{_memory_kb('VmHWM') / 1024:,.0f} MB")
 
 
 if __name__ == "__main__":

@@ -494,6 +494,29 @@ class AudioProcessor:
         return self._augment(rows, seed, noise, augmentation), labels
 
 
+def mix_with_pack(processor, train, val, front, pack, frequency, batch_size, seed,
+                  train_on_validation=False, with_silence=False):
+    """(training batches, validation batches, report) for a model's body: the audio batches of
+    `train` and `val` through the PackFeatures layer `front`, and in training `frequency` of
+    the batches drawn from the pack instead (pack_dataset). The speakers of the processor's
+    testing set (and validation, unless train_on_validation) lose their pack images too."""
+    import tensorflow as tf
+
+    held_out = processor.speakers("testing") | (
+        set() if train_on_validation else processor.speakers("validation"))
+    images, labels = pack_examples(pack, processor.words_list, held_out, with_silence)
+    label_shape = train.element_spec[1].shape
+    soft_width = label_shape[-1] if len(label_shape) > 1 else None
+    batches = pack_dataset(images, labels, batch_size, seed,
+                           noise_images(processor.noise_train, seed=seed),
+                           num_classes=soft_width - 1 if soft_width else None)
+    features = train.map(lambda x, y: (front(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+    mixed = tf.data.Dataset.sample_from_datasets([features, batches], [1 - frequency, frequency],
+                                                 seed=seed)
+    report = {"images": len(images), "held_out_speakers": len(held_out)}
+    return mixed.prefetch(tf.data.AUTOTUNE), val.map(lambda x, y: (front(x), y)), report
+
+
 def pack_examples(pack, words_list, exclude_speakers=(), with_silence=False):
     """(images uint8 [n, 98, 40], label indices int32 [n]) of a kws.pack.Pack for a model of
     words_list: command words as themselves, the pack's other words as themselves where the

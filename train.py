@@ -657,27 +657,16 @@ def pack_body(net):
 def with_pack(args, processor, train, val, net, audio_steps):
     """(training batches of features: audio through PackFeatures mixed with pack images,
     validation features, steps per epoch)."""
-    import tensorflow as tf
-
-    from input_data import noise_images, pack_dataset, pack_examples
+    from input_data import mix_with_pack
     from kws.pack import read_pack
 
-    front = net.get_layer("pack_features")
-    held_out = processor.speakers("testing") | (
-        set() if args.train_on_validation else processor.speakers("validation"))
-    images, labels = pack_examples(read_pack(args.pack, args.pack_cache_dir),
-                                   processor.words_list, held_out, args.pack_silence)
-    print(f"pack: {len(images):,} images train ({len(held_out)} held-out speakers left out)")
-    soft_width = train.element_spec[1].shape[-1] if len(train.element_spec[1].shape) > 1 \
-        else None
-    pack = pack_dataset(images, labels, args.batch_size, args.seed,
-                        noise_images(processor.noise_train, seed=args.seed),
-                        num_classes=soft_width - 1 if soft_width else None)
-    features = train.map(lambda x, y: (front(x), y), num_parallel_calls=tf.data.AUTOTUNE)
-    mixed = tf.data.Dataset.sample_from_datasets(
-        [features, pack], [1 - args.pack_frequency, args.pack_frequency], seed=args.seed)
-    steps = math.ceil(audio_steps / (1 - args.pack_frequency))
-    return mixed.prefetch(tf.data.AUTOTUNE), val.map(lambda x, y: (front(x), y)), steps
+    train, val, report = mix_with_pack(
+        processor, train, val, net.get_layer("pack_features"),
+        read_pack(args.pack, args.pack_cache_dir), args.pack_frequency, args.batch_size,
+        args.seed, args.train_on_validation, args.pack_silence)
+    print(f"pack: {report['images']:,} images train ({report['held_out_speakers']} held-out "
+          "speakers left out)")
+    return train, val, math.ceil(audio_steps / (1 - args.pack_frequency))
 
 
 def save_optimizer(net, path):

@@ -8,8 +8,8 @@ the models' PackFeatures front end.
 
 Names are `<folder>/<speaker>_nohash_<take>.<word>.jpg` (`unknown/` holds 25 other words,
 `_background_noise_/<n>_background.jpg` one-second noise crops, used as silence). The images are
-decoded once (about 10 s for 50k) and kept as one uint8 array in CACHE_NAME beside the caller's
-outputs, keyed by the zip's size and mtime. PackFeatures (model.py) computes the same grey levels
+decoded once (about 10 s for 50k) and kept as one uint8 array in <zip name>.images.npz in the
+caller's cache folder, keyed by the zip's path, size and mtime. PackFeatures (model.py) computes the same grey levels
 from 16 kHz audio: clip(GREY_SCALE * log(mel power + LOG_OFFSET) + GREY_OFFSET, 0, 255) on 40
 HTK-mel bands over 0-4000 Hz of 30 ms Hann frames every 10 ms; fit_frontend.py fits the two
 constants on paired clips of training speakers.
@@ -29,7 +29,7 @@ from kws.labels import SILENCE_LABEL, UNKNOWN_LABEL
 PACK_FRAMES, PACK_CHANNELS = 98, 40
 NOISE_FOLDER = "_background_noise_"
 UNKNOWN_FOLDER = "unknown"
-CACHE_NAME = "pack_images.npz"
+CACHE_SUFFIX = ".images.npz"
 # fitted by `fit_frontend.py` on the 1,514 paired clips of make real's 66 training speakers
 GREY_SCALE, GREY_OFFSET, LOG_OFFSET = 9.895, 145.94, 1e-6
 GREY_CENTRE, GREY_SPREAD = 128.0, 64.0  # features = (grey - 128) / 64
@@ -119,10 +119,10 @@ def open_pack(path):
 
 
 def read_pack(path, cache_dir=None):
-    """Every image of the pack at `path` (decoded once, then from cache_dir/CACHE_NAME)."""
+    """Every image of the pack at `path` (decoded once, then from cache_dir)."""
     stat = os.stat(path) if os.path.isfile(path) else None
     key = f"{os.path.abspath(path)}:{stat.st_size}:{int(stat.st_mtime)}" if stat else ""
-    cache = os.path.join(cache_dir, CACHE_NAME) if cache_dir else None
+    cache = os.path.join(cache_dir, cache_name(path)) if cache_dir else None
     if cache and stat and os.path.isfile(cache):
         try:
             with np.load(cache, allow_pickle=False) as data:
@@ -144,6 +144,11 @@ def read_pack(path, cache_dir=None):
                 names = json.dumps([e.name for e in entries])
                 np.savez(f, key=np.array(key), names=np.array(names), images=images)
     return pack
+
+
+def cache_name(path):
+    """The decoded pack's file name in a cache folder: one per zip name."""
+    return os.path.splitext(os.path.basename(path))[0] + CACHE_SUFFIX
 
 
 def paired_clips(pack, dev_dir):

@@ -19,9 +19,9 @@ from kws.common import UserError
 from kws.folders import real_split
 from kws.frontend import FrontEnd, front_end_constants
 from kws.pack import (
-    CACHE_NAME,
     GREY_OFFSET,
     GREY_SCALE,
+    cache_name,
     grey_to_features,
     paired_clips,
     parse_name,
@@ -103,7 +103,7 @@ def test_the_pack_is_read_in_place_cached_and_paired(small_pack, tmp_path):
     pack = read_pack(str(small_pack["zip"]), str(tmp_path))
     assert pack.images.shape == (5 * 4 + 2, 98, 40) and pack.images.dtype == np.uint8
     assert sorted(set(pack.labels)) == ["_silence_", "_unknown_", "no", "up", "yes"]
-    assert (tmp_path / CACHE_NAME).is_file()
+    assert (tmp_path / cache_name(str(small_pack["zip"]))).is_file()
     again = read_pack(str(small_pack["zip"]), str(tmp_path))
     assert np.array_equal(again.images, pack.images) and again.labels == pack.labels
     pairs = paired_clips(pack, str(small_pack["dev"]))
@@ -275,3 +275,15 @@ def test_raw_waveform_models_cannot_take_the_pack():
     for name in ("seed195", "seed106"):
         with pytest.raises(UserError, match="bad option"):
             model.build_model(name, 12, features="pack")
+
+
+def test_the_pipeline_benchmark_times_the_pack_input(small_pack, tmp_path):
+    from conftest import make_speech_commands
+
+    data = make_speech_commands(tmp_path / "sc", WORDS, [f"{i:08x}" for i in range(10, 20)])
+    done = subprocess.run([sys.executable, str(REPO / "benchmark.py"), "--pipeline", str(data),
+                           "--pipeline_steps", "2", "--pipeline_pack", str(small_pack["zip"])],
+                          cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("pack ("))
+    assert "input wait" in line and "resident memory" in line
