@@ -9,10 +9,10 @@ the models' PackFeatures front end.
 Names are `<folder>/<speaker>_nohash_<take>.<word>.jpg` (`unknown/` holds 25 other words,
 `_background_noise_/<n>_background.jpg` one-second noise crops, used as silence). The images are
 decoded once (about 10 s for 50k) and kept as one uint8 array in <zip name>.images.npz in the
-caller's cache folder, keyed by the zip's path, size and mtime. PackFeatures (model.py) computes the same grey levels
-from 16 kHz audio: clip(GREY_SCALE * log(mel power + LOG_OFFSET) + GREY_OFFSET, 0, 255) on 40
-HTK-mel bands over 0-4000 Hz of 30 ms Hann frames every 10 ms; fit_frontend.py fits the two
-constants on paired clips of training speakers.
+caller's cache folder, keyed by the zip's path, size and mtime. PackFeatures (model.py) computes
+the same grey levels from 16 kHz audio: clip(GREY_SCALE * log(mel power + LOG_OFFSET) +
+GREY_OFFSET, 0, 255) on 40 HTK-mel bands over 0-4000 Hz of 30 ms Hann frames every 10 ms;
+fit_frontend.py fits the two constants on paired clips of training speakers.
 """
 
 import dataclasses
