@@ -43,7 +43,7 @@ from kws.recipe import (
     streaming_figures,
     training_record,
 )
-from kws.shipped import ship
+from kws.shipped import AUDIO_DATA, PACK_DATA, ship
 
 DIGITS = "zero one two three four five six seven eight nine".split()
 # The split, stated once: speakers by a salted hash; silence by where its noise came from
@@ -281,7 +281,8 @@ def main(argv=None):
     atomic_write_text(path, json.dumps(results, indent=1))
     print_summary(results, path)
     if "edge" in models and args.ship:
-        print(ship("tf_files/real", results)[1])
+        data = AUDIO_DATA + (PACK_DATA if uses_pack(MODELS["edge"]) else "")
+        print(ship("tf_files/real", results, data=data)[1])
     return 0
 
 
