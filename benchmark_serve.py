@@ -15,7 +15,6 @@ stops after --seconds (+ a grace), the whole run after --timeout.
 
 import argparse
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import numpy as np
 
 from kws import SAMPLE_RATE
 from kws.audio import stream_wav
-from kws.common import UserError, atomic_write_text, machine_description, run_cli
+from kws.common import UserError, machine_description, run_cli, write_metrics
 from kws.shipped import DEFAULT_MODEL
 
 FRAME = SAMPLE_RATE // 10  # samples a frame: the page's 100 ms
@@ -208,8 +207,7 @@ def main(argv=None):
               "levels": levels, "most_listeners_held": max(held) if held else 0}
     print(f"{machine_description()}: holds {record['most_listeners_held']} listeners with p99 "
           f"under {args.limit_ms:g} ms")
-    if args.json:
-        atomic_write_text(args.json, json.dumps(record, indent=1) + "\n")
+    write_metrics(args.json, record)
     return 0
 
 

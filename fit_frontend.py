@@ -21,13 +21,12 @@ prints how far the fitted ones are from them.
 
 import argparse
 import io
-import json
 import os
 
 import numpy as np
 
 from kws.audio import read_many
-from kws.common import UserError, atomic_write_text, machine_description, run_cli
+from kws.common import UserError, machine_description, run_cli, write_metrics
 from kws.folders import real_split
 from kws.pack import GREY_OFFSET, GREY_SCALE, LOG_OFFSET, paired_clips, read_pack
 
@@ -59,20 +58,12 @@ def build_parser():
     return parser
 
 
-def pack_front_end(log_offset):
-    """kws.frontend.FrontEnd of PackFeatures' filterbank, without its grey mapping (constants
-    built without TensorFlow: the layer's own mel matrix is TensorFlow's)."""
-    import tensorflow as tf
-
-    from kws.frontend import FrontEnd
-
-    mel = tf.signal.linear_to_mel_weight_matrix(40, 241, 16000, 0.0, 4000.0).numpy()
-    return FrontEnd({"window": 480, "hop": 160, "frames": 98, "power": 2.0,
-                     "log_offset": log_offset, "mel": mel, "norm_mean": 0.0, "norm_std": 1.0})
-
-
 def log_mels(clips, log_offset):
-    fe = pack_front_end(log_offset)
+    """PackFeatures' log mel power (before its grey map) of each clip, in numpy."""
+    from kws.frontend import FrontEnd, front_end_constants
+    from model import PackFeatures
+
+    fe = FrontEnd(front_end_constants(PackFeatures(log_offset=log_offset)))
     starts = fe.frame_starts()
     return np.stack([fe.log_mel(np.stack([c[s:s + fe.window] for s in starts])) for c in clips])
 
@@ -172,8 +163,7 @@ def main(argv=None):
               f"{r['jpeg_noise_floor_rms']:.2f}")
     print(f"fitted: scale {scale:.3f}, bias {bias:.2f}, log offset {offset:g} (the models use "
           f"{GREY_SCALE}, {GREY_OFFSET}, {LOG_OFFSET:g}: kws/pack.py)")
-    if args.json:
-        atomic_write_text(args.json, json.dumps(record, indent=1) + "\n")
+    write_metrics(args.json, record)
     return 0
 
 

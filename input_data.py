@@ -508,7 +508,7 @@ def mix_with_pack(processor, train, val, front, pack, frequency, batch_size, see
     label_shape = train.element_spec[1].shape
     soft_width = label_shape[-1] if len(label_shape) > 1 else None
     batches = pack_dataset(images, labels, batch_size, seed,
-                           noise_images(processor.noise_train, seed=seed),
+                           noise_images(processor.noise_train, front, seed=seed),
                            num_classes=soft_width - 1 if soft_width else None)
     features = train.map(lambda x, y: (front(x), y), num_parallel_calls=tf.data.AUTOTUNE)
     mixed = tf.data.Dataset.sample_from_datasets([features, batches], [1 - frequency, frequency],
@@ -540,17 +540,14 @@ def pack_examples(pack, words_list, exclude_speakers=(), with_silence=False):
     return pack.images[keep], np.array(labels, np.int32)
 
 
-def noise_images(noise, count=256, seed=0):
+def noise_images(noise, layer, count=256, seed=0):
     """Grey-level images [count, 98, 40] of random one-second crops of noise recordings, as
-    PackFeatures sees them: the noise that pack images are mixed with in training."""
-    from kws.frontend import FrontEnd
-    from kws.pack import GREY_OFFSET, GREY_SCALE, LOG_OFFSET
+    the model's PackFeatures `layer` sees them: the noise pack images are mixed with."""
+    from kws.frontend import FrontEnd, front_end_constants
 
     if not noise:
         return None
-    mel = pack_filterbank()
-    front = FrontEnd({"window": 480, "hop": 160, "frames": 98, "power": 2.0,
-                      "log_offset": LOG_OFFSET, "mel": mel, "grey": [GREY_SCALE, GREY_OFFSET]})
+    front = FrontEnd(front_end_constants(layer))
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(count):
@@ -561,12 +558,6 @@ def noise_images(noise, count=256, seed=0):
         clip[:len(piece)] = piece
         out.append(front.window_features(clip) * 64 + 128)
     return np.stack(out).astype(np.float32)
-
-
-def pack_filterbank():
-    import tensorflow as tf
-
-    return tf.signal.linear_to_mel_weight_matrix(40, 241, 16000, 0.0, 4000.0).numpy()
 
 
 def pack_dataset(images, labels, batch_size, seed, noise=None, shift_frames=10, gain_db=6.0,
