@@ -3,12 +3,16 @@
     python make_streaming_test.py --data_dir data/real/held_out \
         --noise_dir ../shared/data/background_noise --minutes 20 --out data/streams/held_out.wav
 
-Like the TF speech_commands example's generate_streaming_test_wav: clips of a labelled folder
-(`<label>/*.wav`: command words, unknown words, silence is simply the gaps) are placed one after
-another with random gaps over background noise at a chosen SNR, and OUT.csv lists `label,time_ms`
-for each word: the moment its speech starts in the stream (the first 10 ms frame within 30 dB of
-the clip's loudest). `--negative` leaves the command words out (unknown words and noise only):
-the stream to count false accepts per hour on. The same flags and --seed give the same bytes;
+Like the TF speech_commands example's generate_streaming_test_wav: clips of labelled folders
+(`<label>/*.wav`: command words, unknown words, silence is simply the gaps; --data_dir may be
+given more than once) are placed one after another with random gaps over background noise at a
+chosen SNR, and OUT.csv lists `label,time_ms,clip` for each word: the moment its speech starts
+in the stream (the first 10 ms frame within 30 dB of the clip's loudest) and the file it came
+from. `--negative` leaves the command words out (unknown words and noise only): the stream to
+count false accepts per hour on. `--other_dir` adds other speech that holds no command word
+(every clip counts as `_unknown_`; --other_share of the non-command placements). Clips are
+drawn in shuffled rounds, each once before any repeats, so an hour of negatives spreads over
+every clip there is rather than leaning on a few. The same flags and --seed give the same bytes;
 the stream is written in blocks, atomically, so an hour of audio never sits in memory whole.
 """
 
@@ -36,6 +40,11 @@ def speech_onset(clip, floor_db=30.0):
     return int(np.argmax(energy >= energy.max() - floor_db)) * FRAME
 
 
+def clip_name(path):
+    """`<folder>/<file>` of a clip: enough to find it again, no machine's absolute path."""
+    return "/".join(os.path.normpath(path).split(os.sep)[-2:])
+
+
 def load_noise(noise_dir, part, eval_fraction):
     """The noise recordings (or the part of each that training never mixes in) end to end."""
     require_dir(noise_dir, "noise folder")
@@ -51,25 +60,74 @@ def load_noise(noise_dir, part, eval_fraction):
     return noise / max(np.sqrt(np.mean(noise.astype(np.float64) ** 2)), 1e-9)
 
 
-def plan(labels, rng, seconds, gap_ms, negative, unknown_share):
+class Rounds:
+    """Draws from a pool of clip indices in shuffled rounds: every clip once before any repeats."""
+
+    def __init__(self, pool, rng):
+        self.pool, self.rng, self.left = list(pool), rng, []
+
+    def __bool__(self):
+        return bool(self.pool)
+
+    def draw(self):
+        if not self.left:
+            self.left = [self.pool[i] for i in self.rng.permutation(len(self.pool))]
+        return self.left.pop()
+
+
+def plan(labels, rng, seconds, gap_ms, negative, unknown_share, other=(), other_share=0.0):
     """[(clip index, start sample)] for a stream of `seconds`: each gap drawn from
-    U(gap_ms / 2, 3 gap_ms / 2) after the previous clip."""
-    words = [i for i, lb in enumerate(labels) if competition_label(lb) in COMPETITION_WORDS]
-    unknown = [i for i, lb in enumerate(labels) if competition_label(lb) == UNKNOWN_LABEL]
+    U(gap_ms / 2, 3 gap_ms / 2) after the previous clip. `other`: indices of other speech,
+    other_share of the non-command placements."""
+    other = set(other)
+    words = [i for i, lb in enumerate(labels)
+             if competition_label(lb) in COMPETITION_WORDS and i not in other]
+    unknown = [i for i, lb in enumerate(labels)
+               if competition_label(lb) == UNKNOWN_LABEL and i not in other]
     if negative:
         words = []
-    if not words and not unknown:
-        raise UserError("no clips to place: the folder has no " +
+    if not words and not unknown and not other:
+        raise UserError("no clips to place: the folders have no " +
                         ("unknown words" if negative else "words"))
+    words, unknown, other = Rounds(words, rng), Rounds(unknown, rng), Rounds(sorted(other), rng)
     total = int(seconds * SAMPLE_RATE)
     placed, t = [], 0
     while True:
         t += int(rng.uniform(0.5, 1.5) * gap_ms * SAMPLE_RATE / 1000)
         if t + CLIP_SAMPLES > total:
             return placed
-        pool = unknown if (not words or (unknown and rng.uniform() < unknown_share)) else words
-        placed.append((pool[rng.randint(len(pool))], t))
+        pool = words
+        if not words or rng.uniform() < unknown_share:
+            pool = other if other and (not unknown or rng.uniform() < other_share) else unknown
+        if not pool:
+            pool = words or unknown or other
+        placed.append((pool.draw(), t))
         t += CLIP_SAMPLES
+
+
+def read_clips(data_dirs, other_dirs):
+    """(clips float32 [n, 16000], labels, paths, indices of the other speech) of the folders'
+    word clips (silence folders left out); every clip of other_dirs is labelled _unknown_."""
+    paths, labels, other = [], [], []
+    for folder, is_other in [(d, False) for d in data_dirs] + [(d, True) for d in other_dirs]:
+        found, folders = list_test_clips(folder)
+        if folders is None and not is_other:
+            raise UserError(f"{folder} is flat: the stream needs <label>/*.wav to know the "
+                            "words")
+        folders = folders or [UNKNOWN_LABEL] * len(found)
+        for path, name in zip(found, folders):
+            label = UNKNOWN_LABEL if is_other else competition_label(name)
+            if label == SILENCE_LABEL:
+                continue
+            other += [len(paths)] if is_other else []
+            paths.append(path)
+            labels.append(label)
+    clips, kept = read_many(paths)
+    if not len(kept):
+        raise UserError(f"no readable word clips in {', '.join(data_dirs + other_dirs)}")
+    index = {k: n for n, k in enumerate(kept)}
+    return (clips, [labels[k] for k in kept], [paths[k] for k in kept],
+            [index[i] for i in other if i in index])
 
 
 def write_stream(out, clips, placed, noise, noise_rms, seconds, rng, block_seconds=60):
@@ -94,8 +152,14 @@ def write_stream(out, clips, placed, noise, noise_rms, seconds, rng, block_secon
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data_dir", required=True,
-                        help="labelled clips, <label>/*.wav (a held-out set, a test folder)")
+    parser.add_argument("--data_dir", required=True, action="append",
+                        help="labelled clips, <label>/*.wav (a held-out set, a test folder); "
+                             "may be given more than once")
+    parser.add_argument("--other_dir", action="append", default=[],
+                        help="other speech with no command word in it (any layout; every clip "
+                             "counts as _unknown_); may be given more than once")
+    parser.add_argument("--other_share", type=float, default=0.5,
+                        help="share of the non-command placements drawn from --other_dir")
     parser.add_argument("--noise_dir", required=True, help="background noise recordings")
     parser.add_argument("--noise_part", choices=NOISE_PARTS, default="all",
                         help="tail: only the end of each recording that training never mixes "
@@ -116,36 +180,33 @@ def main(argv=None):
     parser.add_argument("--metrics_json", default="", help="also write a summary as JSON")
     args = parser.parse_args(argv)
     if not (0 < args.minutes < 1e4 and 0 < args.gap_ms < 1e7 and 0 <= args.unknown_share <= 1
-            and -60 < args.snr_db < 120):
-        raise UserError("need --minutes in (0, 10000), --gap_ms > 0, --unknown_share in [0, 1] "
-                        "and --snr_db in (-60, 120)")
+            and 0 <= args.other_share <= 1 and -60 < args.snr_db < 120):
+        raise UserError("need --minutes in (0, 10000), --gap_ms > 0, --unknown_share and "
+                        "--other_share in [0, 1] and --snr_db in (-60, 120)")
     from input_data import EVAL_NOISE_FRACTION
 
-    paths, folders = list_test_clips(args.data_dir)
-    if folders is None:
-        raise UserError(f"{args.data_dir} is flat: the stream needs <label>/*.wav to know the "
-                        "words")
-    keep = [i for i, f in enumerate(folders) if competition_label(f) != SILENCE_LABEL]
-    clips, kept = read_many([paths[i] for i in keep])
-    labels = [competition_label(folders[keep[k]]) for k in kept]
-    if not len(kept):
-        raise UserError(f"no readable word clips in {args.data_dir}")
+    clips, labels, paths, other = read_clips(args.data_dir, args.other_dir)
     rng = np.random.RandomState(args.seed)
     seconds = args.minutes * 60
-    placed = plan(labels, rng, seconds, args.gap_ms, args.negative, args.unknown_share)
+    placed = plan(labels, rng, seconds, args.gap_ms, args.negative, args.unknown_share, other,
+                  args.other_share)
     rms = np.sqrt(np.mean(clips.astype(np.float64) ** 2, axis=1))
     noise_rms = float(np.median(rms) / 10 ** (args.snr_db / 20))
     noise = load_noise(args.noise_dir, args.noise_part, EVAL_NOISE_FRACTION)
-    truth = [(labels[i], (t + speech_onset(clips[i])) * 1000 / SAMPLE_RATE) for i, t in placed]
+    truth = [(labels[i], (t + speech_onset(clips[i])) * 1000 / SAMPLE_RATE, clip_name(paths[i]))
+             for i, t in placed]
     truth_path = os.path.splitext(args.out)[0] + ".csv"
     if os.path.exists(truth_path):
         os.remove(truth_path)  # never an old ground truth beside new audio, even if killed
     write_stream(args.out, clips, placed, noise, noise_rms, seconds, rng)
     write_ground_truth(truth_path, truth)
-    commands = sum(label in COMPETITION_WORDS for label, _ in truth)
+    commands = sum(label in COMPETITION_WORDS for label, _, _ in truth)
+    other = set(other)
     summary = {"wav": args.out, "ground_truth": truth_path, "seconds": seconds,
                "words": len(truth), "command_words": commands, "unknown_words": len(truth) -
-               commands, "negative": args.negative, "snr_db": args.snr_db,
+               commands, "other_speech": sum(i in other for i, _ in placed),
+               "distinct_clips": len({i for i, _ in placed}), "negative": args.negative,
+               "snr_db": args.snr_db,
                "noise_part": args.noise_part, "seed": args.seed}
     write_metrics(args.metrics_json, summary)
     print(f"wrote {args.out} ({seconds / 60:.1f} min) and {truth_path}: {commands} command words, "

@@ -3,24 +3,26 @@
     python real.py --shared ../shared/data
 
 Speakers of the Speech Commands v0.02 test clips in ../shared/data are split by a salted speaker
-hash into training, validation and held-out testing. Training adds, as train-only data, the v0.01
-sample, the spoken digits (as unknown words), synthetic espeak-ng speech and the real background
-noise, and the edge model also learns from the published spectrograms of 2,298 more speakers
-(the pack, through its PackFeatures front end; `--models edge_audio_only` trains the same model
-on the audio alone, for comparison); no held-out speaker's clip is ever trained on, in either
-form. Held-out silence is cut from noise audio
-that training never uses (the tail of each recording, or a source training never sees), and int8
-calibration uses training speakers only. Each model trains for the epochs of its config (a
-wall-clock cap only guards against a stuck run), is scored on the held-out speakers with
-test-time augmentation, and the edge model is frozen to tf_files/real/ (model.pb, model.tflite,
-model_int8.tflite, labels.txt) and scored again as int8 through make_submission_on_rpi.py.
-Then keyword spotting on long audio: streams of validation and of held-out speakers over noise
-training never hears; the detection threshold is chosen on the validation streams (stored as
-tf_files/real/model_streaming.json; the final fit trained on those speakers, so it is optimistic
-for unseen voices) and the held-out streams are scored with it and with the TF example's
-recognizer. Results: data/real/results.json and a table on stdout. When the int8 edge model beats
-the shipped one (models/edge_card.json) on the held-out speakers, it replaces it (unless
---no-ship).
+hash into training, validation and held-out testing. Training adds, as train-only data, the
+training speakers of the v0.01 sample (split by the same hash), four of the six spoken-digit
+speakers (as unknown words), synthetic espeak-ng speech and the real background noise, and the
+edge model also learns from the published spectrograms of 2,298 more speakers (the pack,
+through its PackFeatures front end; `--models edge_audio_only` trains the same model on the
+audio alone, for comparison). The edge model never trains on a validation or held-out speaker,
+in either form, so the validation speakers stay unseen voices for choosing its detection
+threshold. Held-out silence is cut from noise audio that training never uses (the tail of each
+recording, or a source training never sees), and int8 calibration uses training speakers only.
+Each model trains for the epochs of its config (a wall-clock cap only guards against a stuck
+run), is scored on the held-out speakers with test-time augmentation, and the edge model is
+frozen to tf_files/real/ (model.pb, model.tflite, model_int8.tflite, labels.txt) and scored
+again as int8 through make_submission_on_rpi.py.
+Then keyword spotting on long audio: streams of the validation and of the held-out speakers
+(dev and v0.01 clips) over noise training never hears, and negative streams of their unknown
+words and of a spoken-digit speaker training never heard; the detection threshold is chosen on
+the validation streams (stored as tf_files/real/model_streaming.json) and the held-out streams
+are scored with it and with the TF example's recognizer. Results: data/real/results.json and a
+table on stdout. When the int8 edge model beats the shipped one (models/edge_card.json) on the
+held-out speakers, it replaces it (unless --no-ship).
 """
 
 import argparse
@@ -49,6 +51,8 @@ DIGITS = "zero one two three four five six seven eight nine".split()
 # The split, stated once: speakers by a salted hash; silence by where its noise came from
 SPLIT_SALT, VALIDATION_PERCENT, TESTING_PERCENT = REAL_SALT, REAL_VALIDATION_PERCENT, \
     REAL_TESTING_PERCENT
+# the spoken-digit speakers kept out of training, as other speech for the negative streams
+DIGIT_SPEAKERS = {"validation": ("lucas",), "testing": ("theo",)}
 CROP_MATCH = 0.99  # normalised correlation above which a silence clip is a crop of a recording
 MODELS = {  # name -> config; each config's "epochs" is its training budget
     "edge": "experiments/real_edge_pack.json",  # learns from the spectrogram pack too
@@ -63,20 +67,47 @@ TTA = ["--tta_shift=-1600,1600", "--tta_gain", "1.25"]
 STREAM_RECOGNIZER = ["--stride_ms", "20", "--suppression_ms", "1000"]
 
 
+def stage_v001(shared, out):
+    """The v0.01 sample as out/<set>/<word>/<file> links, its speakers split by the same salted
+    hash as the dev speakers: the training part trains, the others join their set's streams."""
+    from kws.folders import which_set
+
+    source = require_dir(os.path.join(shared, "speech_commands_v0.01_sample"), "v0.01 sample")
+    if os.path.isdir(out):
+        shutil.rmtree(out)
+    for word in sorted(os.listdir(source)):
+        folder = os.path.join(source, word)
+        if not os.path.isdir(folder) or word.startswith("_"):
+            continue
+        for name in sorted(os.listdir(folder)):
+            if name.lower().endswith(".wav"):
+                which = which_set(name, VALIDATION_PERCENT, TESTING_PERCENT, SPLIT_SALT)
+                link_into(os.path.join(folder, name), os.path.join(out, which, word, name))
+    return {which: os.path.join(out, which) for which in ("training", "validation", "testing")}
+
+
 def stage_digits(shared, out):
-    """Free Spoken Digits as `<word>/<speaker>_nohash_<n>.wav` links, so they read as words."""
+    """Free Spoken Digits as out/<set>/<word>/<speaker>_nohash_<n>.wav links, so they read as
+    words: DIGIT_SPEAKERS name the speakers of the validation and the testing streams' other
+    speech, the rest train (as unknown words)."""
     source = require_dir(os.path.join(shared, "free_spoken_digits", "recordings"),
                          "free spoken digits")
+    if os.path.isdir(out):
+        shutil.rmtree(out)
     for name in sorted(os.listdir(source)):
         match = re.fullmatch(r"(\d)_([a-z]+)_(\d+)\.wav", name)
         if not match:
             continue
         digit, speaker, n = match.groups()
-        link = os.path.join(out, DIGITS[int(digit)], f"{speaker}_nohash_{n}.wav")
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        if not os.path.lexists(link):
-            os.symlink(os.path.abspath(os.path.join(source, name)), link)
-    return out
+        which = next((w for w, names in DIGIT_SPEAKERS.items() if speaker in names), "training")
+        link_into(os.path.join(source, name),
+                  os.path.join(out, which, DIGITS[int(digit)], f"{speaker}_nohash_{n}.wav"))
+    return {which: os.path.join(out, which) for which in ("training", "validation", "testing")}
+
+
+def link_into(path, link):
+    os.makedirs(os.path.dirname(link), exist_ok=True)
+    os.symlink(os.path.abspath(path), link)
 
 
 def noise_spectra(noise_dir):
@@ -235,15 +266,15 @@ def main(argv=None):
     shared = require_dir(args.shared, "shared data folder")
     noise = require_dir(os.path.join(shared, "background_noise"), "background noise")
     dev = require_dir(os.path.join(shared, "speech_commands_test_v0.02_dev"), "v0.02 test clips")
+    v001 = stage_v001(shared, os.path.join(args.out_dir, "v001"))
+    digits = stage_digits(shared, os.path.join(args.out_dir, "digits"))
     data_args = {
         "pack": require_file(os.path.join(shared, "speech_commands_v0.02_spectrograms.zip"),
                              "spectrogram pack") if any(uses_pack(MODELS[m]) for m in models)
         else None,
         "data_dir": stage_dev_split(dev, noise, os.path.join(args.out_dir, "dev"))[0],
         "noise": noise,
-        "train_only": [require_dir(os.path.join(shared, "speech_commands_v0.01_sample"),
-                                   "v0.01 sample"),
-                       stage_digits(shared, os.path.join(args.out_dir, "digits")),
+        "train_only": [v001["training"], digits["training"],
                        os.path.join(args.synthetic_dir, "train", "audio")],
     }
     if not os.path.isdir(data_args["train_only"][-1]):
@@ -274,9 +305,10 @@ def main(argv=None):
         validation = stage_set(data_args["data_dir"], "validation",
                                os.path.join(args.out_dir, "validation"))[0]
         results["streaming"] = streaming_figures(
-            py, "tf_files/real/model_int8.tflite", validation, held_out, noise,
-            os.path.join(args.out_dir, "streams"), args.stream_minutes,
-            args.negative_stream_minutes, recognizer=STREAM_RECOGNIZER)
+            py, "tf_files/real/model_int8.tflite", [validation, v001["validation"]],
+            [held_out, v001["testing"]], noise, os.path.join(args.out_dir, "streams"),
+            args.stream_minutes, args.negative_stream_minutes, recognizer=STREAM_RECOGNIZER,
+            other_speech={"validation": [digits["validation"]], "test": [digits["testing"]]})
     path = os.path.join(args.out_dir, "results.json")
     atomic_write_text(path, json.dumps(results, indent=1))
     print_summary(results, path)

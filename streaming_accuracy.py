@@ -5,7 +5,7 @@
 
 The model scores every hop of each stream once; recognizer settings (from NAME_streaming.json
 beside the model, then flags) turn the scores into detections, which are matched to the ground
-truth (STREAM.csv, `label,time_ms`, as make_streaming_test.py writes it):
+truth (STREAM.csv, `label,time_ms[,clip]`, as make_streaming_test.py writes it):
 - the TF speech_commands example's figures: matched / correct / wrong / false positive as a
   share of the ground-truth words, with its +-time tolerance around the window start;
 - the wake-word figures: the share of command words detected with the right label within
@@ -66,12 +66,12 @@ def evaluate(labels, settings, positive, negative, after_ms, tolerance_ms):
     found = recognize(positive["times"], positive["probs"], labels, settings)
     result = {"settings": dataclasses.asdict(settings),
               "tf_example": tf_example_stats(found, positive["truth"], tolerance_ms),
-              "positive": wakeword_stats(found, positive["truth"], positive["seconds"],
+              "positive": wakeword_stats(found, positive["truth_clips"], positive["seconds"],
                                          COMPETITION_WORDS, after_ms)}
     if negative:
         false_found = recognize(negative["times"], negative["probs"], labels, settings)
-        result["negative"] = wakeword_stats(false_found, negative["truth"], negative["seconds"],
-                                            COMPETITION_WORDS, after_ms)
+        result["negative"] = wakeword_stats(false_found, negative["truth_clips"],
+                                            negative["seconds"], COMPETITION_WORDS, after_ms)
     result["detections"] = [(d.time_ms, d.label, d.score) for d in found]
     return result
 
@@ -121,15 +121,16 @@ def plot_det(rows, path, title):
 
 def load_stream(model, wav, truth_path, stride_ms, negative=False):
     truth_path = truth_path or os.path.splitext(wav)[0] + ".csv"
-    truth = read_ground_truth(truth_path)
+    with_clips = read_ground_truth(truth_path, with_clips=True)
+    truth = [(label, t) for label, t, _ in with_clips]
     if not negative and not any(label in COMPETITION_WORDS for label, _ in truth):
         raise UserError(f"{truth_path} names no command word: pass a stream without any as "
                         "--negative_wav")
     times, probs, seconds, cpu = score_file(model, wav, stride_ms)
     if not len(times):
         raise UserError(f"{wav}: shorter than one second, nothing to score")
-    return {"wav": wav, "truth": truth, "times": times, "probs": probs, "seconds": seconds,
-            "cpu_seconds": cpu}
+    return {"wav": wav, "truth": truth, "truth_clips": with_clips, "times": times,
+            "probs": probs, "seconds": seconds, "cpu_seconds": cpu}
 
 
 def print_result(name, r):
@@ -138,6 +139,10 @@ def print_result(name, r):
           f"({pos['detection_rate']:.1%}), {pos['false_accepts']} false accepts on the stream"
           + (f"; negative stream: {neg['false_accepts']} in {neg['hours']:.2f} h = "
              f"{neg['false_accepts_per_hour']:.1f} per hour" if neg else ""))
+    worst = (neg or {}).get("false_accepts_by_clip", [])[:3]
+    if worst:
+        print("  false accepts most often on: " + "; ".join(
+            f"{w['heard'] or 'noise'} as {w['fired']} ({w['count']})" for w in worst))
     print(f"  TF example figures: {tf['matched']:.1%} matched, {tf['correct']:.1%} correct, "
           f"{tf['wrong']:.1%} wrong, {tf['false_positive']:.1%} false positive")
 

@@ -79,21 +79,29 @@ def stage_set(data_dir, which, out):
 
 
 def streaming_figures(py, model, validation, testing, noise_dir, out_dir, minutes=20.0,
-                      negative_minutes=60.0, target_fa_per_hour=2.0, recognizer=()):
+                      negative_minutes=60.0, target_fa_per_hour=2.0, recognizer=(),
+                      other_speech=None):
     """Keyword spotting on long audio, for a recipe: streams of the validation and the held-out
     speakers (make_streaming_test.py, noise that training never mixes in), the threshold chosen
     on the validation streams for target_fa_per_hour and stored beside the model, then the
     held-out streams scored with it and with the TF example's recognizer. Returns the figures.
-    recognizer: extra streaming_accuracy.py flags (the settings the sweep starts from)."""
+    validation, testing: a labelled folder or a list of them (the speakers of one set);
+    other_speech: {"validation": [folders], "test": [folders]} of speech with no command word
+    that the negative streams mix in (make_streaming_test.py --other_dir); recognizer: extra
+    streaming_accuracy.py flags (the settings the sweep starts from)."""
     streams = {}
-    for seed, (name, folder) in enumerate((("validation", validation), ("test", testing))):
+    other_speech = other_speech or {}
+    for seed, (name, folders) in enumerate((("validation", validation), ("test", testing))):
+        folders = [folders] if isinstance(folders, str) else list(folders)
+        data = [flag for folder in folders for flag in ("--data_dir", folder)]
+        other = [flag for folder in other_speech.get(name, ()) for flag in ("--other_dir", folder)]
         for negative, length in ((False, minutes), (True, negative_minutes)):
             key = f"{name}_negative" if negative else name
             wav = os.path.join(out_dir, f"{key}.wav")
             streams[key] = run_scored_step(f"stream of {key} speakers ({length:g} min)", [
-                py, "make_streaming_test.py", "--data_dir", folder, "--noise_dir", noise_dir,
+                py, "make_streaming_test.py", *data, "--noise_dir", noise_dir,
                 "--noise_part", "tail", "--minutes", f"{length:g}", "--out", wav,
-                "--seed", str(2 * seed + negative)] + (["--negative"] if negative else []),
+                "--seed", str(2 * seed + negative)] + (["--negative", *other] if negative else []),
                 os.path.join(out_dir, f"{key}.stream.json"))
     chosen = run_scored_step("choose the threshold on the validation streams", [
         py, "streaming_accuracy.py", "--model", model, "--wav", streams["validation"]["wav"],
@@ -116,6 +124,8 @@ def streaming_figures(py, model, validation, testing, noise_dir, out_dir, minute
         summary[name] = {"detection_rate": result["positive"]["detection_rate"],
                          "false_accepts_per_hour": result["negative"]["false_accepts_per_hour"],
                          "false_accepts_on_positive_stream": result["positive"]["false_accepts"],
+                         "false_accepts_by_clip": result["negative"].get(
+                             "false_accepts_by_clip", [])[:10],
                          "miss_rate_by_word": result["positive"]["miss_rate_by_word"],
                          "tf_example_figures": result["tf_example"]}
     return summary

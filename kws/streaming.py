@@ -14,6 +14,7 @@ its smoothed score has fallen back below the threshold and the suppression time 
 Needs numpy only (and the model's runtime).
 """
 
+import bisect
 import collections
 import dataclasses
 import json
@@ -290,9 +291,10 @@ def recognize(times, probs, labels, settings):
 
 
 # ---- ground truth and the measures --------------------------------------------------------------
-def read_ground_truth(path):
+def read_ground_truth(path, with_clips=False):
     """[(label, time_ms)] sorted by time, from `label,time_ms` rows (a header line is allowed:
-    the TF example's files have none)."""
+    the TF example's files have none); with_clips, [(label, time_ms, clip)] with the optional
+    third column make_streaming_test.py writes (the clip's file; '' where absent)."""
     import csv
 
     try:
@@ -305,15 +307,25 @@ def read_ground_truth(path):
     truth = []
     for row in rows:
         try:
-            truth.append((row[0], float(row[1])))
+            truth.append((row[0], float(row[1])) + ((row[2] if len(row) > 2 else "",)
+                                                    if with_clips else ()))
         except (IndexError, ValueError):
             raise UserError(f"{path}: expected rows label,time_ms, got {row[:3]}") from None
     return sorted(truth, key=lambda t: t[1])
 
 
 def write_ground_truth(path, truth):
-    lines = ["label,time_ms"] + [f"{label},{time_ms:.0f}" for label, time_ms in truth]
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    """`label,time_ms` rows, or `label,time_ms,clip` when truth holds (label, time_ms, clip)."""
+    import csv
+    import io
+
+    clips = bool(truth) and len(truth[0]) > 2
+    f = io.StringIO()
+    writer = csv.writer(f, lineterminator="\n")
+    writer.writerow(["label", "time_ms"] + (["clip"] if clips else []))
+    for label, time_ms, *clip in truth:
+        writer.writerow([label, f"{time_ms:.0f}"] + clip[:1])
+    atomic_write_text(path, f.getvalue())
 
 
 def tf_example_stats(found, truth, tolerance_ms=1500.0, clip_ms=1000.0):
@@ -346,11 +358,16 @@ def wakeword_stats(found, truth, duration_s, words, after_ms=1750.0):
     A command word of the ground truth is detected when a detection of the same label lies in
     [its start, its start + after_ms] (each detection serves one word). Every other detection
     of a command word (the wrong word, a second one, one fired on an unknown word or on noise)
-    is a false accept. Detections of `_unknown_` are not commands and count for nothing."""
+    is a false accept. Detections of `_unknown_` are not commands and count for nothing. With
+    truth of (label, time_ms, clip), false accepts are also counted by the clip they fired on
+    (the last word that started within after_ms before; '' for noise)."""
     words = set(words)
-    targets = [(label, t) for label, t in truth if label in words]
+    truth = sorted(truth, key=lambda t: t[1])
+    targets = [(w[0], w[1]) for w in truth if w[0] in words]
+    starts = [w[1] for w in truth]
     used = [False] * len(targets)
     false_accepts = 0
+    by_clip = collections.Counter()
     for d in sorted(found, key=lambda d: d.time_ms):
         if d.label not in words:
             continue
@@ -360,14 +377,23 @@ def wakeword_stats(found, truth, duration_s, words, after_ms=1750.0):
                 break
         else:
             false_accepts += 1
+            if truth and len(truth[0]) > 2:
+                j = bisect.bisect_right(starts, d.time_ms) - 1
+                heard = truth[j] if j >= 0 and d.time_ms - starts[j] <= after_ms else None
+                by_clip[((heard[2] or heard[0]) if heard else "", d.label)] += 1
     per_word = {}
     for (label, _), hit in zip(targets, used):
         total, hits = per_word.get(label, (0, 0))
         per_word[label] = (total + 1, hits + hit)
     hours = duration_s / 3600
-    return {"command_words": len(targets), "detected": sum(used),
-            "detection_rate": sum(used) / len(targets) if targets else None,
-            "false_accepts": false_accepts,
-            "false_accepts_per_hour": false_accepts / hours if hours else None,
-            "hours": hours,
-            "miss_rate_by_word": {w: 1 - h / n for w, (n, h) in sorted(per_word.items())}}
+    result = {"command_words": len(targets), "detected": sum(used),
+              "detection_rate": sum(used) / len(targets) if targets else None,
+              "false_accepts": false_accepts,
+              "false_accepts_per_hour": false_accepts / hours if hours else None,
+              "hours": hours,
+              "miss_rate_by_word": {w: 1 - h / n for w, (n, h) in sorted(per_word.items())}}
+    if truth and len(truth[0]) > 2:
+        result["false_accepts_by_clip"] = [
+            {"heard": heard, "fired": fired, "count": n}
+            for (heard, fired), n in by_clip.most_common()]
+    return result
