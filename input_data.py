@@ -564,11 +564,13 @@ def pack_dataset(images, labels, batch_size, seed, noise=None, shift_frames=10, 
                  noise_frequency=0.5, snr_db=(0.0, 20.0), num_classes=None):
     """An endless tf.data.Dataset of (features float32 [B, 98, 40], labels int32 [B]) from pack
     images (with num_classes, labels float32 [B, 1 + num_classes] as AudioProcessor.dataset
-    gives them with soft targets: the label, then -1s for no soft target), shuffled and
+    gives them with soft targets: the label, then -1s for no soft target), drawn at random and
     augmented as features allow: a time shift of up to shift_frames (the frames it opens are
     the image's quietest), a gain of up to +-gain_db (an offset in grey levels: 2 * GREY_SCALE
     * ln(gain)), and with noise_frequency a noise image (noise_images) added in the power domain
-    at an SNR drawn from snr_db. Masking is the model's SpecAugment."""
+    at an SNR drawn from snr_db. Masking is the model's SpecAugment. Each batch is augmented
+    whole, from its number and the seed alone (a per-example map costs several times the CPU,
+    which on a small machine the train step waits for)."""
     import tensorflow as tf
 
     from kws.pack import GREY_CENTRE, GREY_OFFSET, GREY_SCALE, GREY_SPREAD, PACK_FRAMES
@@ -576,42 +578,44 @@ def pack_dataset(images, labels, batch_size, seed, noise=None, shift_frames=10, 
     images = tf.constant(images)
     labels = tf.constant(labels)
     n = int(images.shape[0])
-    noise = tf.constant(noise if noise is not None else np.zeros((1, 98, 40), np.float32))
     use_noise = noise_frequency if noise is not None else 0.0
+    noise = tf.constant(noise if noise is not None else np.zeros((1, 98, 40), np.float32))
     max_offset = 2 * GREY_SCALE * math.log(10 ** (gain_db / 20))
+    frame = tf.range(PACK_FRAMES)[None, :]
 
-    def augment(i, key):
-        key = tf.cast(key, tf.int64)
+    def augment(batch):
+        def uniform(k, low, high, dtype=tf.float32):
+            return tf.random.stateless_uniform([batch_size], [seed, batch * 8 + k], low, high,
+                                               dtype=dtype)
+
+        i = uniform(0, 0, n, tf.int64)
         grey = tf.cast(tf.gather(images, i), tf.float32)
-        floor = tf.reduce_min(grey, axis=0, keepdims=True)
-        shift = tf.random.stateless_uniform([], [seed, key], -shift_frames, shift_frames + 1,
-                                            dtype=tf.int32)
-        rolled = tf.roll(grey, shift, axis=0)
-        frame = tf.range(PACK_FRAMES)[:, None]
-        opened = tf.logical_or(frame < shift, frame >= PACK_FRAMES + shift)
-        grey = tf.where(opened, floor + tf.zeros_like(grey), rolled)
-        grey += tf.random.stateless_uniform([], [seed, key + 1], -max_offset, max_offset)
+        floor = tf.reduce_min(grey, axis=1, keepdims=True)
+        source = frame - uniform(1, -shift_frames, shift_frames + 1, tf.int32)[:, None]
+        inside = (source >= 0) & (source < PACK_FRAMES)
+        shifted = tf.gather(grey, tf.clip_by_value(source, 0, PACK_FRAMES - 1), axis=1,
+                            batch_dims=1)
+        grey = tf.where(inside[:, :, None], shifted, floor)
+        grey += uniform(2, -max_offset, max_offset)[:, None, None]
         if use_noise:
-            pick = tf.random.stateless_uniform([], [seed, key + 2], 0, noise.shape[0],
-                                               dtype=tf.int32)
-            snr = tf.random.stateless_uniform([], [seed, key + 3], snr_db[0], snr_db[1])
+            pick = uniform(3, 0, noise.shape[0], tf.int32)
+            snr = uniform(4, snr_db[0], snr_db[1])
             power = tf.exp((grey - GREY_OFFSET) / GREY_SCALE)
             noise_power = tf.exp((tf.gather(noise, pick) - GREY_OFFSET) / GREY_SCALE)
-            ratio = tf.reduce_mean(power) / tf.maximum(tf.reduce_mean(noise_power), 1e-12)
-            mixed = power + noise_power * ratio * tf.pow(10.0, -snr / 10)
+            ratio = tf.reduce_mean(power, [1, 2]) / tf.maximum(
+                tf.reduce_mean(noise_power, [1, 2]), 1e-12)
+            mixed = power + noise_power * (ratio * tf.pow(10.0, -snr / 10))[:, None, None]
             noisy = GREY_SCALE * tf.math.log(mixed) + GREY_OFFSET
-            grey = tf.where(tf.random.stateless_uniform([], [seed, key + 4]) < use_noise,
-                            noisy, grey)
+            grey = tf.where((uniform(5, 0.0, 1.0) < use_noise)[:, None, None], noisy, grey)
         grey = tf.clip_by_value(grey, 0.0, 255.0)
         label = tf.gather(labels, i)
         if num_classes:
-            label = tf.concat([tf.cast(label, tf.float32)[None], -tf.ones([num_classes])], 0)
+            label = tf.concat([tf.cast(label, tf.float32)[:, None],
+                               -tf.ones([batch_size, num_classes])], 1)
         return (grey - GREY_CENTRE) * (1.0 / GREY_SPREAD), label
 
-    ds = tf.data.Dataset.range(1 << 40).map(
-        lambda k: (tf.random.stateless_uniform([], [seed, k], 0, n, dtype=tf.int64), k * 8))
-    ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(batch_size)
+    return tf.data.Dataset.range(1 << 40).map(augment, num_parallel_calls=tf.data.AUTOTUNE,
+                                              deterministic=True)
 
 
 def replica_slices(batch, seed, first, count, total):

@@ -251,6 +251,46 @@ def test_train_mixes_the_pack_with_audio_and_saves_the_whole_model(small_pack, t
     assert json.loads((tmp_path / "ck" / "smoke" / "state.json").read_text())["epoch"] == 3
 
 
+def test_pack_batches_are_shifted_offset_and_noisy_images_augmented_whole():
+    from input_data import pack_dataset
+    from kws.pack import GREY_CENTRE, GREY_SPREAD
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(60, 200, (5, 98, 40)).astype(np.uint8)
+    labels = np.arange(5, dtype=np.int32)
+    plain = pack_dataset(images, labels, 8, seed=3, gain_db=0.0)
+    batches = [(x.numpy() * GREY_SPREAD + GREY_CENTRE, y.numpy()) for x, y in plain.take(3)]
+    shifts = set()
+    for grey, y in batches:
+        assert grey.shape == (8, 98, 40) and y.dtype == np.int32
+        for g, label in zip(grey, y):
+            image = images[label].astype(np.float32)
+            floor = image.min(axis=0)
+            match = [s for s in range(-10, 11) if np.allclose(
+                g, np.where((np.arange(98) - s >= 0)[:, None] & (np.arange(98) - s < 98)[:, None],
+                            image[np.clip(np.arange(98) - s, 0, 97)], floor), atol=1e-3)]
+            assert match, "every image is its own, shifted by at most 10 frames"
+            shifts.add(match[0])
+    assert len(shifts) > 5
+    again = [x.numpy() for x, _ in pack_dataset(images, labels, 8, seed=3, gain_db=0.0).take(3)]
+    np.testing.assert_array_equal(again[2], (batches[2][0] - GREY_CENTRE) / GREY_SPREAD)
+    # gain: one offset per image, within +-6 dB; soft-target labels as the audio batches have
+    gained = pack_dataset(images, labels, 64, seed=3, shift_frames=0, num_classes=12)
+    x, y = next(iter(gained))
+    offsets = (x.numpy() * GREY_SPREAD + GREY_CENTRE) - images[y.numpy()[:, 0].astype(int)]
+    spread = offsets.max(axis=(1, 2)) - offsets.min(axis=(1, 2))
+    unclipped = spread < 1e-3
+    assert unclipped.mean() > 0.5 and np.abs(offsets.mean(axis=(1, 2))).max() <= 2 * GREY_SCALE \
+        * np.log(10 ** (6 / 20)) + 1e-3 and offsets[unclipped].std() > 1
+    assert y.shape == (64, 13) and np.all(y.numpy()[:, 1:] == -1)
+    # noise images raise the quiet cells of about half the images
+    noise = np.full((2, 98, 40), 200.0, np.float32)
+    noisy = pack_dataset(images, labels, 64, seed=3, shift_frames=0, gain_db=0.0, noise=noise)
+    x, y = next(iter(noisy))
+    raised = (x.numpy() * GREY_SPREAD + GREY_CENTRE - images[y.numpy()]).mean(axis=(1, 2)) > 1
+    assert 0.2 < raised.mean() < 0.8
+
+
 def test_pack_needs_a_pack_model(small_pack, tmp_path):
     from conftest import make_speech_commands
 

@@ -2,6 +2,7 @@
 training speakers only, on small generated data."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 from conftest import make_speech_commands
@@ -70,3 +71,31 @@ def test_held_out_silence_comes_only_from_noise_training_never_uses(tmp_path):
                            validation_percentage=0, testing_percentage=0)
     names = {it["file"].rsplit("/", 1)[-1] for it in calib.data_index["training"]}
     assert n_speakers and names and names.isdisjoint(held_out)
+
+
+def test_v001_and_digit_speakers_split_so_stream_speakers_never_train(tmp_path):
+    shared = tmp_path / "shared"
+    speakers = [f"{i:08x}" for i in range(60)]
+    for k, spk in enumerate(speakers):
+        write_wav(shared / "speech_commands_v0.01_sample" / ["yes", "tree"][k % 2] /
+                  f"{spk}_nohash_0.wav", np.zeros(RATE, np.float32))
+    for name in ("lucas", "theo", "george"):
+        for digit in range(3):
+            write_wav(shared / "free_spoken_digits" / "recordings" / f"{digit}_{name}_0.wav",
+                      np.zeros(4000, np.float32))
+    v001 = real.stage_v001(str(shared), str(tmp_path / "v001"))
+    digits = real.stage_digits(str(shared), str(tmp_path / "digits"))
+    seen = {}
+    for which, folder in v001.items():
+        for path in sorted(Path(folder).rglob("*.wav")):
+            assert which_set(path.name, real.VALIDATION_PERCENT, real.TESTING_PERCENT,
+                             real.SPLIT_SALT) == which
+            seen.setdefault(which, set()).add(speaker_id(path.name))
+    assert set(seen) == {"training", "validation", "testing"}
+    assert sum(len(s) for s in seen.values()) == len(speakers)
+    for which, names in {"training": {"george"}, "validation": {"lucas"},
+                         "testing": {"theo"}}.items():
+        found = {p.name.split("_")[0] for p in (tmp_path / "digits" / which).rglob("*.wav")}
+        assert found == names and digits[which].endswith(which)
+    assert {p.parent.name for p in (tmp_path / "digits").rglob("*.wav")} == {"zero", "one", "two"}
+    real.stage_digits(str(shared), str(tmp_path / "digits"))  # staging again starts afresh

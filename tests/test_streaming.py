@@ -180,6 +180,31 @@ def test_measures_on_hand_made_detections():
     assert tf["correct"] == pytest.approx(2 / 4) and tf["false_positive"] == pytest.approx(1 / 4)
 
 
+def test_false_accepts_are_counted_by_the_clip_they_fired_on():
+    truth = [("_unknown_", 1000, "_unknown_/tree_a.wav"), ("_unknown_", 5000, "six/b.wav"),
+             ("_unknown_", 9000, "_unknown_/tree_a.wav")]
+    found = [Detection(2200, "right", 0.9), Detection(9900, "right", 0.95),
+             Detection(5900, "on", 0.9), Detection(30000, "go", 0.9),  # noise: no word near
+             Detection(6000, "_unknown_", 0.9)]
+    ww = wakeword_stats(found, truth, 3600, ["right", "on", "go"])
+    assert ww["false_accepts"] == 4
+    assert ww["false_accepts_by_clip"] == [
+        {"heard": "_unknown_/tree_a.wav", "fired": "right", "count": 2},
+        {"heard": "six/b.wav", "fired": "on", "count": 1},
+        {"heard": "", "fired": "go", "count": 1}]
+    assert "false_accepts_by_clip" not in wakeword_stats(found, [t[:2] for t in truth], 3600,
+                                                         ["right"])
+
+
+def test_rounds_draw_every_clip_once_before_any_repeats():
+    from make_streaming_test import Rounds
+
+    rounds = Rounds(range(7), np.random.RandomState(0))
+    for _ in range(3):
+        assert sorted(rounds.draw() for _ in range(7)) == list(range(7))
+    assert not Rounds([], np.random.RandomState(0))
+
+
 class ToneModel:
     """A fake model: the label of the loudest of a few tones in the newest half second."""
 
@@ -368,6 +393,21 @@ def test_make_streaming_test_is_seeded_and_its_truth_is_right(tone_model, tmp_pa
         assert np.abs(audio[i:i + 1600]).max() > 2 * np.abs(audio[i - 3200:i - 1600]).max()
     script("make_streaming_test.py", *args, "--negative", "--out", tmp_path / "n.wav")
     assert {label for label, _ in read_ground_truth(tmp_path / "n.csv")} == {"_unknown_"}
+    # other speech (a flat folder, no labels) joins the negative stream; each clip is named
+    for k in range(3):
+        write_wav(tmp_path / "other" / f"talk{k}.wav", tone(700 + 50 * k, 0.5))
+    script("make_streaming_test.py", *args, "--negative", "--other_dir", tmp_path / "other",
+           "--other_share", "0.5", "--out", tmp_path / "o.wav", "--metrics_json",
+           tmp_path / "o.json")
+    placed = read_ground_truth(tmp_path / "o.csv", with_clips=True)
+    other = [clip for _, _, clip in placed if clip.startswith("other/")]
+    assert {label for label, _, _ in placed} == {"_unknown_"}
+    assert 0 < len(other) < len(placed) and set(other) == {f"other/talk{k}.wav" for k in range(3)}
+    assert json.loads((tmp_path / "o.json").read_text())["other_speech"] == len(other)
+    unknown = [c for _, _, c in placed if not c.startswith("other/")]
+    n = len(set(unknown))  # shuffled rounds: no clip twice before every clip once
+    rounds = [unknown[i:i + n] for i in range(0, len(unknown), n)]
+    assert all(len(set(r)) == len(r) for r in rounds)
     bad = script("make_streaming_test.py", *args, "--minutes", "0", "--out", tmp_path / "x.wav",
                  check=False)
     assert bad.returncode == 2 and not (tmp_path / "x.wav").exists()
