@@ -47,10 +47,10 @@ def read_card(models_dir=MODELS_DIR):
 
 
 AUDIO_DATA = ("real.py: Speech Commands v0.02 test clips split by speaker (training speakers "
-              "only), the v0.01 sample, spoken digits as unknown words, synthetic espeak-ng "
-              "speech, real background noise")
+              "only), the v0.01 sample's training speakers, four of the six spoken-digit "
+              "speakers as unknown words, synthetic espeak-ng speech, real background noise")
 PACK_DATA = (" + the published spectrograms of Speech Commands v0.02 (train.py --pack: 2,298 "
-             "more speakers; the held-out speakers' images left out)")
+             "more speakers; the validation and held-out speakers' images left out)")
 
 
 def card_from_results(results, tf_dir, command="make real", commit=None, when=None,
