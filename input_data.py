@@ -495,11 +495,12 @@ class AudioProcessor:
 
 
 def mix_with_pack(processor, train, val, front, pack, frequency, batch_size, seed,
-                  train_on_validation=False, with_silence=False):
+                  train_on_validation=False, with_silence=False, shift_frames=10):
     """(training batches, validation batches, report) for a model's body: the audio batches of
     `train` and `val` through the PackFeatures layer `front`, and in training `frequency` of
     the batches drawn from the pack instead (pack_dataset). The speakers of the processor's
-    testing set (and validation, unless train_on_validation) lose their pack images too."""
+    testing set (and validation, unless train_on_validation) lose their pack images too.
+    shift_frames: the images' time shift, as the audio's time_shift_ms."""
     import tensorflow as tf
 
     held_out = processor.speakers("testing") | (
@@ -509,6 +510,7 @@ def mix_with_pack(processor, train, val, front, pack, frequency, batch_size, see
     soft_width = label_shape[-1] if len(label_shape) > 1 else None
     batches = pack_dataset(images, labels, batch_size, seed,
                            noise_images(processor.noise_train, front, seed=seed),
+                           shift_frames=shift_frames,
                            num_classes=soft_width - 1 if soft_width else None)
     features = train.map(lambda x, y: (front(x), y), num_parallel_calls=tf.data.AUTOTUNE)
     mixed = tf.data.Dataset.sample_from_datasets([features, batches], [1 - frequency, frequency],

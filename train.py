@@ -663,7 +663,8 @@ def with_pack(args, processor, train, val, net, audio_steps):
     train, val, report = mix_with_pack(
         processor, train, val, net.get_layer("pack_features"),
         read_pack(args.pack, args.pack_cache_dir), args.pack_frequency, args.batch_size,
-        args.seed, args.train_on_validation, args.pack_silence)
+        args.seed, args.train_on_validation, args.pack_silence,
+        shift_frames=round(args.time_shift_ms / 10))  # the pack's frames are 10 ms apart
     print(f"pack: {report['images']:,} images train ({report['held_out_speakers']} held-out "
           "speakers left out)")
     return train, val, math.ceil(audio_steps / (1 - args.pack_frequency))
