@@ -17,11 +17,7 @@ from kws.common import UserError
 
 def front_end_constants(layer):
     """The arrays and scalars of a model.LogMel or model.MFCC layer, as saved in NAME_stream.npz."""
-    import tensorflow as tf
-
-    mel = tf.signal.linear_to_mel_weight_matrix(layer.num_mel_bins, layer.num_bins,
-                                                layer.sample_rate, layer.lower_hz,
-                                                layer.upper_hz).numpy()
+    mel = layer.mel_matrix()
     constants = {"window": layer.window, "hop": layer.hop, "power": layer.power,
                  "log_offset": layer.log_offset, "mel": mel.astype(np.float32),
                  "frames": layer.num_frames(CLIP_SAMPLES)}
