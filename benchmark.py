@@ -361,7 +361,7 @@ def pack_pipeline_benchmark(processor, pack_path, steps, batch_size, per_batch):
     import tensorflow as tf
 
     import model as zoo
-    from input_data import Augmentation, mix_with_pack
+    from input_data import Augmentation, mix_with_pack, noise_images, pack_dataset, pack_examples
     from kws.pack import read_pack
 
     rss_before = _memory_kb("VmRSS")
@@ -376,18 +376,31 @@ def pack_pipeline_benchmark(processor, pack_path, steps, batch_size, per_batch):
     mixed, _, report = mix_with_pack(processor, audio, audio, front, pack, 0.5, batch_size, 0)
     cached = mixed.take(1).cache().repeat()
     body.fit(cached, steps_per_epoch=5, epochs=1, verbose=0)
-    step = per_batch(lambda: body.fit(cached, steps_per_epoch=steps, epochs=1, verbose=0))
     body.fit(mixed, steps_per_epoch=5, epochs=1, verbose=0)
+    # the cached and the live step alternate, three rounds, medians: a shared machine's speed
+    # drifts between two timings taken minutes apart
+    rounds = []
+    for _ in range(3):
+        step = per_batch(lambda: body.fit(cached, steps_per_epoch=steps, epochs=1, verbose=0))
+        fed = per_batch(lambda: body.fit(mixed, steps_per_epoch=steps, epochs=1, verbose=0))
+        rounds.append((step, fed, max(fed - step, 0) / fed))
+    step, fed, wait = (float(np.median(column)) for column in zip(*rounds))
     alone = per_batch(lambda: [None for _ in mixed.take(steps)])
-    fed = per_batch(lambda: body.fit(mixed, steps_per_epoch=steps, epochs=1, verbose=0))
+    branches = {name: per_batch(lambda ds=ds: [None for _ in ds.take(steps)]) for name, ds in (
+        ("audio + front end", audio.map(lambda x, y: (front(x), y),
+                                        num_parallel_calls=tf.data.AUTOTUNE)),
+        ("pack images", pack_dataset(*pack_examples(pack, processor.words_list), batch_size, 0,
+                                     noise_images(processor.noise_train, front))))}
     rss = _memory_kb("VmRSS")
     print(f"pack (edge_tcs width 2 on PackFeatures, {report['images']:,} images, half the "
           f"batches): train step on a cached batch {step * 1e3:.1f} ms; pipeline alone "
-          f"{alone * 1e3:.1f} ms/batch ({batch_size / alone:,.0f} examples/s); step fed live "
-          f"{fed * 1e3:.1f} ms ({batch_size / fed:,.0f} examples/s); input wait "
-          f"{max(fed - step, 0) / fed:.1%} of a step; resident memory {rss / 1024:,.0f} MB "
-          f"(the pack and its pipeline added {(rss - rss_before) / 1024:,.0f} MB), peak "
-          f"{_memory_kb('VmHWM') / 1024:,.0f} MB")
+          f"{alone * 1e3:.1f} ms/batch ({batch_size / alone:,.0f} examples/s: "
+          + ", ".join(f"{name} {t * 1e3:.1f} ms" for name, t in branches.items())
+          + f"); step fed live {fed * 1e3:.1f} ms ({batch_size / fed:,.0f} examples/s); input "
+          f"wait {wait:.1%} of a step (median of 3 rounds: "
+          + ", ".join(f"{w:.1%}" for _, _, w in rounds)
+          + f"); resident memory {rss / 1024:,.0f} MB (the pack and its pipeline added "
+          f"{(rss - rss_before) / 1024:,.0f} MB), peak {_memory_kb('VmHWM') / 1024:,.0f} MB")
 
 
 if __name__ == "__main__":

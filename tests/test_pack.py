@@ -326,4 +326,5 @@ def test_the_pipeline_benchmark_times_the_pack_input(small_pack, tmp_path):
                           cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     line = next(ln for ln in done.stdout.splitlines() if ln.startswith("pack ("))
-    assert "input wait" in line and "resident memory" in line
+    assert "input wait" in line and "resident memory" in line and "median of 3 rounds" in line
+    assert "audio + front end" in line and "pack images" in line
