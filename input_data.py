@@ -496,11 +496,13 @@ class AudioProcessor:
 
 def mix_with_pack(processor, train, val, front, pack, frequency, batch_size, seed,
                   train_on_validation=False, with_silence=False, shift_frames=10):
-    """(training batches, validation batches, report) for a model's body: the audio batches of
-    `train` and `val` through the PackFeatures layer `front`, and in training `frequency` of
-    the batches drawn from the pack instead (pack_dataset). The speakers of the processor's
-    testing set (and validation, unless train_on_validation) lose their pack images too.
-    shift_frames: the images' time shift, as the audio's time_shift_ms."""
+    """(training batches, validation batches, report) for model.pack_trainer: batches of
+    ((audio, image features, from_audio), labels), `frequency` of the training batches drawn
+    from the pack (pack_dataset, augmented as features), the others audio clips of `train`
+    (their front end, the PackFeatures layer `front`, runs in the train step); `val` is audio.
+    The speakers of the processor's testing set (and validation, unless train_on_validation)
+    lose their pack images too. shift_frames: the images' time shift, as the audio's
+    time_shift_ms."""
     import tensorflow as tf
 
     held_out = processor.speakers("testing") | (
@@ -512,11 +514,20 @@ def mix_with_pack(processor, train, val, front, pack, frequency, batch_size, see
                            noise_images(processor.noise_train, front, seed=seed),
                            shift_frames=shift_frames,
                            num_classes=soft_width - 1 if soft_width else None)
-    features = train.map(lambda x, y: (front(x), y), num_parallel_calls=tf.data.AUTOTUNE)
-    mixed = tf.data.Dataset.sample_from_datasets([features, batches], [1 - frequency, frequency],
-                                                 seed=seed)
+    image_shape = batches.element_spec[0].shape[1:]
+
+    def from_audio(x, y):
+        n = tf.shape(x)[0]
+        return (x, tf.zeros(tf.concat([[n], image_shape], 0)), tf.ones([n], tf.bool)), y
+
+    def from_pack(x, y):
+        n = tf.shape(x)[0]
+        return (tf.zeros([n, CLIP_SAMPLES]), x, tf.zeros([n], tf.bool)), y
+
+    mixed = tf.data.Dataset.sample_from_datasets(
+        [train.map(from_audio), batches.map(from_pack)], [1 - frequency, frequency], seed=seed)
     report = {"images": len(images), "held_out_speakers": len(held_out)}
-    return mixed.prefetch(tf.data.AUTOTUNE), val.map(lambda x, y: (front(x), y)), report
+    return mixed.prefetch(tf.data.AUTOTUNE), val.map(from_audio), report
 
 
 def pack_examples(pack, words_list, exclude_speakers=(), with_silence=False):

@@ -532,6 +532,39 @@ class PackFeatures(LogMel):
         return {**config, "grey_scale": self.grey_scale, "grey_offset": self.grey_offset}
 
 
+class PackOrAudio(layers.Layer):
+    """Training a pack model: a batch is either audio clips (through the model's PackFeatures
+    layer, inside the train step, where the step's threads share its cost) or pack images,
+    which are already features. `from_audio` [batch] bool says which (the whole batch alike)."""
+
+    def __init__(self, front, **kwargs):
+        super().__init__(**kwargs)
+        self.front = front
+
+    def call(self, audio, image, from_audio):
+        return ops.cond(from_audio[0], lambda: self.front(audio), lambda: image)
+
+    def compute_output_shape(self, audio_shape, image_shape, from_audio_shape):
+        return image_shape
+
+
+def pack_trainer(net):
+    """The model that trains a pack model: inputs (audio [B, 16000], pack image features
+    [B, 98, 40], from_audio [B] bool), output the model's logits. Its layers are the model's, so
+    training it trains the model (which stays audio in, and is what is saved)."""
+    try:
+        front = net.get_layer("pack_features")
+    except ValueError:
+        raise UserError("--pack needs a model with the pack front end (e.g. --model_options "
+                        "'{\"features\": \"pack\"}' for edge_tcs)") from None
+    body = keras.Model(front.output, net.output, name=net.name + "_body")
+    audio = keras.Input(net.input_shape[1:], name="audio")
+    image = keras.Input(front.output.shape[1:], name="pack_image")
+    from_audio = keras.Input((), dtype="bool", name="from_audio")
+    features = PackOrAudio(front, name="pack_or_audio")(audio, image, from_audio)
+    return keras.Model([audio, image, from_audio], body(features), name=net.name + "_trainer")
+
+
 def _frontend(audio, kind, spec_augment, **frontend):
     """Log-mel or MFCC [B, T, F], then SpecAugment when `spec_augment` is True or a dict of its
     settings (training only)."""

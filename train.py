@@ -532,7 +532,7 @@ def make_checkpoint_callback(exp_dir, save_best_only, plateau, budget, keep_last
     resumes from a matching model, optimizer and state. last.keras, a copy for users, is written
     before the commit: a kill in between only means the epoch is trained again.
     keep_last: validation is not held out, so the run's result is its last epoch, not its best.
-    saved: the model to write, when what trains is part of it (a pack model's body); the
+    saved: the model to write, when what trains wraps it (a pack model's pack_trainer); the
     optimizer is always the training model's.
     """
     import keras
@@ -633,7 +633,7 @@ def build_and_compile(args, num_classes, exp_dir, resume_state, replicas=1):
             net.load_weights(args.init_checkpoint, skip_mismatch=True)
     if replicas > 1:
         synchronise_batch_norm(net)
-    trainer = pack_body(net) if args.pack else net
+    trainer = zoo.pack_trainer(net) if args.pack else net
     trainer.compile(optimizer=make_optimizer(args), loss=loss, metrics=[metric])
     if resume_state:
         restore_optimizer(trainer, os.path.join(exp_dir, resume_state["resume_optimizer"]))
@@ -641,22 +641,9 @@ def build_and_compile(args, num_classes, exp_dir, resume_state, replicas=1):
     return net, trainer
 
 
-def pack_body(net):
-    """The network after a model's PackFeatures layer: what trains on pack images and on audio
-    features alike (its layers are the model's, so training it trains the model)."""
-    import keras
-
-    try:
-        front = net.get_layer("pack_features")
-    except ValueError:
-        raise UserError("--pack needs a model with the pack front end (e.g. --model_options "
-                        "'{\"features\": \"pack\"}' for edge_tcs)") from None
-    return keras.Model(front.output, net.output, name=net.name + "_body")
-
-
 def with_pack(args, processor, train, val, net, audio_steps):
-    """(training batches of features: audio through PackFeatures mixed with pack images,
-    validation features, steps per epoch)."""
+    """(training batches for model.pack_trainer: audio clips mixed with pack images,
+    validation batches, steps per epoch)."""
     from input_data import mix_with_pack
     from kws.pack import read_pack
 

@@ -304,6 +304,26 @@ def test_pack_needs_a_pack_model(small_pack, tmp_path):
         done.stderr.strip().splitlines()[-1], done.stderr[-2000:]
 
 
+def test_the_pack_trainer_runs_the_front_end_on_audio_batches_only():
+    import keras
+
+    net = model.build_model("edge_tcs", 12, features="pack", width=0.25, head_channels=16)
+    trainer = model.pack_trainer(net)
+    front = net.get_layer("pack_features")
+    body = keras.Model(front.output, net.output)
+    rng = np.random.default_rng(1)
+    audio = rng.normal(0, 0.1, (3, 16000)).astype(np.float32)
+    image = rng.normal(0, 1, (3, 98, 40)).astype(np.float32)
+    on_audio = trainer([audio, np.zeros_like(image), np.ones(3, bool)], training=False)
+    np.testing.assert_allclose(on_audio, net(audio, training=False), atol=1e-5)
+    on_image = trainer([np.zeros_like(audio), image, np.zeros(3, bool)], training=False)
+    np.testing.assert_allclose(on_image, body(image, training=False), atol=1e-5)
+    assert trainer.trainable_weights and all(
+        any(w is v for v in net.trainable_weights) for w in trainer.trainable_weights)
+    with pytest.raises(UserError, match="pack front end"):
+        model.pack_trainer(model.build_model("edge_tcs", 12, width=0.25, head_channels=16))
+
+
 @pytest.mark.parametrize("name", ["tutorial_conv", "ds_cnn_s", "edge_bcres", "edge_tcs"])
 def test_every_spectrogram_model_takes_the_pack_front_end(name):
     net = model.build_model(name, 12, features="pack")
@@ -327,4 +347,4 @@ def test_the_pipeline_benchmark_times_the_pack_input(small_pack, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     line = next(ln for ln in done.stdout.splitlines() if ln.startswith("pack ("))
     assert "input wait" in line and "resident memory" in line and "median of 3 rounds" in line
-    assert "audio + front end" in line and "pack images" in line
+    assert "audio clips" in line and "pack images" in line
