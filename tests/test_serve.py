@@ -85,7 +85,8 @@ def known_words(tmp_path_factory, request):
     path = tmp_path_factory.mktemp("known") / "known_words.wav"
     write_wav(str(path), audio)
     stream_model, stream_labels = load_streaming_model(DEFAULT_MODEL, None, 1, 20)
-    found = Spotter(stream_model, stream_labels, load_settings(DEFAULT_MODEL)).feed(audio)
+    heard = np.frombuffer(pcm16(audio), "<i2").astype(np.float32) / 32768  # as /ws decodes it
+    found = Spotter(stream_model, stream_labels, load_settings(DEFAULT_MODEL)).feed(heard)
     return path, audio, found
 
 
