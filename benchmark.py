@@ -374,7 +374,7 @@ def pack_pipeline_benchmark(processor, pack_path, steps, batch_size, per_batch):
                                                                    speed_frequency=0.5))
     mixed, _, report = mix_with_pack(processor, audio, audio, front, pack, 0.5, batch_size, 0)
     cached = mixed.take(16).cache().repeat()  # audio and pack batches, as the live mix has them
-    body.fit(cached, steps_per_epoch=5, epochs=1, verbose=0)
+    body.fit(cached, steps_per_epoch=16, epochs=1, verbose=0)
     body.fit(mixed, steps_per_epoch=5, epochs=1, verbose=0)
     # the cached and the live step alternate, three rounds, medians: a shared machine's speed
     # drifts between two timings taken minutes apart
