@@ -83,7 +83,7 @@ def stage_v001(shared, out):
             if name.lower().endswith(".wav"):
                 which = which_set(name, VALIDATION_PERCENT, TESTING_PERCENT, SPLIT_SALT)
                 link_into(os.path.join(folder, name), os.path.join(out, which, word, name))
-    return {which: os.path.join(out, which) for which in ("training", "validation", "testing")}
+    return set_folders(out)
 
 
 def stage_digits(shared, out):
@@ -102,6 +102,10 @@ def stage_digits(shared, out):
         which = next((w for w, names in DIGIT_SPEAKERS.items() if speaker in names), "training")
         link_into(os.path.join(source, name),
                   os.path.join(out, which, DIGITS[int(digit)], f"{speaker}_nohash_{n}.wav"))
+    return set_folders(out)
+
+
+def set_folders(out):
     return {which: os.path.join(out, which) for which in ("training", "validation", "testing")}
 
 

@@ -66,12 +66,12 @@ def evaluate(labels, settings, positive, negative, after_ms, tolerance_ms):
     found = recognize(positive["times"], positive["probs"], labels, settings)
     result = {"settings": dataclasses.asdict(settings),
               "tf_example": tf_example_stats(found, positive["truth"], tolerance_ms),
-              "positive": wakeword_stats(found, positive["truth_clips"], positive["seconds"],
+              "positive": wakeword_stats(found, positive["truth"], positive["seconds"],
                                          COMPETITION_WORDS, after_ms)}
     if negative:
         false_found = recognize(negative["times"], negative["probs"], labels, settings)
-        result["negative"] = wakeword_stats(false_found, negative["truth_clips"],
-                                            negative["seconds"], COMPETITION_WORDS, after_ms)
+        result["negative"] = wakeword_stats(false_found, negative["truth"], negative["seconds"],
+                                            COMPETITION_WORDS, after_ms)
     result["detections"] = [(d.time_ms, d.label, d.score) for d in found]
     return result
 
@@ -121,16 +121,15 @@ def plot_det(rows, path, title):
 
 def load_stream(model, wav, truth_path, stride_ms, negative=False):
     truth_path = truth_path or os.path.splitext(wav)[0] + ".csv"
-    with_clips = read_ground_truth(truth_path, with_clips=True)
-    truth = [(label, t) for label, t, _ in with_clips]
-    if not negative and not any(label in COMPETITION_WORDS for label, _ in truth):
+    truth = read_ground_truth(truth_path, with_clips=True)
+    if not negative and not any(label in COMPETITION_WORDS for label, _, _ in truth):
         raise UserError(f"{truth_path} names no command word: pass a stream without any as "
                         "--negative_wav")
     times, probs, seconds, cpu = score_file(model, wav, stride_ms)
     if not len(times):
         raise UserError(f"{wav}: shorter than one second, nothing to score")
-    return {"wav": wav, "truth": truth, "truth_clips": with_clips, "times": times,
-            "probs": probs, "seconds": seconds, "cpu_seconds": cpu}
+    return {"wav": wav, "truth": truth, "times": times, "probs": probs, "seconds": seconds,
+            "cpu_seconds": cpu}
 
 
 def print_result(name, r):

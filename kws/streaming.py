@@ -337,7 +337,7 @@ def tf_example_stats(found, truth, tolerance_ms=1500.0, clip_ms=1000.0):
     correct = wrong = false_positive = 0
     matched = []
     for label, time_ms in starts:
-        hit = next(((gl, gt) for gl, gt in truth if time_ms - tolerance_ms <= gt
+        hit = next(((gl, gt) for gl, gt, *_ in truth if time_ms - tolerance_ms <= gt
                     <= time_ms + tolerance_ms), None)
         if hit is None:
             false_positive += 1
@@ -363,6 +363,7 @@ def wakeword_stats(found, truth, duration_s, words, after_ms=1750.0):
     (the last word that started within after_ms before; '' for noise)."""
     words = set(words)
     truth = sorted(truth, key=lambda t: t[1])
+    with_clips = bool(truth) and len(truth[0]) > 2
     targets = [(w[0], w[1]) for w in truth if w[0] in words]
     starts = [w[1] for w in truth]
     used = [False] * len(targets)
@@ -377,7 +378,7 @@ def wakeword_stats(found, truth, duration_s, words, after_ms=1750.0):
                 break
         else:
             false_accepts += 1
-            if truth and len(truth[0]) > 2:
+            if with_clips:
                 j = bisect.bisect_right(starts, d.time_ms) - 1
                 heard = truth[j] if j >= 0 and d.time_ms - starts[j] <= after_ms else None
                 by_clip[((heard[2] or heard[0]) if heard else "", d.label)] += 1
@@ -392,7 +393,7 @@ def wakeword_stats(found, truth, duration_s, words, after_ms=1750.0):
               "false_accepts_per_hour": false_accepts / hours if hours else None,
               "hours": hours,
               "miss_rate_by_word": {w: 1 - h / n for w, (n, h) in sorted(per_word.items())}}
-    if truth and len(truth[0]) > 2:
+    if with_clips:
         result["false_accepts_by_clip"] = [
             {"heard": heard, "fired": fired, "count": n}
             for (heard, fired), n in by_clip.most_common()]
