@@ -60,6 +60,8 @@ def build_parser():
                    help="instead: time the training input pipeline against the train step of "
                         "a ~200k-parameter model on this data")
     p.add_argument("--pipeline_steps", type=int, default=60, help="batches timed per phase")
+    p.add_argument("--pipeline_rounds", type=int, default=5,
+                   help="rounds of cached and live steps, alternating; medians are reported")
     p.add_argument("--pipeline_pack", default="", metavar="ZIP",
                    help="with --pipeline: also time the pack model's body fed by audio features "
                         "mixed with this spectrogram pack (train.py --pack), and its memory")
@@ -273,7 +275,11 @@ def main(argv=None):
     if args.worker:
         return worker_main(args.worker)
     if args.pipeline:
-        return pipeline_benchmark(args.pipeline, args.pipeline_steps, pack=args.pipeline_pack)
+        figures = pipeline_benchmark(args.pipeline, args.pipeline_steps, pack=args.pipeline_pack,
+                                     rounds=args.pipeline_rounds)
+        if args.json:
+            atomic_write_text(args.json, json.dumps(figures, indent=1) + "\n")
+        return 0
     if args.runs < 1 or args.warmup < 0 or args.threads < 1:
         raise UserError("need --runs >= 1, --warmup >= 0 and --threads >= 1")
     specs = collect_specs(args)
@@ -306,10 +312,11 @@ def main(argv=None):
     return 0
 
 
-def pipeline_benchmark(data_dir, steps, batch_size=64, pack=""):
+def pipeline_benchmark(data_dir, steps, batch_size=64, pack="", rounds=5):
     """Does augmentation keep up with training? Times, in one process: the train step of a
-    ~200k-parameter model on one cached batch, then for two augmentation sets the pipeline alone
-    and the train step fed live by it."""
+    ~200k-parameter model on cached batches against the same step fed live, for two
+    augmentation sets (and the pack recipe's mix, with `pack`), and the pipeline alone. The
+    figures, as a dict for --json."""
     import time
 
     import tensorflow as tf
@@ -317,6 +324,8 @@ def pipeline_benchmark(data_dir, steps, batch_size=64, pack=""):
     import model as zoo
     from input_data import AudioProcessor, Augmentation
 
+    if steps < 1 or rounds < 1:
+        raise UserError("--pipeline_steps and --pipeline_rounds must be >= 1")
     processor = AudioProcessor.from_settings({"data_dir": data_dir, "silence_percentage": 10,
                                               "unknown_percentage": 60})
     net = zoo.build_model("edge_tcs", len(processor.words_list), width=1.9, spec_augment=True)
@@ -331,12 +340,28 @@ def pipeline_benchmark(data_dir, steps, batch_size=64, pack=""):
             best = min(best, (time.perf_counter() - start) / steps)
         return best
 
+    def alternate(model, cached, live):
+        """(cached step, live step, input wait) medians of `rounds` rounds, and the rounds'
+        waits: a shared machine's speed drifts between two timings taken minutes apart."""
+        timed = []
+        for _ in range(rounds):
+            step = per_batch(lambda: model.fit(cached, steps_per_epoch=steps, epochs=1,
+                                               verbose=0))
+            fed = per_batch(lambda: model.fit(live, steps_per_epoch=steps, epochs=1,
+                                              verbose=0))
+            timed.append((step, fed, max(fed - step, 0) / fed))
+        step, fed, wait = (float(np.median(column)) for column in zip(*timed))
+        return {"step_cached_ms": step * 1e3, "step_live_ms": fed * 1e3,
+                "examples_per_second_live": batch_size / fed, "input_wait": wait,
+                "input_wait_rounds": [w for _, _, w in timed]}
+
     cached = processor.dataset("training", batch_size).take(1).cache().repeat()
     net.fit(cached, steps_per_epoch=5, epochs=1, verbose=0)
-    step = per_batch(lambda: net.fit(cached, steps_per_epoch=steps, epochs=1, verbose=0))
-    print(f"{machine_description()}; batch {batch_size}, {steps} batches per phase, edge_tcs "
-          f"width 1.9 ({net.count_params():,} parameters, SpecAugment in the model)")
-    print(f"train step on a cached batch: {step * 1e3:.1f} ms")
+    figures = {"machine": machine_description(), "batch_size": batch_size, "steps": steps,
+               "rounds": rounds, "audio": {}}
+    print(f"{figures['machine']}; batch {batch_size}, {steps} batches per phase, {rounds} "
+          f"rounds; edge_tcs width 1.9 ({net.count_params():,} parameters, SpecAugment in "
+          "the model)")
     settings = {"noise + gain + shift (the entry's)": Augmentation(foreground_frequency=0.5),
                 "... + speed on half the clips": Augmentation(foreground_frequency=0.5,
                                                               speed_frequency=0.5)}
@@ -344,17 +369,20 @@ def pipeline_benchmark(data_dir, steps, batch_size=64, pack=""):
         live = processor.dataset("training", batch_size, augmentation)
         net.fit(live, steps_per_epoch=5, epochs=1, verbose=0)  # warm up (and trace) first
         alone = per_batch(lambda live=live: [None for _ in live.take(steps)])
-        fed = per_batch(lambda live=live: net.fit(live, steps_per_epoch=steps, epochs=1,
-                                                  verbose=0))
+        result = {"pipeline_alone_ms": alone * 1e3, **alternate(net, cached, live)}
+        figures["audio"][name] = result
         print(f"{name}: pipeline alone {alone * 1e3:.1f} ms/batch ({batch_size / alone:,.0f} "
-              f"clips/s); step fed live {fed * 1e3:.1f} ms; input wait "
-              f"{max(fed - step, 0) / fed:.1%} of a step")
+              f"clips/s); train step on a cached batch {result['step_cached_ms']:.1f} ms, fed "
+              f"live {result['step_live_ms']:.1f} ms; input wait {result['input_wait']:.1%} of "
+              "a step (rounds: " + ", ".join(f"{w:.1%}" for w in result["input_wait_rounds"])
+              + ")")
     if pack:
-        pack_pipeline_benchmark(processor, pack, steps, batch_size, per_batch)
-    return 0
+        figures["pack"] = pack_pipeline_benchmark(processor, pack, steps, batch_size, per_batch,
+                                                  alternate)
+    return figures
 
 
-def pack_pipeline_benchmark(processor, pack_path, steps, batch_size, per_batch):
+def pack_pipeline_benchmark(processor, pack_path, steps, batch_size, per_batch, alternate):
     """The pack recipe's input: audio clips mixed half and half with augmented pack images,
     against the train step of model.pack_trainer (the audio's front end runs in the step)."""
     import tensorflow as tf
@@ -376,30 +404,31 @@ def pack_pipeline_benchmark(processor, pack_path, steps, batch_size, per_batch):
     cached = mixed.take(16).cache().repeat()  # audio and pack batches, as the live mix has them
     body.fit(cached, steps_per_epoch=16, epochs=1, verbose=0)
     body.fit(mixed, steps_per_epoch=5, epochs=1, verbose=0)
-    # the cached and the live step alternate, three rounds, medians: a shared machine's speed
-    # drifts between two timings taken minutes apart
-    rounds = []
-    for _ in range(3):
-        step = per_batch(lambda: body.fit(cached, steps_per_epoch=steps, epochs=1, verbose=0))
-        fed = per_batch(lambda: body.fit(mixed, steps_per_epoch=steps, epochs=1, verbose=0))
-        rounds.append((step, fed, max(fed - step, 0) / fed))
-    step, fed, wait = (float(np.median(column)) for column in zip(*rounds))
+    result = alternate(body, cached, mixed)
     alone = per_batch(lambda: [None for _ in mixed.take(steps)])
-    branches = {name: per_batch(lambda ds=ds: [None for _ in ds.take(steps)]) for name, ds in (
-        ("audio clips", audio),
-        ("pack images", pack_dataset(*pack_examples(pack, processor.words_list), batch_size, 0,
-                                     noise_images(processor.noise_train, front))))}
+    branches = {name: per_batch(lambda ds=ds: [None for _ in ds.take(steps)]) * 1e3
+                for name, ds in (
+                    ("audio clips", audio),
+                    ("pack images", pack_dataset(*pack_examples(pack, processor.words_list),
+                                                 batch_size, 0,
+                                                 noise_images(processor.noise_train, front))))}
     rss = _memory_kb("VmRSS")
+    result.update({"images": report["images"], "pipeline_alone_ms": alone * 1e3,
+                   "branches_alone_ms": branches, "resident_mb": rss / 1024,
+                   "pack_added_mb": (rss - rss_before) / 1024,
+                   "peak_mb": _memory_kb("VmHWM") / 1024})
     print(f"pack (edge_tcs width 2 on PackFeatures, {report['images']:,} images, half the "
           f"batches, the audio's front end in the step): train step on a cached batch "
-          f"{step * 1e3:.1f} ms; pipeline alone "
+          f"{result['step_cached_ms']:.1f} ms; pipeline alone "
           f"{alone * 1e3:.1f} ms/batch ({batch_size / alone:,.0f} examples/s: "
-          + ", ".join(f"{name} {t * 1e3:.1f} ms" for name, t in branches.items())
-          + f"); step fed live {fed * 1e3:.1f} ms ({batch_size / fed:,.0f} examples/s); input "
-          f"wait {wait:.1%} of a step (median of 3 rounds: "
-          + ", ".join(f"{w:.1%}" for _, _, w in rounds)
-          + f"); resident memory {rss / 1024:,.0f} MB (the pack and its pipeline added "
-          f"{(rss - rss_before) / 1024:,.0f} MB), peak {_memory_kb('VmHWM') / 1024:,.0f} MB")
+          + ", ".join(f"{name} {t:.1f} ms" for name, t in branches.items())
+          + f"); step fed live {result['step_live_ms']:.1f} ms "
+          f"({result['examples_per_second_live']:,.0f} examples/s); input wait "
+          f"{result['input_wait']:.1%} of a step (median of {len(result['input_wait_rounds'])}"
+          " rounds: " + ", ".join(f"{w:.1%}" for w in result["input_wait_rounds"])
+          + f"); resident memory {result['resident_mb']:,.0f} MB (the pack and its pipeline "
+          f"added {result['pack_added_mb']:,.0f} MB), peak {result['peak_mb']:,.0f} MB")
+    return result
 
 
 if __name__ == "__main__":

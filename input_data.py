@@ -462,16 +462,26 @@ class AudioProcessor:
         import tensorflow as tf
 
         soft = None if soft_table is None else tf.constant(soft_table)
+        bank = NoiseBank(noise)
+        samples = tf.constant(bank.samples)
+        mode = augmentation.time_shift_mode if augmentation is not None else "pad"
 
-        def gather_and_augment(rows, seed, start, end):
-            return self._augment(rows, seed, noise, augmentation, part=(start, end))
+        def gather_and_draw(rows, seed, start, end):
+            draws = augmentation_draws(len(rows), rows < 0, seed, bank, augmentation,
+                                       scale=1 / 32767)
+            return (self._audio[np.maximum(rows[start:end], 0)],
+                    *(d[start:end] for d in draws))
 
         def load(batch, seed, part=None):
             rows, labels = batch
             start, end = (0, tf.shape(rows)[0]) if part is None else part
-            clips = tf.numpy_function(gather_and_augment, [rows, seed, start, end], tf.float32,
-                                      stateful=False)
-            clips = tf.ensure_shape(clips, [None, CLIP_SAMPLES])
+            clips, *draws = tf.numpy_function(
+                gather_and_draw, [rows, seed, start, end],
+                [tf.int16, tf.float32, tf.float32, tf.float32, tf.int32, tf.int32],
+                stateful=False)
+            clips = apply_augmentation(tf.ensure_shape(clips, [None, CLIP_SAMPLES]),
+                                       *(tf.ensure_shape(d, [None]) for d in draws),
+                                       samples, mode)
             rows, labels = rows[start:end], labels[start:end]
             if soft is None:
                 return clips, labels
@@ -656,26 +666,51 @@ def read_pseudo_sources(folder):
 
 
 def augment_batch(clips, generated_silence, seed, noise, augmentation=None, scale=1.0, part=None):
-    """Scale, speed up or slow down, shift and add noise to a batch of clips [B, 16000].
-
-    Numpy, one clip at a time: each row goes through every step while it sits in the CPU cache,
-    and int16 rows from the cache become floats (times `scale`) in the same pass, so a batch of
-    64 costs a few ms and the input pipeline stays a small share of a training step on 2 cores.
-    Random draws come from `seed` alone, so a batch is the same whenever it is made. Silence clips
-    made from noise (generated_silence) start from zeros and always get noise at U(0,
-    silence_volume); with augmentation=None only they are touched (volume U(0, 1)), which keeps
-    evaluation repeatable.
+    """Scale, speed up or slow down, shift and add noise to a batch of clips [B, 16000] (int16
+    rows of the cache become floats times `scale`): augmentation_draws, then
+    apply_augmentation. Random draws come from `seed` alone, so a batch is the same whenever it
+    is made. Silence clips made from noise (generated_silence) start from zeros and always get
+    noise at U(0, silence_volume); with augmentation=None only they are touched (volume U(0,
+    1)), which keeps evaluation repeatable.
 
     part=(start, end) makes rows start..end-1 only, exactly as they are in the whole batch (the
     draws are made for every row, the work for those rows alone): one replica's share of a
     global batch under tf.distribute.
     """
+    bank = noise if isinstance(noise, NoiseBank) else NoiseBank(noise)
+    first, stop = (0, len(clips)) if part is None else (int(part[0]), int(part[1]))
+    draws = augmentation_draws(len(clips), generated_silence, seed, bank, augmentation, scale)
+    mode = augmentation.time_shift_mode if augmentation is not None else "pad"
+    return apply_augmentation(np.asarray(clips)[first:stop], *(d[first:stop] for d in draws),
+                              bank.samples, mode).numpy()
+
+
+class NoiseBank:
+    """Noise recordings (each at least a clip long) end to end in one float32 array, so that a
+    batch's noise is one gather (apply_augmentation); no recordings gives one silent clip that
+    is never mixed in."""
+
+    def __init__(self, recordings):
+        recordings = [np.asarray(r, np.float32) for r in recordings]
+        self.lengths = np.array([len(r) for r in recordings], np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
+        self.samples = (np.concatenate(recordings) if recordings
+                        else np.zeros(CLIP_SAMPLES, np.float32))
+
+    def __len__(self):
+        return len(self.lengths)
+
+
+def augmentation_draws(batch, generated_silence, seed, bank, augmentation=None, scale=1.0):
+    """The random part of augment_batch, for every row of a batch, from `seed` alone: (gain,
+    speed, noise volume) float32 [batch] and (shift, noise start in bank.samples) int32
+    [batch]."""
     rng = np.random.default_rng([RANDOM_SEED, int(seed) & (2**63 - 1)])
-    batch = len(clips)
     aug = augmentation
+    generated_silence = np.asarray(generated_silence, bool)
     gain = np.full(batch, scale, np.float32)
-    gain[np.asarray(generated_silence, bool)] = 0.0
-    speed = np.ones(batch)
+    gain[generated_silence] = 0.0
+    speed = np.ones(batch, np.float32)
     shifts = np.zeros(batch, np.int64)
     if aug is not None and aug.foreground_frequency > 0:
         draw = rng.uniform(aug.foreground_volume_min, aug.foreground_volume_max, batch)
@@ -694,50 +729,64 @@ def augment_batch(clips, generated_silence, seed, noise, augmentation=None, scal
         volume = np.where(generated_silence, volume, speech)
     else:
         volume = np.where(generated_silence, volume, 0.0)
-    which = rng.integers(0, max(len(noise), 1), batch)
+    which = rng.integers(0, max(len(bank), 1), batch)
     starts = rng.random(batch)
-    mode = aug.time_shift_mode if aug is not None else "pad"
-    first, stop = (0, batch) if part is None else (int(part[0]), int(part[1]))
-    out = np.empty((stop - first, CLIP_SAMPLES), np.float32)
-    scratch = np.empty(CLIP_SAMPLES, np.float32)
-    for i in range(first, stop):
-        row, clip = out[i - first], clips[i]
-        if speed[i] != 1.0 and gain[i] != 0.0:
-            clip = change_speed(clip[None], speed[i:i + 1])[0]
-        write_shifted(row, clip, int(shifts[i]), gain[i], mode)
-        if noise and volume[i] > 0:
-            recording = noise[which[i]]
-            start = int(starts[i] * (len(recording) - CLIP_SAMPLES + 1))
-            row += np.multiply(recording[start:start + CLIP_SAMPLES], volume[i], out=scratch)
-        np.clip(row, -1.0, 1.0, out=row)
-    return out
-
-
-def write_shifted(row, clip, shift, gain, mode="pad"):
-    """row = gain * clip shifted by `shift` samples: zeros come in ("pad") or it wraps ("roll")."""
-    n = len(row)
-    gain = np.float32(gain)
-    if mode == "roll" or shift == 0:
-        k = shift % n
-        np.multiply(clip[:n - k], gain, out=row[k:])
-        np.multiply(clip[n - k:], gain, out=row[:k])
-    elif shift > 0:
-        np.multiply(clip[:n - shift], gain, out=row[shift:])
-        row[:shift] = 0.0
+    if len(bank):
+        room = bank.lengths[which] - CLIP_SAMPLES + 1
+        start = bank.offsets[which] + (starts * room).astype(np.int64)
     else:
-        np.multiply(clip[-shift:], gain, out=row[:n + shift])
-        row[n + shift:] = 0.0
+        start, volume = np.zeros(batch, np.int64), np.zeros(batch)
+    return (gain, speed, volume.astype(np.float32), shifts.astype(np.int32),
+            start.astype(np.int32))
 
 
-def change_speed(clips, factor):
-    """Play each clip factor times faster (pitch and tempo, as Kaldi's speed perturbation),
-    about its centre, by linear interpolation; zeros beyond the clip's ends."""
-    centre = CLIP_SAMPLES / 2
-    t = np.arange(CLIP_SAMPLES, dtype=np.float32)
-    out = np.empty((len(clips), CLIP_SAMPLES), np.float32)
-    for i, f in enumerate(np.asarray(factor, np.float32)):
-        out[i] = np.interp((t - centre) * f + centre, t, clips[i], left=0.0, right=0.0)
-    return out
+def apply_augmentation(clips, gain, speed, volume, shift, noise_start, noise, mode="pad"):
+    """The arithmetic of augment_batch, a tf.Tensor float32 [B, T] from clips [B, T] (int16 or
+    float32) and one draw per row (augmentation_draws): row = clip(gain * speed_changed(clip)
+    shifted by `shift` samples + volume * noise[noise_start:][:T], -1, 1). The speed change
+    plays a clip `speed` times faster (pitch and tempo, as Kaldi's speed perturbation) about
+    its centre by linear interpolation, zeros beyond its ends; the shift lets zeros in ("pad")
+    or wraps ("roll"). One XLA-compiled TensorFlow function (a Python loop over rows cost twice
+    the CPU, which on a small machine the train step waits for); it runs inside tf.data and
+    eagerly alike."""
+    if mode not in _APPLY_MODES:
+        raise UserError(f"time_shift_mode must be pad or roll, not {mode!r}")
+    return _compiled_apply(mode)(clips, gain, speed, volume, shift, noise_start, noise)
+
+
+_APPLY_MODES = ("pad", "roll")
+_COMPILED_APPLY = {}
+
+
+def _compiled_apply(mode):
+    import tensorflow as tf
+
+    if mode in _COMPILED_APPLY:
+        return _COMPILED_APPLY[mode]
+
+    def apply(clips, gain, speed, volume, shift, noise_start, noise):
+        x = tf.cast(clips, tf.float32)
+        length = tf.shape(x)[1]
+        k = tf.range(length)[None, :]
+        source = k - shift[:, None]
+        if mode == "roll":
+            source = tf.math.floormod(source, length)
+        inside = (source >= 0) & (source < length)
+        centre = tf.cast(length, tf.float32) / 2
+        position = (tf.cast(source, tf.float32) - centre) * speed[:, None] + centre
+        below = tf.floor(position)
+        weight = position - below
+        last = length - 1
+        j = tf.clip_by_value(tf.cast(below, tf.int32), 0, last)
+        a = tf.gather(x, j, batch_dims=1)
+        b = tf.gather(x, tf.minimum(j + 1, last), batch_dims=1)
+        valid = inside & (position >= 0) & (position <= tf.cast(last, tf.float32))
+        row = tf.where(valid, a + (b - a) * weight, 0.0) * gain[:, None]
+        row += tf.gather(noise, noise_start[:, None] + k) * volume[:, None]
+        return tf.clip_by_value(row, -1.0, 1.0)
+
+    _COMPILED_APPLY[mode] = tf.function(apply, jit_compile=True, reduce_retracing=True)
+    return _COMPILED_APPLY[mode]
 
 
 def add_data_args(parser, data_dir_required=True):

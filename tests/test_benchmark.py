@@ -111,3 +111,17 @@ def test_cli_missing_model_is_one_line_exit_2(tmp_path):
                           text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"error: model not found: {tmp_path / 'none.tflite'}"
+
+
+def test_pipeline_benchmark_writes_its_figures(speech_commands, tmp_path):
+    out = tmp_path / "pipeline.json"
+    assert benchmark.main(["--pipeline", str(speech_commands), "--pipeline_steps", "2",
+                           "--pipeline_rounds", "2", "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert figures["rounds"] == 2 and len(figures["audio"]) == 2
+    for result in figures["audio"].values():
+        assert len(result["input_wait_rounds"]) == 2
+        assert 0 <= result["input_wait"] < 1 and result["step_cached_ms"] > 0
+        assert result["pipeline_alone_ms"] > 0 and result["examples_per_second_live"] > 0
+    with pytest.raises(UserError):
+        benchmark.main(["--pipeline", str(speech_commands), "--pipeline_rounds", "0"])

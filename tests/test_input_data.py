@@ -182,15 +182,20 @@ def test_augmentation_ranges():
 
 
 def test_shift_pads_or_rolls_and_scales():
-    from input_data import write_shifted
+    from input_data import apply_augmentation
 
-    clip, row = np.arange(1, 6, dtype=np.int16), np.full(5, 9.0, np.float32)
+    clip = np.arange(1, 6, dtype=np.int16)[None]
     expected = {(2, "pad"): [0, 0, 1, 2, 3], (-2, "pad"): [3, 4, 5, 0, 0],
                 (-2, "roll"): [3, 4, 5, 1, 2], (2, "roll"): [4, 5, 1, 2, 3],
                 (0, "pad"): [1, 2, 3, 4, 5], (0, "roll"): [1, 2, 3, 4, 5]}
+    one, zero = np.ones(1, np.float32), np.zeros(1, np.float32)
     for (shift, mode), values in expected.items():
-        write_shifted(row, clip, shift, 0.5, mode)
-        assert row.tolist() == [v / 2 for v in values], (shift, mode)
+        row = apply_augmentation(clip, one / 10, one, zero, np.int32([shift]), np.int32([0]),
+                                 np.full(5, 9.0, np.float32), mode).numpy()[0]
+        assert np.allclose(row, [v / 10 for v in values]), (shift, mode)
+    noisy = apply_augmentation(clip, one / 10, one, one * 2, np.int32([0]), np.int32([2]),
+                               np.arange(8, dtype=np.float32) / 10, "pad").numpy()[0]
+    assert np.allclose(noisy, [0.5, 0.8, 1.0, 1.0, 1.0])  # noise from its start, then clipped
 
 
 def test_validation_batches_are_clean_and_repeatable(speech_commands):
@@ -349,13 +354,25 @@ def test_train_only_clips_of_validation_speakers_train_in_a_final_fit(tmp_path, 
 
 
 def test_speed_change_scales_frequency():
-    from input_data import change_speed
+    from input_data import apply_augmentation
 
     t = np.arange(16000) / 16000
-    x = np.stack([np.sin(2 * np.pi * 440 * t)] * 2).astype(np.float32)
-    y = change_speed(x, [1.1, 0.9])
+    x = np.stack([np.sin(2 * np.pi * 440 * t)] * 3).astype(np.float32)
+
+    def change_speed(factors):
+        n = len(factors)
+        return apply_augmentation(x[:n], np.ones(n, np.float32), np.float32(factors),
+                                  np.zeros(n, np.float32), np.zeros(n, np.int32),
+                                  np.zeros(n, np.int32), np.zeros(16000, np.float32)).numpy()
+
+    y = change_speed([1.1, 0.9, 1.0])
     freqs = np.fft.rfftfreq(16000, 1 / 16000)
     peaks = [freqs[np.abs(np.fft.rfft(row[3000:13000], 16000)).argmax()] for row in y]
     assert abs(peaks[0] - 484) <= 2 and abs(peaks[1] - 396) <= 2
-    fast = change_speed(x[:1], [1.25])
+    assert np.array_equal(y[2], x[2])  # speed 1 leaves the clip as it is
+    centre = np.arange(16000, dtype=np.float32) - 8000
+    expected = np.interp(centre * np.float32(1.1) + 8000, np.arange(16000), x[0], 0.0, 0.0)
+    assert np.allclose(y[0], expected, atol=1e-3)  # linear interpolation, as np.interp (to the
+    # float32 rounding of the source position, which XLA may fuse into one multiply-add)
+    fast = change_speed([1.25])
     assert np.all(fast[0, :100] == 0) and np.all(fast[0, -100:] == 0)  # zeros beyond the clip
