@@ -340,20 +340,43 @@ def pipeline_benchmark(data_dir, steps, batch_size=64, pack="", rounds=5):
             best = min(best, (time.perf_counter() - start) / steps)
         return best
 
+    compiled = {}
+
+    def blocked(model, dataset):
+        """The share of a step spent blocked on the next batch, timed around each step."""
+        if id(model) not in compiled:
+            compiled[id(model)] = tf.function(model.train_step, jit_compile=model.jit_compile)
+        train_step = compiled[id(model)]
+        batches = iter(dataset)
+        train_step(next(batches))
+        waiting = total = 0.0
+        for _ in range(steps):
+            start = time.perf_counter()
+            batch = next(batches)
+            got = time.perf_counter()
+            float(train_step(batch)["loss"])
+            waiting, total = waiting + got - start, total + time.perf_counter() - start
+        return waiting / total
+
     def alternate(model, cached, live):
-        """(cached step, live step, input wait) medians of `rounds` rounds, and the rounds'
-        waits: a shared machine's speed drifts between two timings taken minutes apart."""
+        """The input wait, two ways, medians of `rounds` rounds of the cached and the live step
+        alternating (a shared machine's speed drifts between two timings minutes apart):
+        `input_wait`, the share of a step blocked on the next batch (as TF's profiler counts
+        it), over a cached batch's; and `input_cost`, the live step's time over the cached
+        step's, which counts the pipeline's CPU taken from the step's threads too."""
         timed = []
         for _ in range(rounds):
             step = per_batch(lambda: model.fit(cached, steps_per_epoch=steps, epochs=1,
                                                verbose=0))
             fed = per_batch(lambda: model.fit(live, steps_per_epoch=steps, epochs=1,
                                               verbose=0))
-            timed.append((step, fed, max(fed - step, 0) / fed))
-        step, fed, wait = (float(np.median(column)) for column in zip(*timed))
+            wait = max(blocked(model, live) - blocked(model, cached), 0.0)
+            timed.append((step, fed, max(fed - step, 0) / fed, wait))
+        step, fed, cost, wait = (float(np.median(column)) for column in zip(*timed))
         return {"step_cached_ms": step * 1e3, "step_live_ms": fed * 1e3,
                 "examples_per_second_live": batch_size / fed, "input_wait": wait,
-                "input_wait_rounds": [w for _, _, w in timed]}
+                "input_wait_rounds": [t[3] for t in timed], "input_cost": cost,
+                "input_cost_rounds": [t[2] for t in timed]}
 
     cached = processor.dataset("training", batch_size).take(1).cache().repeat()
     net.fit(cached, steps_per_epoch=5, epochs=1, verbose=0)
@@ -373,13 +396,20 @@ def pipeline_benchmark(data_dir, steps, batch_size=64, pack="", rounds=5):
         figures["audio"][name] = result
         print(f"{name}: pipeline alone {alone * 1e3:.1f} ms/batch ({batch_size / alone:,.0f} "
               f"clips/s); train step on a cached batch {result['step_cached_ms']:.1f} ms, fed "
-              f"live {result['step_live_ms']:.1f} ms; input wait {result['input_wait']:.1%} of "
-              "a step (rounds: " + ", ".join(f"{w:.1%}" for w in result["input_wait_rounds"])
-              + ")")
+              f"live {result['step_live_ms']:.1f} ms; " + wait_text(result))
     if pack:
         figures["pack"] = pack_pipeline_benchmark(processor, pack, steps, batch_size, per_batch,
                                                   alternate)
     return figures
+
+
+def wait_text(result):
+    def rounds(key):
+        return ", ".join(f"{w:.1%}" for w in result[f"{key}_rounds"])
+
+    return (f"input wait {result['input_wait']:.1%} of a step (blocked on the next batch; "
+            f"rounds {rounds('input_wait')}), input cost {result['input_cost']:.1%} (the live "
+            f"step over the cached one; rounds {rounds('input_cost')})")
 
 
 def pack_pipeline_benchmark(processor, pack_path, steps, batch_size, per_batch, alternate):
@@ -423,10 +453,8 @@ def pack_pipeline_benchmark(processor, pack_path, steps, batch_size, per_batch, 
           f"{alone * 1e3:.1f} ms/batch ({batch_size / alone:,.0f} examples/s: "
           + ", ".join(f"{name} {t:.1f} ms" for name, t in branches.items())
           + f"); step fed live {result['step_live_ms']:.1f} ms "
-          f"({result['examples_per_second_live']:,.0f} examples/s); input wait "
-          f"{result['input_wait']:.1%} of a step (median of {len(result['input_wait_rounds'])}"
-          " rounds: " + ", ".join(f"{w:.1%}" for w in result["input_wait_rounds"])
-          + f"); resident memory {result['resident_mb']:,.0f} MB (the pack and its pipeline "
+          f"({result['examples_per_second_live']:,.0f} examples/s); " + wait_text(result)
+          + f"; resident memory {result['resident_mb']:,.0f} MB (the pack and its pipeline "
           f"added {result['pack_added_mb']:,.0f} MB), peak {result['peak_mb']:,.0f} MB")
     return result
 
