@@ -342,9 +342,12 @@ def test_the_pipeline_benchmark_times_the_pack_input(small_pack, tmp_path):
 
     data = make_speech_commands(tmp_path / "sc", WORDS, [f"{i:08x}" for i in range(10, 20)])
     done = subprocess.run([sys.executable, str(REPO / "benchmark.py"), "--pipeline", str(data),
-                           "--pipeline_steps", "2", "--pipeline_pack", str(small_pack["zip"])],
+                           "--pipeline_steps", "2", "--pipeline_rounds", "2", "--pipeline_pack",
+                           str(small_pack["zip"]), "--json", str(tmp_path / "pipeline.json")],
                           cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("pack ("))
-    assert "input wait" in line and "resident memory" in line and "median of 3 rounds" in line
-    assert "audio clips" in line and "pack images" in line
+    pack = json.loads((tmp_path / "pipeline.json").read_text())["pack"]
+    assert len(pack["input_wait_rounds"]) == len(pack["input_cost_rounds"]) == 2
+    assert 0 <= pack["input_wait"] < 1 and pack["step_cached_ms"] > 0
+    assert set(pack["branches_alone_ms"]) == {"audio clips", "pack images"}
+    assert pack["images"] > 0 and pack["resident_mb"] > 0 and pack["pack_added_mb"] > 0
