@@ -696,6 +696,9 @@ class NoiseBank:
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
         self.samples = (np.concatenate(recordings) if recordings
                         else np.zeros(CLIP_SAMPLES, np.float32))
+        if len(self.samples) > np.iinfo(np.int32).max:
+            raise UserError(f"{len(self.samples) / SAMPLE_RATE / 3600:.0f} hours of noise "
+                            "recordings in all: at most 37 fit the augmentation's index")
 
     def __len__(self):
         return len(self.lengths)
