@@ -686,12 +686,14 @@ def augment_batch(clips, generated_silence, seed, noise, augmentation=None, scal
 
 
 class NoiseBank:
-    """Noise recordings (each at least a clip long) end to end in one float32 array, so that a
-    batch's noise is one gather (apply_augmentation); no recordings gives one silent clip that
-    is never mixed in."""
+    """Noise recordings end to end in one float32 array, so that a batch's noise is one gather
+    (apply_augmentation); one shorter than a clip is repeated to a clip's length, as
+    AudioProcessor loads them (XLA would clamp an index past its end into the next one); no
+    recordings gives one silent clip that is never mixed in."""
 
     def __init__(self, recordings):
-        recordings = [np.asarray(r, np.float32) for r in recordings]
+        recordings = [np.resize(np.asarray(r, np.float32), max(len(r), CLIP_SAMPLES))
+                      for r in recordings if len(r)]
         self.lengths = np.array([len(r) for r in recordings], np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
         self.samples = (np.concatenate(recordings) if recordings

@@ -198,6 +198,17 @@ def test_shift_pads_or_rolls_and_scales():
     assert np.allclose(noisy, [0.5, 0.8, 1.0, 1.0, 1.0])  # noise from its start, then clipped
 
 
+def test_noise_shorter_than_a_clip_repeats_within_its_recording():
+    from input_data import NoiseBank, augment_batch
+
+    bank = NoiseBank([np.full(100, 0.25, np.float32), np.ones(20000, np.float32), []])
+    assert len(bank) == 2 and list(bank.lengths) == [16000, 20000]
+    aug = Augmentation(background_frequency=1.0, background_volume=1.0, time_shift_ms=0)
+    out = augment_batch(np.zeros((64, 16000), np.float32), np.zeros(64, bool), 1, bank, aug)
+    # each row's noise is one constant recording, never the short one running into the next
+    assert (np.ptp(out, axis=1) < 1e-6).all() and (out[:, 0] > 0).sum() > 32
+
+
 def test_validation_batches_are_clean_and_repeatable(speech_commands):
     p = AudioProcessor(str(speech_commands), silence_percentage=10, unknown_percentage=10,
                        validation_percentage=30, testing_percentage=0)
