@@ -464,7 +464,7 @@ class AudioProcessor:
         soft = None if soft_table is None else tf.constant(soft_table)
         bank = NoiseBank(noise)
         samples = tf.constant(bank.samples)
-        mode = augmentation.time_shift_mode if augmentation is not None else "pad"
+        mode = shift_mode(augmentation)
 
         def gather_and_draw(rows, seed, start, end):
             draws = augmentation_draws(len(rows), rows < 0, seed, bank, augmentation,
@@ -680,9 +680,14 @@ def augment_batch(clips, generated_silence, seed, noise, augmentation=None, scal
     bank = noise if isinstance(noise, NoiseBank) else NoiseBank(noise)
     first, stop = (0, len(clips)) if part is None else (int(part[0]), int(part[1]))
     draws = augmentation_draws(len(clips), generated_silence, seed, bank, augmentation, scale)
-    mode = augmentation.time_shift_mode if augmentation is not None else "pad"
+    mode = shift_mode(augmentation)
     return apply_augmentation(np.asarray(clips)[first:stop], *(d[first:stop] for d in draws),
                               bank.samples, mode).numpy()
+
+
+def shift_mode(augmentation):
+    """How an Augmentation shifts ("pad" without one: evaluation does not shift)."""
+    return augmentation.time_shift_mode if augmentation is not None else "pad"
 
 
 class NoiseBank:
