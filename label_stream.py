@@ -9,6 +9,7 @@ package). Each detection prints as `time  word  score`; `--csv` also writes them
 `time_ms,label,score` (time from the start of the audio), `--plot` draws the score traces with
 the detections marked. The recognizer's settings come from NAME_streaming.json beside the model
 (what the recipe that made it chose), else the TF example's defaults; flags override both.
+`--also_model` averages more models' probabilities with --model's (an ensemble).
 """
 
 import argparse
@@ -21,7 +22,7 @@ import numpy as np
 from kws import SAMPLE_RATE
 from kws.audio import stream_wav
 from kws.common import UserError, atomic_path, atomic_write_text, run_cli
-from kws.runtime import load_streaming_model
+from kws.runtime import load_streaming_models
 from kws.shipped import DEFAULT_MODEL
 from kws.streaming import Spotter, add_settings_args, detections_csv, settings_from_flags
 
@@ -115,6 +116,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=".tflite, .pb or .keras (default: the shipped model, models/)")
+    parser.add_argument("--also_model", action="append", default=[], metavar="PATH",
+                        help="average this model's probabilities with --model's (an ensemble; "
+                             "repeat for more); the settings are still --model's")
     parser.add_argument("--labels", default="", help="labels file (default: beside the model)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--wav", help="a recording of any length")
@@ -135,8 +139,8 @@ def main(argv=None):
         raise UserError(f"--raw must be {SAMPLE_RATE} Hz mono s16le, got --rate {args.rate}: "
                         f"resample it first (ffmpeg ... -ar {SAMPLE_RATE} -ac 1 -f s16le -)")
     settings = settings_from_flags(args)
-    model, labels = load_streaming_model(args.model, args.labels or None, args.threads,
-                                         settings.stride_ms)
+    model, labels = load_streaming_models([args.model] + args.also_model, args.labels or None,
+                                          args.threads, settings.stride_ms)
     spotter = Spotter(model, labels, settings)
     if args.wav:
         blocks = file_blocks(args.wav, progress=not args.quiet and sys.stderr.isatty())

@@ -41,7 +41,7 @@ class TimedModel:
         return self._timed(self.model.predict, samples)
 
     def predict_hop(self, window, advanced):
-        from kws.streaming import predict_hop
+        from kws.runtime import predict_hop
 
         return self._timed(predict_hop, self.model, window, advanced)
 

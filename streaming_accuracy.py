@@ -11,7 +11,8 @@ truth (STREAM.csv, `label,time_ms[,clip]`, as make_streaming_test.py writes it):
 - the wake-word figures: the share of command words detected with the right label within
   --after_ms of their start, the miss rate per word, and false accepts per hour (any other
   command-word detection) on the positive stream and on the negative one.
-`--tf_example` runs the TF example's recognizer with its defaults instead, as the baseline.
+`--tf_example` runs the TF example's recognizer with its defaults instead, as the baseline;
+`--also_model` averages more models' probabilities with --model's (an ensemble).
 `--sweep` tries detection thresholds and draws a DET plot (miss rate against false accepts per
 hour); with `--target_fa_per_hour X --save_settings` it stores the threshold that detects most
 under X false accepts per hour beside the model. Choose it on streams of validation speakers,
@@ -29,7 +30,7 @@ import numpy as np
 from kws.audio import stream_wav
 from kws.common import UserError, atomic_path, run_cli, write_metrics
 from kws.labels import COMPETITION_WORDS
-from kws.runtime import load_streaming_model
+from kws.runtime import load_streaming_models
 from kws.streaming import (
     add_settings_args,
     read_ground_truth,
@@ -140,8 +141,9 @@ def print_result(name, r):
              f"{neg['false_accepts_per_hour']:.1f} per hour" if neg else ""))
     worst = (neg or {}).get("false_accepts_by_clip", [])[:3]
     if worst:
-        print("  false accepts most often on: " + "; ".join(
-            f"{w['heard'] or 'noise'} as {w['fired']} ({w['count']})" for w in worst))
+        print(f"  negative stream: false accepts on {neg['clips_fired_on']} of its "
+              f"{neg['distinct_clips']} distinct clips, most often on: " + "; ".join(
+                  f"{w['heard'] or 'noise'} as {w['fired']} ({w['count']})" for w in worst))
     print(f"  TF example figures: {tf['matched']:.1%} matched, {tf['correct']:.1%} correct, "
           f"{tf['wrong']:.1%} wrong, {tf['false_positive']:.1%} false positive")
 
@@ -149,6 +151,9 @@ def print_result(name, r):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help=".tflite, .pb or .keras")
+    parser.add_argument("--also_model", action="append", default=[], metavar="PATH",
+                        help="average this model's probabilities with --model's (an ensemble; "
+                             "repeat for more); the settings are still --model's")
     parser.add_argument("--labels", default="", help="labels file (default: beside the model)")
     parser.add_argument("--wav", required=True, help="stream with command words")
     parser.add_argument("--ground_truth", default="", help="default: WAV's .csv")
@@ -174,15 +179,20 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.save_settings and not args.sweep:
         raise UserError("--save_settings needs --sweep")
+    if args.save_settings and args.also_model:
+        raise UserError("--save_settings stores settings beside one model; an ensemble's "
+                        "threshold is not that model's (pass it as --detection_threshold)")
+    models = [args.model] + args.also_model
     settings = settings_from_flags(args)
-    model, labels = load_streaming_model(args.model, args.labels or None, args.threads,
-                                         settings.stride_ms)
+    model, labels = load_streaming_models(models, args.labels or None, args.threads,
+                                          settings.stride_ms)
     positive = load_stream(model, args.wav, args.ground_truth, settings.stride_ms)
     negative = load_stream(model, args.negative_wav, args.negative_ground_truth,
                            settings.stride_ms, negative=True) if args.negative_wav else None
     audio_s = positive["seconds"] + (negative["seconds"] if negative else 0)
     cpu_s = positive["cpu_seconds"] + (negative["cpu_seconds"] if negative else 0)
-    metrics = {"model": args.model, "wav": args.wav, "negative_wav": args.negative_wav or None,
+    metrics = {"model": args.model, "also_models": args.also_model, "wav": args.wav,
+               "negative_wav": args.negative_wav or None,
                "real_time_factor": cpu_s / audio_s, "hops": len(positive["times"]),
                "result": evaluate(labels, settings, positive, negative, args.after_ms,
                                   args.time_tolerance_ms)}
@@ -192,8 +202,8 @@ def main(argv=None):
         base = tf_example_settings()
         pos, neg = positive, negative
         if base.stride_ms != settings.stride_ms:
-            model, labels = load_streaming_model(args.model, args.labels or None, args.threads,
-                                                 base.stride_ms)
+            model, labels = load_streaming_models(models, args.labels or None, args.threads,
+                                                  base.stride_ms)
             pos = load_stream(model, args.wav, args.ground_truth, base.stride_ms)
             neg = load_stream(model, args.negative_wav, args.negative_ground_truth,
                               base.stride_ms, negative=True) if args.negative_wav else None

@@ -153,8 +153,29 @@ class FoldedModel:
         return self.model.predict(samples) @ self.matrix
 
     def predict_hop(self, window, advanced):
-        hop = getattr(self.model, "predict_hop", None)
-        return (hop(window, advanced) if hop else self.model.predict(window)) @ self.matrix
+        return predict_hop(self.model, window, advanced) @ self.matrix
+
+
+class AveragedModel:
+    """Several models of the same labels as one, their probabilities averaged (an ensemble).
+    Each keeps its own front-end cache, so a hop costs the sum of their hops."""
+
+    def __init__(self, models):
+        self.models = list(models)
+        self.num_outputs = self.models[0].num_outputs
+
+    def predict(self, samples):
+        return np.mean([m.predict(samples) for m in self.models], axis=0)
+
+    def predict_hop(self, window, advanced):
+        return np.mean([predict_hop(m, window, advanced) for m in self.models], axis=0)
+
+
+def predict_hop(model, window, advanced):
+    """A model's scores for this hop's window: models that cache their front end
+    (CachedFeaturesModel) compute only the new frames."""
+    hop = getattr(model, "predict_hop", None)
+    return hop(window, advanced) if hop else model.predict(window)
 
 
 def load_streaming_model(path, labels_path=None, num_threads=1, stride_ms=20.0):
@@ -179,6 +200,22 @@ def load_streaming_model(path, labels_path=None, num_threads=1, stride_ms=20.0):
     if not is_competition_labels(labels):
         return FoldedModel(model, labels), list(COMPETITION_LABELS)
     return model, labels
+
+
+def load_streaming_models(paths, labels_path=None, num_threads=1, stride_ms=20.0):
+    """load_streaming_model of one path, or of several averaged into one (AveragedModel);
+    they must score the same labels."""
+    loaded = [load_streaming_model(p, labels_path, num_threads, stride_ms) for p in paths]
+    if not loaded:
+        raise UserError("no model given")
+    labels = loaded[0][1]
+    for path, (_, other) in zip(paths[1:], loaded[1:]):
+        if list(other) != list(labels):
+            raise UserError(f"{path} scores {','.join(other)}, {paths[0]} {','.join(labels)}: "
+                            "an ensemble needs the same labels in the same order")
+    if len(loaded) == 1:
+        return loaded[0]
+    return AveragedModel([m for m, _ in loaded]), labels
 
 
 def labels_path_for(model_path):

@@ -26,6 +26,7 @@ import numpy as np
 from kws import CLIP_SAMPLES, SAMPLE_RATE
 from kws.common import UserError, atomic_write_text
 from kws.labels import SILENCE_LABEL
+from kws.runtime import predict_hop
 
 SETTINGS_SUFFIX = "_streaming.json"  # beside NAME.tflite: NAME_streaming.json
 
@@ -251,13 +252,6 @@ class Spotter:
         return self.windows.samples_seen * 1000.0 / SAMPLE_RATE
 
 
-def predict_hop(model, window, advanced):
-    """A model's scores for this hop's window: models that cache their front end
-    (kws.runtime.CachedFeaturesModel) compute only the new frames."""
-    hop = getattr(model, "predict_hop", None)
-    return hop(window, advanced) if hop else model.predict(window)
-
-
 def score_stream(model, chunks, stride_ms, progress=None):
     """(times_ms [n], probabilities [n, k]) of every hop over an iterable of sample chunks: the
     model's work, done once, so that any recognizer settings can then be tried cheaply."""
@@ -394,6 +388,10 @@ def wakeword_stats(found, truth, duration_s, words, after_ms=1750.0):
               "hours": hours,
               "miss_rate_by_word": {w: 1 - h / n for w, (n, h) in sorted(per_word.items())}}
     if with_clips:
+        # One misheard clip placed n times is n false accepts: how many clips fooled it tells
+        # how far the rate rests on a few of them.
+        result["distinct_clips"] = len({w[2] for w in truth if w[2]})
+        result["clips_fired_on"] = len({heard for heard, _ in by_clip if heard})
         result["false_accepts_by_clip"] = [
             {"heard": heard, "fired": fired, "count": n}
             for (heard, fired), n in by_clip.most_common()]

@@ -192,6 +192,7 @@ def test_false_accepts_are_counted_by_the_clip_they_fired_on():
         {"heard": "_unknown_/tree_a.wav", "fired": "right", "count": 2},
         {"heard": "six/b.wav", "fired": "on", "count": 1},
         {"heard": "", "fired": "go", "count": 1}]
+    assert ww["distinct_clips"] == 2 and ww["clips_fired_on"] == 2
     assert "false_accepts_by_clip" not in wakeword_stats(found, [t[:2] for t in truth], 3600,
                                                          ["right"])
 
@@ -467,6 +468,56 @@ def test_an_all_words_model_streams_in_the_12_classes(tmp_path):
     folded = FoldedModel(Fixed(), labels)
     p = folded.predict(np.zeros(RATE, np.float32))
     assert p.shape == (12,) and p[1] == pytest.approx(0.6) and p[2] == pytest.approx(0.4)
+
+
+def test_an_ensemble_averages_its_models_hop_by_hop():
+    from kws.runtime import AveragedModel
+
+    class Fixed:
+        def __init__(self, label):
+            self.num_outputs, self.label, self.hops = len(LABELS), label, 0
+
+        def predict(self, window):
+            return one_hot(self.label, 0.8)
+
+        def predict_hop(self, window, advanced):
+            self.hops += 1
+            return self.predict(window)
+
+    a, b = Fixed("yes"), Fixed("no")
+    both = AveragedModel([a, b])
+    window = np.zeros(RATE, np.float32)
+    assert both.predict(window) == pytest.approx((one_hot("yes", 0.8) + one_hot("no", 0.8)) / 2)
+    both.predict_hop(window, 320)
+    assert a.hops == b.hops == 1  # each keeps its own front-end cache up to date
+
+
+def test_streaming_accuracy_and_label_stream_run_an_ensemble(tone_model, known_stream,
+                                                             tmp_path):
+    wav, truth = known_stream
+    metrics = tmp_path / "acc.json"
+    script("streaming_accuracy.py", "--model", tone_model["tflite"], "--also_model",
+           tone_model["float"], "--wav", wav, "--stride_ms", "20", "--detection_threshold",
+           "0.6", "--metrics_json", metrics)
+    m = json.loads(metrics.read_text())
+    assert m["also_models"] == [str(tone_model["float"])]
+    assert m["result"]["positive"]["detection_rate"] == 1.0
+    done = script("label_stream.py", "--model", tone_model["tflite"], "--also_model",
+                  tone_model["keras"], "--wav", wav, "--stride_ms", "20",
+                  "--detection_threshold", "0.6", "--csv", tmp_path / "d.csv")
+    with open(tmp_path / "d.csv", newline="") as f:
+        assert [r["label"] for r in csv.DictReader(f)] == [w for w, _ in truth]
+    done = script("streaming_accuracy.py", "--model", tone_model["tflite"], "--also_model",
+                  tone_model["float"], "--wav", wav, "--sweep", "--save_settings", check=False)
+    assert done.returncode == 2 and "ensemble" in done.stderr
+    # the same labels in another order cannot be averaged class by class
+    other = tmp_path / "other.tflite"
+    other.write_bytes(tone_model["float"].read_bytes())
+    (tmp_path / "other_labels.txt").write_text("\n".join(LABELS[::-1]) + "\n")
+    done = script("label_stream.py", "--model", tone_model["tflite"], "--also_model", other,
+                  "--wav", wav, check=False)
+    assert done.returncode == 2 and "same labels" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_refreezing_removes_stream_files_of_the_earlier_model(tone_model, tmp_path):
