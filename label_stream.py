@@ -24,7 +24,13 @@ from kws.audio import stream_wav
 from kws.common import UserError, atomic_path, atomic_write_text, run_cli
 from kws.runtime import load_streaming_models
 from kws.shipped import DEFAULT_MODEL
-from kws.streaming import Spotter, add_settings_args, detections_csv, settings_from_flags
+from kws.streaming import (
+    Spotter,
+    add_ensemble_arg,
+    add_settings_args,
+    detections_csv,
+    settings_from_flags,
+)
 
 BLOCK = SAMPLE_RATE // 10  # 100 ms blocks from any source
 
@@ -116,9 +122,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=".tflite, .pb or .keras (default: the shipped model, models/)")
-    parser.add_argument("--also_model", action="append", default=[], metavar="PATH",
-                        help="average this model's probabilities with --model's (an ensemble; "
-                             "repeat for more); the settings are still --model's")
+    add_ensemble_arg(parser)
     parser.add_argument("--labels", default="", help="labels file (default: beside the model)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--wav", help="a recording of any length")

@@ -32,6 +32,7 @@ from kws.common import UserError, atomic_path, run_cli, write_metrics
 from kws.labels import COMPETITION_WORDS
 from kws.runtime import load_streaming_models
 from kws.streaming import (
+    add_ensemble_arg,
     add_settings_args,
     read_ground_truth,
     recognize,
@@ -151,9 +152,7 @@ def print_result(name, r):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help=".tflite, .pb or .keras")
-    parser.add_argument("--also_model", action="append", default=[], metavar="PATH",
-                        help="average this model's probabilities with --model's (an ensemble; "
-                             "repeat for more); the settings are still --model's")
+    add_ensemble_arg(parser)
     parser.add_argument("--labels", default="", help="labels file (default: beside the model)")
     parser.add_argument("--wav", required=True, help="stream with command words")
     parser.add_argument("--ground_truth", default="", help="default: WAV's .csv")

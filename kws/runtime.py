@@ -206,8 +206,6 @@ def load_streaming_models(paths, labels_path=None, num_threads=1, stride_ms=20.0
     """load_streaming_model of one path, or of several averaged into one (AveragedModel);
     they must score the same labels."""
     loaded = [load_streaming_model(p, labels_path, num_threads, stride_ms) for p in paths]
-    if not loaded:
-        raise UserError("no model given")
     labels = loaded[0][1]
     for path, (_, other) in zip(paths[1:], loaded[1:]):
         if list(other) != list(labels):

@@ -108,6 +108,14 @@ def save_settings(model_path, settings, extra=None):
     return settings_path(model_path)
 
 
+def add_ensemble_arg(parser):
+    """--also_model: more models averaged with --model's (kws.runtime.load_streaming_models)."""
+    parser.add_argument("--also_model", action="append", default=[], metavar="PATH",
+                        help="average this model's probabilities with --model's (an ensemble; "
+                             "repeat for more); the settings are still --model's")
+    return parser
+
+
 def add_settings_args(parser):
     """Recognizer flags; left unset they come from the model's NAME_streaming.json, else the
     TF example's defaults."""
