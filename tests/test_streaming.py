@@ -502,9 +502,9 @@ def test_streaming_accuracy_and_label_stream_run_an_ensemble(tone_model, known_s
     m = json.loads(metrics.read_text())
     assert m["also_models"] == [str(tone_model["float"])]
     assert m["result"]["positive"]["detection_rate"] == 1.0
-    done = script("label_stream.py", "--model", tone_model["tflite"], "--also_model",
-                  tone_model["keras"], "--wav", wav, "--stride_ms", "20",
-                  "--detection_threshold", "0.6", "--csv", tmp_path / "d.csv")
+    script("label_stream.py", "--model", tone_model["tflite"], "--also_model",
+           tone_model["keras"], "--wav", wav, "--stride_ms", "20",
+           "--detection_threshold", "0.6", "--csv", tmp_path / "d.csv")
     with open(tmp_path / "d.csv", newline="") as f:
         assert [r["label"] for r in csv.DictReader(f)] == [w for w, _ in truth]
     done = script("streaming_accuracy.py", "--model", tone_model["tflite"], "--also_model",
