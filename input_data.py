@@ -22,10 +22,10 @@ from kws.common import UserError, run_cli
 from kws.folders import (  # noqa: F401  (re-exported: the scripts read folders through here)
     BACKGROUND_NOISE_DIR_NAME,
     MAX_NUM_WAVS_PER_CLASS,
+    clips_in,
     list_test_clips,
     scan_data_dir,
     speaker_id,
-    wavs_in,
     which_set,
 )
 from kws.labels import (  # noqa: F401  (the vocabulary, re-exported for the scripts)
@@ -154,11 +154,11 @@ class AudioProcessor:
         for d in pseudo_dirs:
             pseudo_noise = os.path.join(d, BACKGROUND_NOISE_DIR_NAME)
             if os.path.isdir(pseudo_noise):
-                noise_files += [os.path.join(pseudo_noise, f) for f in wavs_in(pseudo_noise)]
+                noise_files += [os.path.join(pseudo_noise, f) for f in clips_in(pseudo_noise)]
         for d in noise_dirs or ():
             if not os.path.isdir(d):
                 raise UserError(f"noise folder not found: {d}")
-            noise_files += [os.path.join(d, f) for f in wavs_in(d)]
+            noise_files += [os.path.join(d, f) for f in clips_in(d)]
         self.noise_train, self.noise_eval = self._load_noise(noise_files, eval_noise_fraction)
         self._audio = None   # decoded clips, filled on first use
         self._row = {}       # path -> row in self._audio

@@ -25,7 +25,7 @@ import numpy as np
 from kws import CLIP_SAMPLES, SAMPLE_RATE
 from kws.audio import read_many, read_wav
 from kws.common import UserError, atomic_path, require_dir, run_cli, write_metrics
-from kws.folders import list_test_clips, wavs_in
+from kws.folders import clips_in, list_test_clips
 from kws.labels import COMPETITION_WORDS, SILENCE_LABEL, UNKNOWN_LABEL, competition_label
 from kws.streaming import write_ground_truth
 
@@ -49,7 +49,7 @@ def load_noise(noise_dir, part, eval_fraction):
     """The noise recordings (or the part of each that training never mixes in) end to end."""
     require_dir(noise_dir, "noise folder")
     pieces = []
-    for name in wavs_in(noise_dir):
+    for name in clips_in(noise_dir):
         r = read_wav(os.path.join(noise_dir, name), num_samples=None)
         cut = int(len(r) * (1 - eval_fraction))
         pieces.append({"all": r, "head": r[:cut], "tail": r[cut:]}[part])

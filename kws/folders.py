@@ -1,7 +1,7 @@
 """Data folders: find the clips of a Speech Commands tree or a test folder, and split by speaker.
 
-Layouts: `<word>/<speaker>_nohash_<n>.wav` with `_background_noise_/` and optional
-`validation_list.txt` / `testing_list.txt` beside the words or one level up (Kaggle's
+Layouts: `<word>/<speaker>_nohash_<n>.wav` (or .flac, .ogg, .opus) with `_background_noise_/`
+and optional `validation_list.txt` / `testing_list.txt` beside the words or one level up (Kaggle's
 `train/audio`), the official test-set layout (`_silence_/`, `_unknown_/`, the ten words), and a
 flat folder of clips. Hidden files, macOS metadata and names that are not UTF-8 are passed over
 with one warning. The split is the TF speech_commands tutorial's hash of the speaker.
@@ -17,6 +17,9 @@ from kws.common import UserError
 
 BACKGROUND_NOISE_DIR_NAME = "_background_noise_"
 MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # ~134M
+# what a data folder's clips may be: anything kws.audio reads (soundfile: WAV, FLAC, Ogg Vorbis
+# and Ogg/Opus)
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus")
 
 
 def speaker_id(filename):
@@ -75,10 +78,15 @@ def skipped_folder(name):
     return name.startswith(".") or name == "__MACOSX" or not readable_name(name)
 
 
-def wavs_in(folder, ignored=None):
-    """Sorted .wav file names in folder; the ones readable_name refuses go to `ignored`."""
+def is_audio_name(name):
+    return name.lower().endswith(AUDIO_EXTENSIONS)
+
+
+def clips_in(folder, ignored=None):
+    """Sorted audio file names (AUDIO_EXTENSIONS) in folder; the ones readable_name refuses go
+    to `ignored`."""
     names = sorted(f for f in os.listdir(folder)
-                   if f.lower().endswith(".wav") and os.path.isfile(os.path.join(folder, f)))
+                   if is_audio_name(f) and os.path.isfile(os.path.join(folder, f)))
     keep = [f for f in names if readable_name(f)]
     if ignored is not None and len(keep) < len(names):
         ignored.extend(os.path.join(folder, f) for f in names if not readable_name(f))
@@ -105,7 +113,7 @@ def read_list(path):
 class DataDir:
     """One scanned data folder: its word folders, noise files and optional split lists."""
     root: str
-    words: dict            # folder name -> sorted wav file names
+    words: dict            # folder name -> sorted clip file names
     noise_files: list
     validation_list: set = None
     testing_list: set = None
@@ -127,14 +135,15 @@ def scan_data_dir(data_dir):
         if skipped_folder(name):
             ignored.append(path)
         elif name == BACKGROUND_NOISE_DIR_NAME:
-            noise_files = [os.path.join(path, f) for f in wavs_in(path, ignored)]
+            noise_files = [os.path.join(path, f) for f in clips_in(path, ignored)]
         else:
-            files = wavs_in(path, ignored)
+            files = clips_in(path, ignored)
             if files:
                 words[name] = files
     warn_ignored(ignored)
     if not words:
-        raise UserError(f"no word folders with .wav files in {data_dir}")
+        raise UserError(f"no word folders with audio clips ({', '.join(AUDIO_EXTENSIONS)}) in "
+                        f"{data_dir}")
     lists = {}
     for which in ("validation", "testing"):
         for folder in (root, os.path.dirname(os.path.abspath(root))):
@@ -146,18 +155,18 @@ def scan_data_dir(data_dir):
 
 def has_word_folders(folder):
     return any(os.path.isdir(os.path.join(folder, d)) and not skipped_folder(d)
-               and wavs_in(os.path.join(folder, d)) for d in os.listdir(folder))
+               and clips_in(os.path.join(folder, d)) for d in os.listdir(folder))
 
 
 def list_test_clips(folder):
-    """Clips of a test folder: flat (Kaggle `test/audio`, labels None) or `<label>/*.wav`.
+    """Clips of a test folder: flat (Kaggle `test/audio`, labels None) or `<label>/<clip>`.
 
     Returns (paths, labels) with labels a list of folder names, or None for a flat folder.
     """
     if not os.path.isdir(folder):
         raise UserError(f"test folder not found: {folder}")
     ignored = []
-    flat = wavs_in(folder, ignored)
+    flat = clips_in(folder, ignored)
     if flat:
         warn_ignored(ignored)
         return [os.path.join(folder, f) for f in flat], None
@@ -169,10 +178,10 @@ def list_test_clips(folder):
         if skipped_folder(name):
             ignored.append(sub)
             continue
-        for f in wavs_in(sub, ignored):
+        for f in clips_in(sub, ignored):
             paths.append(os.path.join(sub, f))
             labels.append(name)
     warn_ignored(ignored)
     if not paths:
-        raise UserError(f"no .wav files in {folder}")
+        raise UserError(f"no audio clips ({', '.join(AUDIO_EXTENSIONS)}) in {folder}")
     return paths, labels
