@@ -387,3 +387,32 @@ def test_speed_change_scales_frequency():
     # float32 rounding of the source position, which XLA may fuse into one multiply-add)
     fast = change_speed([1.25])
     assert np.all(fast[0, :100] == 0) and np.all(fast[0, -100:] == 0)  # zeros beyond the clip
+
+
+def test_balance_words_draws_every_word_equally_often(tmp_path):
+    """A corpus of 40 `down` clips and 4 `on` clips: balanced epochs draw both about equally
+    (each about half the epoch); unbalanced
+    epochs keep the corpus' 10:1."""
+    root = make_speech_commands(tmp_path / "a", ["down"], [f"{i:08x}" for i in range(40)])
+    make_speech_commands(tmp_path / "b", ["on"], [f"{i:08x}" for i in range(40, 44)],
+                         noise=False)
+    counts = {}
+    for balance in (False, True):
+        processor = AudioProcessor([str(root)], wanted_words="down,on", silence_percentage=0,
+                                   unknown_percentage=0, validation_percentage=0,
+                                   testing_percentage=0, train_only_dirs=[str(tmp_path / "b")],
+                                   balance_words=balance)
+        ds = processor.dataset("training", batch_size=11, seed=3, epochs=20)
+        labels = np.concatenate([y.numpy() for _, y in ds])
+        counts[balance] = np.bincount(labels, minlength=len(processor.words_list))
+        rows = processor._rows_and_labels(processor.data_index["training"])
+        if balance:
+            weights = processor.balance_weights(rows[1])
+            assert np.isclose(weights[rows[1] == processor.word_to_index["on"]].sum(),
+                              weights[rows[1] == processor.word_to_index["down"]].sum())
+        else:
+            assert processor.balance_weights(rows[1]) is None
+    down, on = (processor.word_to_index[w] for w in ("down", "on"))
+    assert counts[False][down] == 10 * counts[False][on]
+    assert 0.8 < counts[True][on] / counts[True][down] < 1.25
+    assert counts[True].sum() == counts[False].sum() == 20 * 44
