@@ -78,7 +78,8 @@ class Rounds:
 def plan(labels, rng, seconds, gap_ms, negative, unknown_share, other=(), other_share=0.0):
     """[(clip index, start sample)] for a stream of `seconds`: each gap drawn from
     U(gap_ms / 2, 3 gap_ms / 2) after the previous clip. `other`: indices of other speech,
-    other_share of the non-command placements."""
+    other_share of the non-command placements (negative: in proportion to the two pools'
+    sizes, so every non-command clip is placed about equally often)."""
     other = set(other)
     words = [i for i, lb in enumerate(labels)
              if competition_label(lb) in COMPETITION_WORDS and i not in other]
@@ -89,6 +90,8 @@ def plan(labels, rng, seconds, gap_ms, negative, unknown_share, other=(), other_
     if not words and not unknown and not other:
         raise UserError("no clips to place: the folders have no " +
                         ("unknown words" if negative else "words"))
+    if other_share < 0:
+        other_share = len(other) / max(len(other) + len(unknown), 1)
     words, unknown, other = Rounds(words, rng), Rounds(unknown, rng), Rounds(sorted(other), rng)
     total = int(seconds * SAMPLE_RATE)
     placed, t = [], 0
@@ -159,7 +162,9 @@ def main(argv=None):
                         help="other speech with no command word in it (any layout; every clip "
                              "counts as _unknown_); may be given more than once")
     parser.add_argument("--other_share", type=float, default=0.5,
-                        help="share of the non-command placements drawn from --other_dir")
+                        help="share of the non-command placements drawn from --other_dir "
+                             "(-1: in proportion to the number of clips, so that each clip is "
+                             "placed about equally often)")
     parser.add_argument("--noise_dir", required=True, help="background noise recordings")
     parser.add_argument("--noise_part", choices=NOISE_PARTS, default="all",
                         help="tail: only the end of each recording that training never mixes "
@@ -180,9 +185,10 @@ def main(argv=None):
     parser.add_argument("--metrics_json", default="", help="also write a summary as JSON")
     args = parser.parse_args(argv)
     if not (0 < args.minutes < 1e4 and 0 < args.gap_ms < 1e7 and 0 <= args.unknown_share <= 1
-            and 0 <= args.other_share <= 1 and -60 < args.snr_db < 120):
-        raise UserError("need --minutes in (0, 10000), --gap_ms > 0, --unknown_share and "
-                        "--other_share in [0, 1] and --snr_db in (-60, 120)")
+            and (0 <= args.other_share <= 1 or args.other_share == -1)
+            and -60 < args.snr_db < 120):
+        raise UserError("need --minutes in (0, 10000), --gap_ms > 0, --unknown_share in "
+                        "[0, 1], --other_share in [0, 1] or -1, and --snr_db in (-60, 120)")
     from input_data import EVAL_NOISE_FRACTION
 
     clips, labels, paths, other = read_clips(args.data_dir, args.other_dir)
@@ -206,6 +212,7 @@ def main(argv=None):
                "words": len(truth), "command_words": commands, "unknown_words": len(truth) -
                commands, "other_speech": sum(i in other for i, _ in placed),
                "distinct_clips": len({i for i, _ in placed}), "negative": args.negative,
+               "max_placements": int(np.bincount([i for i, _ in placed]).max()) if placed else 0,
                "snr_db": args.snr_db,
                "noise_part": args.noise_part, "seed": args.seed}
     write_metrics(args.metrics_json, summary)

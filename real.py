@@ -35,12 +35,21 @@ import sys
 import numpy as np
 
 from kws.common import UserError, atomic_write_text, require_dir, require_file, run_cli
+from kws.corpora import (
+    EXTRA_SALT,
+    EXTRA_VALIDATION_PERCENT,
+    stage_extra,
+    stage_other_speech,
+    stage_running_speech,
+)
 from kws.folders import REAL_SALT, REAL_TESTING_PERCENT, REAL_VALIDATION_PERCENT
 from kws.recipe import (
     best_checkpoint,
     print_streaming,
+    read_state,
     run_scored_step,
     run_step,
+    running_speech_rate,
     stage_set,
     streaming_figures,
     training_record,
@@ -53,9 +62,13 @@ SPLIT_SALT, VALIDATION_PERCENT, TESTING_PERCENT = REAL_SALT, REAL_VALIDATION_PER
     REAL_TESTING_PERCENT
 # the spoken-digit speakers kept out of training, as other speech for the negative streams
 DIGIT_SPEAKERS = {"validation": ("lucas",), "testing": ("theo",)}
+# the validation speakers, named: a model is shipped by its accuracy on them, compared only
+# with a model chosen on the same speakers
+VALIDATION_SPLIT = (f"dev:{SPLIT_SALT}/{VALIDATION_PERCENT:g}%"
+                    f"+extra:{EXTRA_SALT}/{EXTRA_VALIDATION_PERCENT:g}%")
 CROP_MATCH = 0.99  # normalised correlation above which a silence clip is a crop of a recording
 MODELS = {  # name -> config; each config's "epochs" is its training budget
-    "edge": "experiments/real_edge_pack.json",  # learns from the spectrogram pack too
+    "edge": "experiments/real_edge_voices.json",  # the pack and the extra voices too
     "seed195": "experiments/real_seed195.json",
     "tutorial_conv": "experiments/real_tutorial_conv.json",
     # the edge model without the spectrogram pack, the same model and steps: the pack's gain
@@ -248,7 +261,7 @@ def main(argv=None):
                              "the epochs in its config, so results do not depend on the CPU")
     parser.add_argument("--stream_minutes", type=float, default=20.0,
                         help="length of the validation and held-out streams with command words")
-    parser.add_argument("--negative_stream_minutes", type=float, default=60.0,
+    parser.add_argument("--negative_stream_minutes", type=float, default=120.0,
                         help="length of the streams without command words (false accepts)")
     parser.add_argument("--zoo_cpu_minutes", type=float, default=0,
                         help="instead of the recipe: train every model of the zoo with the edge "
@@ -272,14 +285,20 @@ def main(argv=None):
     dev = require_dir(os.path.join(shared, "speech_commands_test_v0.02_dev"), "v0.02 test clips")
     v001 = stage_v001(shared, os.path.join(args.out_dir, "v001"))
     digits = stage_digits(shared, os.path.join(args.out_dir, "digits"))
+    extra = stage_extra(shared, os.path.join(args.out_dir, "extra"))
+    other = stage_other_speech(shared, os.path.join(args.out_dir, "other_speech"))
+    running = stage_running_speech(shared, os.path.join(args.out_dir, "running_speech"))
+    print(f"extra speakers: {extra['speakers']}; running speech speakers: "
+          f"{running['speakers']}")
     data_args = {
         "pack": require_file(os.path.join(shared, "speech_commands_v0.02_spectrograms.zip"),
                              "spectrogram pack") if any(uses_pack(MODELS[m]) for m in models)
         else None,
-        "data_dir": stage_dev_split(dev, noise, os.path.join(args.out_dir, "dev"))[0],
+        "data_dir": ",".join([stage_dev_split(dev, noise, os.path.join(args.out_dir, "dev"))[0],
+                              extra["dir"]]),
         "noise": noise,
-        "train_only": [v001["training"], digits["training"],
-                       os.path.join(args.synthetic_dir, "train", "audio")],
+        "train_only": [v001["training"], digits["training"], other["training"],
+                       running["training"], os.path.join(args.synthetic_dir, "train", "audio")],
     }
     if not os.path.isdir(data_args["train_only"][-1]):
         run_step("synthetic speech", [py, "make_synthetic_data.py", "--out_dir",
@@ -301,18 +320,28 @@ def main(argv=None):
             "--submission_fn", os.path.join(args.out_dir, name, "held_out.csv"), *TTA,
             "--fresh"], os.path.join(args.out_dir, name, "held_out.metrics.json"))
         results["models"][name] = {"checkpoint": checkpoint, "accuracy_tta": scored["accuracy"],
-                                   "recall_tta": scored["recall"],
+                                   "recall_tta": scored["recall"], "validation_accuracy":
+                                   read_state(os.path.join("checkpoints", exp))[
+                                       "best_val_accuracy"],
                                    **training_record(os.path.join("checkpoints", exp))}
     if "edge" in models:
         results["edge_int8"] = freeze_and_score_edge(py, results["models"]["edge"]["checkpoint"],
                                                      data_args, held_out, args.out_dir)
         validation = stage_set(data_args["data_dir"], "validation",
                                os.path.join(args.out_dir, "validation"))[0]
+        results["validation"] = {"accuracy": results["models"]["edge"]["validation_accuracy"],
+                                 "split": VALIDATION_SPLIT}
         results["streaming"] = streaming_figures(
             py, "tf_files/real/model_int8.tflite", [validation, v001["validation"]],
             [held_out, v001["testing"]], noise, os.path.join(args.out_dir, "streams"),
             args.stream_minutes, args.negative_stream_minutes, recognizer=STREAM_RECOGNIZER,
-            other_speech={"validation": [digits["validation"]], "test": [digits["testing"]]})
+            other_speech={"validation": [digits["validation"], other["validation"]],
+                          "test": [digits["testing"], other["testing"]]}, other_share=-1)
+        results["running_speech"] = {
+            which: running_speech_rate(py, "tf_files/real/model_int8.tflite", running[which],
+                                       os.path.join(args.out_dir, "streams",
+                                                    f"running_{which}.csv"))
+            for which in ("validation", "testing")}
     path = os.path.join(args.out_dir, "results.json")
     atomic_write_text(path, json.dumps(results, indent=1))
     print_summary(results, path)
@@ -391,6 +420,9 @@ def print_summary(results, path):
               f"{r['latency_ms']:.3f} ms/clip, {r['size_bytes']:,} bytes")
     if "streaming" in results:
         print_streaming(results["streaming"])
+    for which, r in results.get("running_speech", {}).items():
+        print(f"running speech ({which} speakers, {r['minutes']} min): "
+              f"{r['detections_per_hour']} command detections per hour {r['by_word']}")
     print(f"results: {path}; frozen models: tf_files/real/")
 
 

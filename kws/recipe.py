@@ -80,7 +80,7 @@ def stage_set(data_dir, which, out):
 
 def streaming_figures(py, model, validation, testing, noise_dir, out_dir, minutes=20.0,
                       negative_minutes=60.0, target_fa_per_hour=2.0, recognizer=(),
-                      other_speech=None):
+                      other_speech=None, other_share=None):
     """Keyword spotting on long audio, for a recipe: streams of the validation and the held-out
     speakers (make_streaming_test.py, noise that training never mixes in), the threshold chosen
     on the validation streams for target_fa_per_hour and stored beside the model, then the
@@ -88,13 +88,17 @@ def streaming_figures(py, model, validation, testing, noise_dir, out_dir, minute
     validation, testing: a labelled folder or a list of them (the speakers of one set);
     other_speech: {"validation": [folders], "test": [folders]} of speech with no command word
     that the negative streams mix in (make_streaming_test.py --other_dir); recognizer: extra
-    streaming_accuracy.py flags (the settings the sweep starts from)."""
+    streaming_accuracy.py flags (the settings the sweep starts from); other_share:
+    make_streaming_test.py's --other_share for the negative streams (-1: each clip placed
+    about equally often)."""
     streams = {}
     other_speech = other_speech or {}
     for seed, (name, folders) in enumerate((("validation", validation), ("test", testing))):
         folders = [folders] if isinstance(folders, str) else list(folders)
         data = [flag for folder in folders for flag in ("--data_dir", folder)]
         other = [flag for folder in other_speech.get(name, ()) for flag in ("--other_dir", folder)]
+        if other and other_share is not None:
+            other += ["--other_share", f"{other_share:g}"]
         for negative, length in ((False, minutes), (True, negative_minutes)):
             key = f"{name}_negative" if negative else name
             wav = os.path.join(out_dir, f"{key}.wav")
@@ -129,6 +133,22 @@ def streaming_figures(py, model, validation, testing, noise_dir, out_dir, minute
                          "miss_rate_by_word": result["positive"]["miss_rate_by_word"],
                          "tf_example_figures": result["tf_example"]}
     return summary
+
+
+def running_speech_rate(py, model, wav, csv_path):
+    """Command detections per hour on running speech (people talking, no command said as a
+    command): label_stream.py with the settings stored beside the model."""
+    import soundfile as sf
+
+    run_step(f"detections on running speech {os.path.basename(wav)}", [
+        py, "label_stream.py", "--model", model, "--wav", wav, "--csv", csv_path, "--quiet"])
+    with open(csv_path, encoding="utf-8") as f:
+        detections = [line.split(",")[1] for line in f.read().splitlines()[1:] if line]
+    hours = sf.info(wav).duration / 3600
+    words = {w: detections.count(w) for w in sorted(set(detections))}
+    return {"wav": wav, "minutes": round(hours * 60, 1), "detections": len(detections),
+            "detections_per_hour": round(len(detections) / hours, 1) if hours else None,
+            "by_word": words}
 
 
 def print_streaming(s):

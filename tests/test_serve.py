@@ -442,7 +442,9 @@ def test_the_page_draws_the_timeline_of_an_uploaded_recording(known_words, serve
         driver.quit()
 
 
-def test_a_recipe_ships_only_a_better_model(tmp_path):
+def test_a_recipe_ships_only_a_model_better_on_validation(tmp_path):
+    """Shipping compares validation accuracy on the same validation split, never the held-out
+    figure; a model chosen on another split is replaced by one with a figure on the new one."""
     from kws.common import UserError
     from kws.shipped import FILES, ship
 
@@ -452,19 +454,24 @@ def test_a_recipe_ships_only_a_better_model(tmp_path):
         (tf_dir / name).write_bytes(b"x" * 10)
     recall = {"yes": 0.9}
 
-    def results(accuracy):
+    def results(validation, held_out=0.9, split="a"):
         return {"held_out_speakers": 3, "held_out_clips": 30,
                 "models": {"edge": {"epochs": 1, "train_wall_minutes": 0.1}},
-                "edge_int8": {"int8": {"accuracy": accuracy, "recall": recall,
+                "validation": {"accuracy": validation, "split": split},
+                "edge_int8": {"int8": {"accuracy": held_out, "recall": recall,
                                        "latency_ms": 0.1}}}
 
     out = tmp_path / "models"
     assert ship(str(tf_dir), results(0.90), str(out))[0]
-    assert read_card(str(out))["accuracy_int8"] == 0.90
-    shipped, reason = ship(str(tf_dir), results(0.85), str(out))
-    assert not shipped and "0.8500" in reason and read_card(str(out))["accuracy_int8"] == 0.90
-    assert ship(str(tf_dir), results(0.95), str(out))[0]
-    assert "0.9500" in (out / "README.md").read_text()
+    assert read_card(str(out))["validation"]["accuracy"] == 0.90
+    shipped, reason = ship(str(tf_dir), results(0.85, held_out=0.99), str(out))
+    assert not shipped and "0.8500" in reason and read_card(str(out))["accuracy_int8"] == 0.9
+    assert ship(str(tf_dir), results(0.95, held_out=0.8), str(out))[0]
+    assert "0.8000" in (out / "README.md").read_text()
+    assert ship(str(tf_dir), results(0.5, split="b"), str(out))[0]  # another split
+    no_validation = results(0.99)
+    del no_validation["validation"]
+    assert not ship(str(tf_dir), no_validation, str(out))[0]
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [*FILES.values(), "README.md", "edge_card.json"])
     (tf_dir / "model_stream.npz").unlink()
