@@ -3,26 +3,33 @@
     python real.py --shared ../shared/data
 
 Speakers of the Speech Commands v0.02 test clips in ../shared/data are split by a salted speaker
-hash into training, validation and held-out testing. Training adds, as train-only data, the
-training speakers of the v0.01 sample (split by the same hash), four of the six spoken-digit
-speakers (as unknown words), synthetic espeak-ng speech and the real background noise, and the
-edge model also learns from the published spectrograms of 2,298 more speakers (the pack,
-through its PackFeatures front end; `--models edge_audio_only` trains the same model on the
-audio alone, for comparison). The edge model never trains on a validation or held-out speaker,
-in either form, so the validation speakers stay unseen voices for choosing its detection
-threshold. Held-out silence is cut from noise audio that training never uses (the tail of each
-recording, or a source training never sees), and int8 calibration uses training speakers only.
+hash into training, validation and held-out testing. The 1,770 extra Speech Commands speakers
+(Opus, kws.corpora) join training, but for a fifth of them (by another salted hash) who join
+validation: hundreds of validation speakers, in audio and pack images alike. Training adds, as
+train-only data, the training speakers of the v0.01 sample (split by the dev hash), four of the
+six spoken-digit speakers, other speech (wake-word phrases but the held-out phrase groups) and
+the training speakers' running speech cut into seconds (all as unknown words), synthetic
+espeak-ng speech and the real background noise, and the edge model also learns from the
+published spectrograms of 2,298 more speakers (the pack, through its PackFeatures front end;
+`--models edge_audio_only` trains the same model on the audio alone, for comparison), with
+every command word equally frequent in an epoch. No model trains on a validation or held-out
+speaker, in either form, so the validation speakers stay unseen voices for choosing
+checkpoints and the detection threshold. Held-out silence is cut from noise audio that
+training never uses (the tail of each recording, or a source training never sees), and int8
+calibration uses training speakers only.
 Each model trains for the epochs of its config (a wall-clock cap only guards against a stuck
 run), is scored on the held-out speakers with test-time augmentation, and the edge model is
-frozen to tf_files/real/ (model.pb, model.tflite, model_int8.tflite, labels.txt) and scored
-again as int8 through make_submission_on_rpi.py.
+frozen to tf_files/<out_dir's name>/ (model.pb, model.tflite, model_int8.tflite, labels.txt)
+and scored again as int8 through make_submission_on_rpi.py.
 Then keyword spotting on long audio: streams of the validation and of the held-out speakers
-(dev and v0.01 clips) over noise training never hears, and negative streams of their unknown
-words and of a spoken-digit speaker training never heard; the detection threshold is chosen on
-the validation streams (stored as tf_files/real/model_streaming.json) and the held-out streams
-are scored with it and with the TF example's recognizer. Results: data/real/results.json and a
-table on stdout. When the int8 edge model beats the shipped one (models/edge_card.json) on the
-held-out speakers, it replaces it (unless --no-ship).
+(dev, extra and v0.01 clips) over noise training never hears, and two-hour negative streams of
+their unknown words, a spoken-digit speaker training never heard and held-out other-speech
+phrase groups (each clip placed about equally often); the detection threshold is chosen on the
+validation streams (stored beside the model as model_streaming.json) and the held-out streams
+are scored with it and with the TF example's recognizer; then command detections per hour on
+the validation and held-out speakers' running speech. Results: <out_dir>/results.json and a
+table on stdout. When the edge model beats the shipped one (models/edge_card.json) on the same
+validation speakers, it replaces it (unless --no-ship); the held-out figure never chooses.
 """
 
 import argparse
@@ -239,12 +246,14 @@ def uses_pack(config):
         return "pack_frequency" in json.load(f)
 
 
-def train_command(py, config, data_args, exp_name, cap_minutes=0):
+def train_command(py, config, data_args, exp_name, cap_minutes=0, seed=None):
     cmd = [py, "train.py", "--config", config, "--exp_name", exp_name,
            "--data_dir", data_args["data_dir"], "--cap_minutes", f"{cap_minutes:g}",
            "--checkpoint_dir", "checkpoints", "--log_dir", "logs", "--resume"]
     if uses_pack(config):
         cmd += ["--pack", data_args["pack"]]
+    if seed is not None:
+        cmd += ["--seed", str(seed)]
     for d in data_args["train_only"]:
         cmd += ["--train_only_dir", d]
     return cmd + ["--noise_dir", data_args["noise"]]
@@ -270,6 +279,10 @@ def main(argv=None):
                         help="copy the int8 edge model into models/ (the model serve.py and "
                              "label_stream.py use by default) when it beats the shipped one on "
                              "the held-out speakers")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="training seed of every model (default: each config's); a run "
+                             "of another seed keeps its checkpoints apart (real_<model>_s<seed>)"
+                             " and should write to its own --out_dir")
     parser.add_argument("--synthetic_dir", default="data/synthetic",
                         help="synthetic speech (made with make_synthetic_data.py if missing)")
     args = parser.parse_args(argv)
@@ -310,10 +323,11 @@ def main(argv=None):
     data_args["calibration"] = stage_set(data_args["data_dir"], "training",
                                          os.path.join(args.out_dir, "calibration"))[0]
     results = {"held_out_speakers": n_speakers, "held_out_clips": n_clips, "models": {}}
+    tf_dir = tf_dir_of(args.out_dir)
     for name in models:
-        exp = f"real_{name}"
+        exp = f"real_{name}" + (f"_s{args.seed}" if args.seed is not None else "")
         run_step(f"train {name}", train_command(py, MODELS[name], data_args, exp,
-                                                args.cap_minutes))
+                                                args.cap_minutes, args.seed))
         checkpoint = best_checkpoint(os.path.join("checkpoints", exp))
         scored = run_scored_step(f"score {name} on held-out speakers (TTA)", [
             py, "make_submission.py", "--checkpoint", checkpoint, "--test_data", held_out,
@@ -326,42 +340,49 @@ def main(argv=None):
                                    **training_record(os.path.join("checkpoints", exp))}
     if "edge" in models:
         results["edge_int8"] = freeze_and_score_edge(py, results["models"]["edge"]["checkpoint"],
-                                                     data_args, held_out, args.out_dir)
+                                                     data_args, held_out, args.out_dir, tf_dir)
         validation = stage_set(data_args["data_dir"], "validation",
                                os.path.join(args.out_dir, "validation"))[0]
         results["validation"] = {"accuracy": results["models"]["edge"]["validation_accuracy"],
                                  "split": VALIDATION_SPLIT}
         results["streaming"] = streaming_figures(
-            py, "tf_files/real/model_int8.tflite", [validation, v001["validation"]],
+            py, os.path.join(tf_dir, "model_int8.tflite"), [validation, v001["validation"]],
             [held_out, v001["testing"]], noise, os.path.join(args.out_dir, "streams"),
             args.stream_minutes, args.negative_stream_minutes, recognizer=STREAM_RECOGNIZER,
             other_speech={"validation": [digits["validation"], other["validation"]],
                           "test": [digits["testing"], other["testing"]]}, other_share=-1)
         results["running_speech"] = {
-            which: running_speech_rate(py, "tf_files/real/model_int8.tflite", running[which],
-                                       os.path.join(args.out_dir, "streams",
-                                                    f"running_{which}.csv"))
+            which: running_speech_rate(py, os.path.join(tf_dir, "model_int8.tflite"),
+                                       running[which], os.path.join(args.out_dir, "streams",
+                                                                    f"running_{which}.csv"))
             for which in ("validation", "testing")}
+    results["tf_dir"] = tf_dir
     path = os.path.join(args.out_dir, "results.json")
     atomic_write_text(path, json.dumps(results, indent=1))
     print_summary(results, path)
     if "edge" in models and args.ship:
         data = AUDIO_DATA + (PACK_DATA if uses_pack(MODELS["edge"]) else "")
-        print(ship("tf_files/real", results, data=data)[1])
+        print(ship(tf_dir, results, data=data)[1])
     return 0
 
 
-def freeze_and_score_edge(py, checkpoint, data_args, held_out, out_dir):
-    os.makedirs("tf_files/real", exist_ok=True)
+def tf_dir_of(out_dir):
+    """Where a run's frozen models go: tf_files/<name of its out_dir> (data/real ->
+    tf_files/real), so runs of other seeds keep theirs apart."""
+    return os.path.join("tf_files", os.path.basename(os.path.normpath(out_dir)))
+
+
+def freeze_and_score_edge(py, checkpoint, data_args, held_out, out_dir, tf_dir):
+    os.makedirs(tf_dir, exist_ok=True)
     run_step("freeze the edge model", [
         py, "freeze_graph.py", "--checkpoint", checkpoint, "--frozen_path",
-        "tf_files/real/model.pb", "--output_labels", "tf_files/real/labels.txt",
+        os.path.join(tf_dir, "model.pb"), "--output_labels", os.path.join(tf_dir, "labels.txt"),
         "--calibration_data", data_args["calibration"], "--num_calibration", "300"])
     result = {}
     for kind, model_file in (("float", "model.tflite"), ("int8", "model_int8.tflite")):
         scored = run_scored_step(f"score the {kind} .tflite one clip at a time", [
-            py, "make_submission_on_rpi.py", "--model", f"tf_files/real/{model_file}",
-            "--test_data", held_out, "--labels", "tf_files/real/labels.txt",
+            py, "make_submission_on_rpi.py", "--model", os.path.join(tf_dir, model_file),
+            "--test_data", held_out, "--labels", os.path.join(tf_dir, "labels.txt"),
             "--submission_fn", os.path.join(out_dir, "edge", f"held_out_{kind}.csv")],
             os.path.join(out_dir, "edge", f"held_out_{kind}.metrics.json"))
         result[kind] = {"accuracy": scored["accuracy"], "recall": scored["recall"],
@@ -423,7 +444,7 @@ def print_summary(results, path):
     for which, r in results.get("running_speech", {}).items():
         print(f"running speech ({which} speakers, {r['minutes']} min): "
               f"{r['detections_per_hour']} command detections per hour {r['by_word']}")
-    print(f"results: {path}; frozen models: tf_files/real/")
+    print(f"results: {path}; frozen models: {results.get('tf_dir')}")
 
 
 if __name__ == "__main__":
