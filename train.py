@@ -98,7 +98,8 @@ def build_parser():
     g.add_argument("--pseudo_frequency", type=float, default=0.0,
                    help="probability that a training example comes from the pseudo pool")
     g.add_argument("--teacher_checkpoint", action="append", default=[],
-                   help="teacher .keras checkpoint (repeatable: an ensemble's mean)")
+                   help="teacher .keras checkpoint (repeatable: an ensemble's mean); with "
+                   "--pack it must have the pack front end and labels the pack images too")
     g.add_argument("--teacher_probs", help="probabilities CSV (fname,<label>...) of a teacher")
     g.add_argument("--distill_temperature", type=float, default=2.0)
     g.add_argument("--distill_weight", type=float, default=0.5,
@@ -165,9 +166,9 @@ def parse_args(argv=None):
     if args.pack:
         if not 0 < args.pack_frequency < 1:
             raise UserError("--pack_frequency must be in (0, 1)")
-        if args.teacher_probs or args.teacher_checkpoint:
-            raise UserError("--pack does not combine with distillation (teacher targets are "
-                            "of audio clips)")
+        if args.teacher_probs:
+            raise UserError("--pack takes teachers as --teacher_checkpoint (a probabilities "
+                            "file has no rows for the pack's images)")
         require_file(args.pack, "spectrogram pack")
         if args.strategy != "default":
             raise UserError("--pack trains on one device for now: its batches are not split "
@@ -379,6 +380,18 @@ def load_teachers(checkpoints, labels):
         teacher.trainable = False
         teachers.append(teacher)
     return teachers
+
+
+def pack_teacher(teacher):
+    """A teacher for a pack student: its model.pack_trainer, which takes the mixed batches
+    ((audio, image features, from_audio)), so it labels audio clips and pack images alike."""
+    import model as zoo
+
+    try:
+        return zoo.pack_trainer(teacher)
+    except UserError:
+        raise UserError(f"a teacher of a --pack student needs the pack front end too; "
+                        f"{teacher.name} has none") from None
 
 
 def teacher_targets(dataset, teachers):
@@ -740,7 +753,8 @@ def train_model(args, strategy, processor, resume_state, exp_dir, out_dir, log_d
                                initial_epoch=initial_epoch, epochs=args.epochs,
                                steps_per_epoch=steps,
                                soft_targets=soft if soft is not None else {}, replicas=shard)
-        return teacher_targets(ds, teachers) if teachers else ds
+        # a pack model's teachers see the mixed batches, after with_pack
+        return teacher_targets(ds, teachers) if teachers and not args.pack else ds
 
     train = distributed_training_data(strategy, training_data) if distributed \
         else training_data()
@@ -752,6 +766,8 @@ def train_model(args, strategy, processor, resume_state, exp_dir, out_dir, log_d
         net, trainer = build_and_compile(args, len(labels), exp_dir, resume_state, replicas)
     if args.pack:
         train, val, steps = with_pack(args, processor, train, val, net, steps)
+        if teachers:
+            train = teacher_targets(train, [pack_teacher(t) for t in teachers])
     plateau = keras.callbacks.ReduceLROnPlateau("val_accuracy", factor=args.lr_factor,
                                                 patience=args.lr_patience, min_lr=args.min_lr,
                                                 mode="max", verbose=1)

@@ -351,3 +351,43 @@ def test_the_pipeline_benchmark_times_the_pack_input(small_pack, tmp_path):
     assert 0 <= pack["input_wait"] < 1 and pack["step_cached_ms"] > 0
     assert set(pack["branches_alone_ms"]) == {"audio clips", "pack images"}
     assert pack["images"] > 0 and pack["resident_mb"] > 0 and pack["pack_added_mb"] > 0
+
+
+def test_a_pack_student_distils_from_a_pack_teacher(small_pack, tmp_path):
+    """The entry's distillation with the pack: a teacher on the pack front end labels audio
+    clips and pack images alike in the mixed batches; a teacher without it is a one-line
+    error."""
+    from conftest import make_speech_commands
+
+    import train
+
+    data = make_speech_commands(tmp_path / "sc", WORDS + ["cat"], small_pack["speakers"] +
+                                [f"{i:08x}" for i in range(10, 20)])
+    base = [sys.executable, str(REPO / "train.py"), "--config",
+            str(REPO / "experiments" / "smoke.json"), "--data_dir", str(data),
+            "--checkpoint_dir", str(tmp_path / "ck"), "--log_dir", str(tmp_path / "logs"),
+            "--model", "edge_tcs", "--pack", str(small_pack["zip"]),
+            "--pack_cache_dir", str(tmp_path / "cache")]
+    options = ["--model_options", '{"features": "pack", "width": 0.25, "head_channels": 16}']
+    teacher = subprocess.run(base + options + ["--exp_name", "teacher"], cwd=REPO, env=ENV,
+                             capture_output=True, text=True, timeout=600)
+    assert teacher.returncode == 0, teacher.stderr[-3000:]
+    checkpoint = str(tmp_path / "ck" / "teacher" / "last.keras")
+    student = subprocess.run(base + options + ["--exp_name", "student", "--teacher_checkpoint",
+                                               checkpoint], cwd=REPO, env=ENV,
+                             capture_output=True, text=True, timeout=600)
+    assert student.returncode == 0, student.stderr[-3000:]
+    assert (tmp_path / "ck" / "student" / "last.keras").is_file()
+    # the mixed batches get the teacher's probabilities on both branches
+    net, labels = model.load_checkpoint(checkpoint)
+    pack_net = train.pack_teacher(net)
+    audio = np.stack([tone(440), tone(660)]).astype(np.float32)
+    images = np.zeros((2, 98, 40), np.float32)
+    import tensorflow as tf
+
+    batch = ((audio, images, np.array([True, False])), -np.ones((2, 1 + len(labels)), np.float32))
+    (_, y), = train.teacher_targets(tf.data.Dataset.from_tensors(batch), [pack_net])
+    np.testing.assert_allclose(y.numpy()[:, 1:].sum(axis=1), 1.0, rtol=1e-5)
+    plain = model.build_model("edge_tcs", 12, width=0.25, head_channels=16)
+    with pytest.raises(UserError, match="needs the pack front end"):
+        train.pack_teacher(plain)
