@@ -1,0 +1,36 @@
+"""Hard negatives: the one-second windows of speech with no command word that a model hears as
+a command, to train on as unknown words (the wake-word recipe). Mine only recordings of the
+training side: windows of held-out or validation audio would leak into training.
+"""
+
+import numpy as np
+
+from kws import CLIP_SAMPLES
+from kws.labels import COMPETITION_WORDS
+
+
+def command_scores(model, labels, samples, hop):
+    """(window starts, the highest command-word probability of each window, its word index)."""
+    commands = np.array([i for i, label in enumerate(labels) if label in COMPETITION_WORDS])
+    if len(samples) < CLIP_SAMPLES:
+        samples = np.pad(samples, (0, CLIP_SAMPLES - len(samples)))
+    starts = np.arange(0, len(samples) - CLIP_SAMPLES + 1, hop)
+    best, word = np.zeros(len(starts), np.float32), np.zeros(len(starts), np.int64)
+    for n, start in enumerate(starts):
+        probs = model.predict(np.ascontiguousarray(samples[start:start + CLIP_SAMPLES]))
+        k = int(np.argmax(probs[commands]))
+        best[n], word[n] = probs[commands[k]], commands[k]
+    return starts, best, word
+
+
+def hard_windows(starts, scores, threshold, min_gap=CLIP_SAMPLES * 3 // 2):
+    """Indices of the windows scoring at least threshold, greedily by score, no two starting
+    closer than min_gap (one window per misheard word, not one per hop: windows up to a second
+    and a word's length apart hold the same word)."""
+    chosen = []
+    for i in np.argsort(-scores, kind="stable"):
+        if scores[i] < threshold:
+            break
+        if all(abs(int(starts[i]) - int(starts[j])) >= min_gap for j in chosen):
+            chosen.append(int(i))
+    return sorted(chosen, key=lambda i: starts[i])
