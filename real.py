@@ -80,7 +80,10 @@ MODELS = {  # name -> config; each config's "epochs" is its training budget
     "tutorial_conv": "experiments/real_tutorial_conv.json",
     # the edge model without the spectrogram pack, the same model and steps: the pack's gain
     "edge_audio_only": "experiments/real_edge_pack_audio_only.json",
+    # a wider edge model, trained first: the edge model then distils from it
+    "teacher": "experiments/real_teacher.json",
 }
+DISTILL = ["--distill_weight", "0.5", "--distill_temperature", "2"]
 TTA = ["--tta_shift=-1600,1600", "--tta_gain", "1.25"]
 # our recognizer: hops of the front end's 20 ms (its frames are cached), a second between two
 # detections; the threshold is chosen on the validation streams
@@ -264,7 +267,8 @@ def main(argv=None):
     parser.add_argument("--shared", default="../shared/data", help="folder of the real clips")
     parser.add_argument("--out_dir", default="data/real", help="staging and results")
     parser.add_argument("--models", default="edge,seed195,tutorial_conv",
-                        help=f"comma-separated, from {','.join(MODELS)}; edge is frozen")
+                        help=f"comma-separated, from {','.join(MODELS)}; edge is frozen; "
+                             "with teacher, the teacher trains first and edge distils from it")
     parser.add_argument("--cap_minutes", type=float, default=90.0,
                         help="wall-clock safety cap for each model's training; the budget is "
                              "the epochs in its config, so results do not depend on the CPU")
@@ -324,10 +328,15 @@ def main(argv=None):
                                          os.path.join(args.out_dir, "calibration"))[0]
     results = {"held_out_speakers": n_speakers, "held_out_clips": n_clips, "models": {}}
     tf_dir = tf_dir_of(args.out_dir)
-    for name in models:
-        exp = f"real_{name}" + (f"_s{args.seed}" if args.seed is not None else "")
-        run_step(f"train {name}", train_command(py, MODELS[name], data_args, exp,
-                                                args.cap_minutes, args.seed))
+    for name in sorted(models, key=lambda m: m != "teacher"):  # a teacher trains first
+        teacher = results["models"].get("teacher", {}).get("checkpoint")
+        distils = name == "edge" and teacher is not None
+        exp = f"real_{name}" + ("_kd" if distils else "") + \
+            (f"_s{args.seed}" if args.seed is not None else "")
+        cmd = train_command(py, MODELS[name], data_args, exp, args.cap_minutes, args.seed)
+        if distils:
+            cmd += ["--teacher_checkpoint", teacher, *DISTILL]
+        run_step(f"train {name}" + (" (distilled from the teacher)" if distils else ""), cmd)
         checkpoint = best_checkpoint(os.path.join("checkpoints", exp))
         scored = run_scored_step(f"score {name} on held-out speakers (TTA)", [
             py, "make_submission.py", "--checkpoint", checkpoint, "--test_data", held_out,
