@@ -168,12 +168,15 @@ def main(argv=None):
                     print(f"{d.time_ms / 1000:9.2f} s  {d.label:<10} {d.score:.3f}", flush=True)
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
+    heard = spotter.windows.samples_seen / SAMPLE_RATE
+    if args.raw and not heard:
+        raise UserError("no audio on standard input: is the recorder running and is there a "
+                        "microphone? (arecord -l lists them)")
     if args.csv:
         atomic_write_text(args.csv, detections_csv(found))
     if args.plot and trace_t:
         plot_traces(args.plot, trace_t, np.asarray(trace_p), labels, found,
                     settings.detection_threshold)
-    heard = spotter.windows.samples_seen / SAMPLE_RATE
     print(f"{len(found)} detections in {heard:.1f} s of audio"
           + (f"; wrote {args.csv}" if args.csv else "") + (f", {args.plot}" if args.plot else ""),
           file=sys.stderr)

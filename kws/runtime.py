@@ -9,6 +9,7 @@ labels.txt) unless given.
 """
 
 import os
+import re
 
 import numpy as np
 
@@ -19,19 +20,42 @@ from kws.labels import read_labels
 PB_SAMPLES = "decoded_sample_data:0"
 PB_RATE = "decoded_sample_data:1"
 PB_OUTPUT = "labels_softmax:0"
+# What LiteRT says when a model uses an op, or an op version, that it is too old to know
+NEWER_MODEL = re.compile(r"old TFLite binary|newer model|older version of this builtin", re.I)
+
+
+def litert_version():
+    """The installed ai-edge-litert's version ('unknown' when it has no package metadata)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("ai-edge-litert")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 class TFLiteModel:
     """A .tflite file run by LiteRT: float32 [1, 16000] in, probabilities [1, n] out."""
 
     def __init__(self, path, num_threads=1, input_shape=(1, CLIP_SAMPLES)):
-        from ai_edge_litert.interpreter import Interpreter
-
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            raise UserError(f"{path}: a .tflite needs LiteRT: pip install ai-edge-litert "
+                            "(the version requirements-pi.txt pins on a Pi)") from None
         try:
             self.interpreter = Interpreter(model_path=path, num_threads=num_threads)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
-            raise UserError(f"{path}: not a TFLite model ({str(e).splitlines()[0]})") from None
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if NEWER_MODEL.search(str(e)):
+                version = litert_version()
+                raise UserError(
+                    f"{path} was frozen for a newer runtime than the installed ai-edge-litert "
+                    f"{version} ({first.split('. ')[0]}): install a newer ai-edge-litert (pip "
+                    f"install --upgrade ai-edge-litert) or use a model frozen for {version} "
+                    "(the Pi bundle's are)") from None
+            raise UserError(f"{path}: not a TFLite model ({first})") from None
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
         if (len(inputs) != 1 or list(inputs[0]["shape"]) != list(input_shape)
@@ -53,7 +77,11 @@ class FrozenGraphModel:
     (past TensorFlow's 16-bit-PCM-only WAV decoder, so the project's reader decides)."""
 
     def __init__(self, path, num_threads=1):
-        import tensorflow as tf
+        try:
+            import tensorflow as tf
+        except ImportError:
+            raise UserError(f"{path}: a frozen .pb needs TensorFlow, which is not installed "
+                            "(the Pi bundle runs .tflite models only)") from None
         from google.protobuf.message import DecodeError
 
         graph_def = tf.compat.v1.GraphDef()
