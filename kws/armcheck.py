@@ -133,6 +133,10 @@ def debian_arm64(cache=CACHE):
         for deb in debs:
             run(["dpkg", "-x", deb, os.path.join(building, "rootfs")], f"dpkg -x {deb}")
         run(["dpkg", "-x", qemu_deb, os.path.join(building, "qemu")], f"dpkg -x {qemu_deb}")
+        qemu_bin = os.path.dirname(userland["qemu"].replace(final, building, 1))
+        for name in os.listdir(qemu_bin):  # 370 MB of other CPUs' emulators
+            if name != "qemu-aarch64-static":
+                os.remove(os.path.join(qemu_bin, name))
         shutil.rmtree(os.path.join(building, "apt"))  # the unpacked trees are what is kept
         with open(os.path.join(building, "packages.txt"), "w") as f:
             f.write("\n".join(os.path.basename(d) for d in [*debs, qemu_deb]) + "\n")
