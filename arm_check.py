@@ -142,9 +142,11 @@ def check(args, work):
     stream_seconds = stream_from_clips(paths[:STREAM_CLIPS], raw)
     requirements = os.path.join(bundle, REQUIREMENTS)
 
-    print("x86: the bundle's requirements in a venv (cached)", file=sys.stderr)
+    print("x86: the bundle's requirements in a venv (cached after the first run)",
+          file=sys.stderr)
     x86 = Machine("x86-64", [pinned_venv(requirements)], clean_env(), bundle)
-    print("ARM64: Debian arm64 userland, qemu, aarch64 wheels (cached)", file=sys.stderr)
+    print("ARM64: Debian arm64 userland, qemu, aarch64 wheels (cached after the first run)",
+          file=sys.stderr)
     arm_command, arm_env = arm_python(debian_arm64(args.cache), aarch64_site(args.cache,
                                                                              requirements))
     arm = Machine(f"ARM64 (qemu {QEMU_CPU})", arm_command, arm_env, bundle)
