@@ -1,28 +1,33 @@
-"""The Pi bundle on ARM64 Linux under emulation, on an x86 machine (make arm-check).
+"""The Pi bundle on ARM Linux under emulation, on an x86 machine (make arm-check).
 
-    userland = debian_arm64(cache)           # Debian bookworm arm64 python3.11 + qemu-user-static
-    site = aarch64_site(cache, "requirements-pi.txt")   # the pinned aarch64 wheels, unpacked
-    arm = arm_python(userland, site)         # a command prefix: ARM64 python3.11 under qemu
+    arch = ARCHES["arm64"]                   # or "armhf": 32-bit Raspberry Pi OS
+    userland = debian_userland(cache, arch)  # Debian bookworm python3.11 + qemu-user-static
+    site = wheel_site(cache, "requirements-pi.txt", arch)   # the pinned ARM wheels, unpacked
+    command, env = arm_python(userland, site, arch)         # the ARM python3.11 under qemu
 
-Nothing here needs root or binfmt_misc: Debian's arm64 packages are fetched with apt-get through
-a private configuration (its own lists, cache and empty dpkg status under the cache folder: the
-host's apt setup is not touched) and unpacked with `dpkg -x`; qemu-user-static's
-qemu-aarch64-static (also unpacked, not installed) runs the ARM python with `-L rootfs`, on a
-Cortex-A53 (the Raspberry Pi 3's core, the oldest the bundle targets); the wheels are pip's
-aarch64 downloads installed into a folder with `pip install --target --platform`. Everything is
-cached under ~/.cache/kws-arm (KWS_ARM_CACHE), keyed by what it depends on, so a second run
-needs no network.
+Nothing here needs root or binfmt_misc: Debian's arm64 (or armhf) packages are fetched with
+apt-get through a private configuration (its own lists, cache and empty dpkg status under the
+cache folder: the host's apt setup is not touched) and unpacked with `dpkg -x`; Debian's
+qemu-user-static (also unpacked, not installed) runs the ARM python with `-L rootfs` on the
+oldest core the bundle targets (a Cortex-A53, the Pi 3's; a Cortex-A7 for 32-bit); the wheels
+are pip's ARM downloads installed into a folder with `pip install --target --platform`. A pin
+marked `# apt: PACKAGE` in the requirements (numpy and cffi on 32-bit ARM, where PyPI has no
+wheel) comes from Debian's package instead. Everything is cached under ~/.cache/kws-arm
+(KWS_ARM_CACHE), keyed by what it depends on, so a second run needs no network.
 
-compare_clips / compare_streams decide the check: labels equal and probabilities within int8
-rounding of the x86 run's.
+compare_probabilities / compare_detections decide the check: labels equal and probabilities
+within int8 rounding of the x86 run's.
 """
 
 import csv
+import dataclasses
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -31,23 +36,49 @@ from kws.common import UserError
 
 CACHE = os.environ.get("KWS_ARM_CACHE") or os.path.join(
     os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kws-arm")
-SUITE = "bookworm"  # Raspberry Pi OS 64-bit is bookworm: python3.11, glibc 2.36
+SUITE = "bookworm"  # Raspberry Pi OS is bookworm: python3.11, glibc 2.36
 MIRRORS = (f"http://deb.debian.org/debian {SUITE} main",
            f"http://deb.debian.org/debian-security {SUITE}-security main")
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
-ARM_PACKAGES = ("python3.11", "libstdc++6")  # apt resolves the rest (libc6, libffi8, ...)
 QEMU_PACKAGE = "qemu-user-static"
-QEMU_CPU = "cortex-a53"  # the Pi 3's core: an instruction it lacks fails here, as on the Pi
+USERLAND_VERSION = 2  # raised when how the userland is made changes: a new cache folder
 GLIBC_MINOR = 36  # bookworm's glibc: the manylinux tags it runs
 PYTHON_VERSION = "3.11"
+APT_PIN = re.compile(r"#\s*apt:\s*(\S+)")
 # One output step of an int8 model whose softmax is quantized to 1/256: the agreement asked of
 # two runtimes' probabilities ("within int8 rounding")
 INT8_STEP = 1 / 256
 
 
-def wheel_platforms():
-    return ["manylinux2014_aarch64"] + [f"manylinux_2_{m}_aarch64"
-                                        for m in range(17, GLIBC_MINOR + 1)]
+@dataclasses.dataclass(frozen=True)
+class Arch:
+    name: str            # Debian's architecture
+    machine: str         # uname -m, and the wheels' platform suffix
+    qemu: str            # the emulator in qemu-user-static
+    cpu: str             # the core qemu emulates: the oldest the bundle targets
+    packages: tuple      # Debian packages of the userland (apt adds their dependencies)
+    requirements: str    # the bundle's lock for this architecture
+    # another runtime on x86 whose distance from this one's x86 run bounds the ARM run's (None:
+    # the ARM run must agree within int8 rounding itself)
+    reference: str = None
+
+    def wheel_platforms(self):
+        legacy = ["linux_armv7l", "manylinux2014_armv7l"] if self.machine == "armv7l" \
+            else ["manylinux2014_aarch64"]
+        return legacy + [f"manylinux_2_{m}_{self.machine}" for m in range(17, GLIBC_MINOR + 1)]
+
+
+ARCHES = {
+    "arm64": Arch("arm64", "aarch64", "qemu-aarch64-static", "cortex-a53",
+                  ("python3.11", "libstdc++6"), "requirements-pi.txt"),
+    "armhf": Arch("armhf", "armv7l", "qemu-arm-static", "cortex-a7",
+                  ("python3.11", "libstdc++6", "python3-numpy", "python3-cffi", "libsndfile1"),
+                  "requirements-pi-armv7.txt", reference="requirements-pi.txt"),
+}
+
+
+def wheel_platforms(arch="arm64"):
+    return ARCHES[arch].wheel_platforms()
 
 
 def key_of(*items):
@@ -75,9 +106,9 @@ def run(cmd, what, **kwargs):
     return done
 
 
-def apt_options(apt_dir):
-    """apt-get options for a private arm64 (+ amd64 for qemu) configuration in apt_dir."""
-    return ["-o", "APT::Architecture=arm64", "-o", "APT::Architectures::=arm64",
+def apt_options(apt_dir, arch):
+    """apt-get options for a private `arch` (+ amd64 for qemu) configuration in apt_dir."""
+    return ["-o", f"APT::Architecture={arch.name}", "-o", f"APT::Architectures::={arch.name}",
             "-o", "APT::Architectures::=amd64",
             "-o", f"Dir::State::Lists={apt_dir}/lists",
             "-o", f"Dir::State::status={apt_dir}/status",
@@ -89,19 +120,19 @@ def apt_options(apt_dir):
             "-o", "Debug::NoLocking=1", "-o", "APT::Sandbox::User=root", "-q"]
 
 
-def fetch_debs(apt_dir):
-    """Download the arm64 python3.11 closure and the amd64 qemu-user-static into apt_dir;
-    returns (arm64 .deb paths, the qemu .deb path)."""
+def fetch_debs(apt_dir, arch):
+    """Download the userland's packages and their dependencies for arch, and the amd64
+    qemu-user-static, into apt_dir; returns (the arch's .deb paths, the qemu .deb path)."""
     for sub in ("lists/partial", "cache/archives/partial", "preferences.d", "qemu"):
         os.makedirs(os.path.join(apt_dir, sub), exist_ok=True)
     open(os.path.join(apt_dir, "status"), "w").close()  # nothing installed: fetch every dep
     with open(os.path.join(apt_dir, "sources.list"), "w") as f:
         for mirror in MIRRORS:
-            f.write(f"deb [arch=arm64,amd64 signed-by={KEYRING}] {mirror}\n")
-    options = apt_options(apt_dir)
-    run(["apt-get", *options, "update"], "apt-get update (Debian's arm64 package lists)")
+            f.write(f"deb [arch={arch.name},amd64 signed-by={KEYRING}] {mirror}\n")
+    options = apt_options(apt_dir, arch)
+    run(["apt-get", *options, "update"], f"apt-get update (Debian's {arch.name} package lists)")
     run(["apt-get", *options, "install", "-y", "--download-only", "--no-install-recommends",
-         *ARM_PACKAGES], "apt-get download of arm64 python3.11")
+         *arch.packages], f"apt-get download of {arch.name} python3.11")
     qemu_dir = os.path.join(apt_dir, "qemu")
     run(["apt-get", *options, "download", f"{QEMU_PACKAGE}:amd64"], "apt-get download of qemu",
         cwd=qemu_dir)
@@ -113,12 +144,13 @@ def fetch_debs(apt_dir):
     return debs, qemu[0]
 
 
-def debian_arm64(cache=CACHE):
-    """{rootfs, qemu}: an arm64 Debian userland with python3.11 and an amd64 qemu-aarch64-static,
-    made once (downloads ~80 MB) under cache."""
-    final = os.path.join(cache, f"debian-{SUITE}-arm64-{key_of(ARM_PACKAGES, QEMU_PACKAGE)}")
+def debian_userland(cache=CACHE, arch=ARCHES["arm64"]):
+    """{rootfs, qemu}: a Debian userland of arch with python3.11 and an amd64 qemu for it, made
+    once (downloads ~75 MB) under cache."""
+    final = os.path.join(cache, f"debian-{SUITE}-{arch.name}-"
+                                f"{key_of(arch, QEMU_PACKAGE, USERLAND_VERSION)}")
     userland = {"rootfs": os.path.join(final, "rootfs"),
-                "qemu": os.path.join(final, "qemu", "usr", "bin", "qemu-aarch64-static")}
+                "qemu": os.path.join(final, "qemu", "usr", "bin", arch.qemu)}
     if os.path.isfile(os.path.join(final, ".complete")):
         return userland
     if not shutil.which("apt-get") or not shutil.which("dpkg"):
@@ -129,14 +161,15 @@ def debian_arm64(cache=CACHE):
     building = f"{final}.part-{os.getpid()}"
     shutil.rmtree(building, ignore_errors=True)
     try:
-        debs, qemu_deb = fetch_debs(os.path.join(building, "apt"))
+        debs, qemu_deb = fetch_debs(os.path.join(building, "apt"), arch)
         for deb in debs:
             run(["dpkg", "-x", deb, os.path.join(building, "rootfs")], f"dpkg -x {deb}")
         run(["dpkg", "-x", qemu_deb, os.path.join(building, "qemu")], f"dpkg -x {qemu_deb}")
-        qemu_bin = os.path.dirname(userland["qemu"].replace(final, building, 1))
+        qemu_bin = os.path.join(building, "qemu", "usr", "bin")
         for name in os.listdir(qemu_bin):  # 370 MB of other CPUs' emulators
-            if name != "qemu-aarch64-static":
+            if name != arch.qemu:
                 os.remove(os.path.join(qemu_bin, name))
+        link_alternatives(os.path.join(building, "rootfs"))
         shutil.rmtree(os.path.join(building, "apt"))  # the unpacked trees are what is kept
         with open(os.path.join(building, "packages.txt"), "w") as f:
             f.write("\n".join(os.path.basename(d) for d in [*debs, qemu_deb]) + "\n")
@@ -147,20 +180,55 @@ def debian_arm64(cache=CACHE):
     return userland
 
 
-def aarch64_site(cache, requirements):
-    """A folder holding the aarch64 CPython 3.11 wheels of `requirements` (exact pins, no
-    dependency resolution: the lock lists them all), made once under cache."""
-    final = os.path.join(cache, f"site-aarch64-py{PYTHON_VERSION}-{file_key(requirements)}")
+def link_alternatives(rootfs):
+    """The links update-alternatives would make for BLAS and LAPACK (numpy's): dpkg -x runs no
+    maintainer script, and Debian's libblas.so.3 lives in <triplet>/blas/ behind one."""
+    import glob
+
+    for library in glob.glob(os.path.join(rootfs, "usr", "lib", "*", "*", "lib*.so.3")):
+        folder = os.path.dirname(library)
+        if os.path.basename(folder) not in ("blas", "lapack"):
+            continue
+        link = os.path.join(os.path.dirname(folder), os.path.basename(library))
+        if not os.path.lexists(link):
+            os.symlink(os.path.relpath(library, os.path.dirname(link)), link)
+
+
+def apt_pins(requirements):
+    """{pinned name: Debian package} of the lines marked `# apt: PACKAGE` (no wheel on PyPI for
+    that architecture: the Pi installs Debian's, which the pin names the version of)."""
+    pins = {}
+    with open(requirements, encoding="utf-8") as f:
+        for line in f:
+            marked = APT_PIN.search(line)
+            if marked and "==" in line:
+                pins[line.split("==")[0].strip()] = marked.group(1)
+    return pins
+
+
+def wheel_site(cache, requirements, arch=ARCHES["arm64"], resolve=False):
+    """A folder holding arch's CPython 3.11 wheels of `requirements` (exact pins, no dependency
+    resolution: the lock lists them all; `# apt:` pins left to the userland; with resolve,
+    their dependencies too), made once."""
+    final = os.path.join(cache, f"site-{arch.machine}-py{PYTHON_VERSION}-"
+                                f"{key_of(file_key(requirements), arch, resolve)}")
     if os.path.isfile(os.path.join(final, ".complete")):
         return final
     building = f"{final}.part-{os.getpid()}"
     shutil.rmtree(building, ignore_errors=True)
-    platforms = [a for p in wheel_platforms() for a in ("--platform", p)]
+    platforms = [a for p in arch.wheel_platforms() for a in ("--platform", p)]
+    skip = apt_pins(requirements)
     try:
-        run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
-             building, "--only-binary=:all:", "--python-version", PYTHON_VERSION,
-             "--implementation", "cp", *platforms, "-r", requirements],
-            f"pip install of the aarch64 wheels of {requirements}")
+        with tempfile.NamedTemporaryFile("w", suffix=".txt") as wheels:
+            with open(requirements, encoding="utf-8") as f:
+                wheels.write("".join(ln for ln in f
+                                     if ln.split("==")[0].strip() not in skip))
+            wheels.flush()
+            run([sys.executable, "-m", "pip", "install", "--quiet",
+                 *([] if resolve else ["--no-deps"]), "--target",
+                 building, "--only-binary=:all:", "--python-version", PYTHON_VERSION,
+                 "--implementation", "cp", *platforms, "-r", wheels.name],
+                f"pip install of the {arch.machine} wheels of {requirements}")
         open(os.path.join(building, ".complete"), "w").close()
         os.rename(building, final)
     finally:
@@ -168,10 +236,10 @@ def aarch64_site(cache, requirements):
     return final
 
 
-def arm_python(userland, site):
-    """(command prefix, environment) that runs the ARM64 python3.11 with `site` on its path."""
+def arm_python(userland, site, arch=ARCHES["arm64"]):
+    """(command prefix, environment) that runs the ARM python3.11 with `site` on its path."""
     rootfs = userland["rootfs"]
-    command = [userland["qemu"], "-L", rootfs, "-cpu", QEMU_CPU,
+    command = [userland["qemu"], "-L", rootfs, "-cpu", arch.cpu,
                os.path.join(rootfs, "usr", "bin", "python3.11")]
     return command, clean_env(PYTHONPATH=site)
 
@@ -312,14 +380,45 @@ def read_detections(path):
                 for r in csv.DictReader(f)]
 
 
-def compare_detections(x86, arm, tolerance=INT8_STEP):
-    """Detections equal in time and word, scores (averages of probabilities) within tolerance."""
-    same = len(x86) == len(arm) and all(a[:2] == b[:2] and abs(a[2] - b[2]) <= tolerance + 1e-4
-                                        for a, b in zip(x86, arm))
-    return {"ok": same, "x86": len(x86), "arm": len(arm),
+def compare_detections(x86, arm, tolerance=INT8_STEP, shift_ms=0.0):
+    """Detections of the same words in the same order, at times within shift_ms (0: equal) and
+    scores (averages of probabilities) within tolerance."""
+    def close(a, b):
+        return (a[1] == b[1] and abs(a[0] - b[0]) <= shift_ms
+                and abs(a[2] - b[2]) <= tolerance + 1e-4)
+
+    same = len(x86) == len(arm) and all(close(a, b) for a, b in zip(x86, arm))
+    return {"ok": same, "x86": len(x86), "arm": len(arm), "shift_ms": shift_ms,
             "first_difference": None if same else next(
-                ([a, b] for a, b in zip(x86, arm) if a[:2] != b[:2]
-                 or abs(a[2] - b[2]) > tolerance + 1e-4), ["count", len(x86), len(arm)])}
+                ([a, b] for a, b in zip(x86, arm) if not close(a, b)),
+                ["count", len(x86), len(arm)])}
+
+
+def largest_shift(a, b):
+    """The largest time difference between matching detections of two runs (same words in the
+    same order), or None when their words differ."""
+    if [d[1] for d in a] != [d[1] for d in b]:
+        return None
+    return max((abs(x[0] - y[0]) for x, y in zip(a, b)), default=0)
+
+
+def compare_within_reference(x86, arm, reference, labels, envelope=None, step=INT8_STEP):
+    """compare_probabilities for a runtime whose int8 kernels round differently from x86's
+    (tflite-runtime on 32-bit ARM): the arm run may differ from x86 by as much as `reference`,
+    another runtime on x86 itself, differs from it (plus one step), and change as many top
+    labels, no more."""
+    strict = compare_probabilities(x86, arm, labels, envelope, step)
+    if "rows" not in strict:
+        return strict
+    bound = compare_probabilities(x86, reference, labels, envelope, step)
+    allowed = bound["max_abs_difference"] + step
+    ok = (strict["max_abs_difference"] <= allowed + 1e-7
+          and len(strict["label_differences_beyond_envelope"])
+          <= len(bound["label_differences_beyond_envelope"]))
+    return {**strict, "ok": ok, "reference_max_abs_difference": bound["max_abs_difference"],
+            "reference_label_differences_beyond_envelope":
+                len(bound["label_differences_beyond_envelope"]),
+            "tolerance": allowed}
 
 
 # ---- inputs -------------------------------------------------------------------------------------

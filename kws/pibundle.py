@@ -5,13 +5,15 @@
 The archive holds one folder, kws-pi-<version>/: the Pi script and label_stream.py, the kws
 modules they import (found by reading their imports, so a new dependency is bundled without a
 list to keep), the model(s) with their labels, streaming settings and stream body, the pinned
-runtime (requirements-pi.txt: versions that exist as Linux aarch64 wheels), a README and a
-systemd unit. No bundled module imports TensorFlow, scipy or pandas at module level (checked
-here); kws.runtime imports TensorFlow only for a .pb, which a bundle never holds. The archive is
-reproducible: sorted members, fixed times and owners.
+runtime (requirements-pi.txt: versions that exist as Linux aarch64 wheels;
+requirements-pi-armv7.txt for the 32-bit OS), a README and a systemd unit. No bundled module
+imports TensorFlow, scipy or pandas at module level (checked here); kws.runtime imports
+TensorFlow only for a .pb, which a bundle never holds. The archive is reproducible: sorted
+members, fixed times and owners.
 
-pinned_venv() makes (once, cached under ~/.cache/kws-pi) an x86 virtual env with exactly
-requirements-pi.txt: what the tests run the unpacked bundle in. Standard library only.
+pinned_venv() makes (once, cached under ~/.cache/kws-pi) an x86 virtual env with exactly a
+requirements file: what the tests and the ARM check run the unpacked bundle in on x86.
+Standard library only.
 """
 
 import ast
@@ -31,7 +33,8 @@ from kws.common import UserError, atomic_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = ("make_submission_on_rpi.py", "label_stream.py")
-REQUIREMENTS = "requirements-pi.txt"
+REQUIREMENTS = "requirements-pi.txt"  # 64-bit Raspberry Pi OS (aarch64): ai-edge-litert
+REQUIREMENTS_ARMV7 = "requirements-pi-armv7.txt"  # 32-bit (armv7l): tflite-runtime, apt numpy
 PINS = os.path.join(REPO, REQUIREMENTS)
 TEMPLATES = os.path.join(REPO, "docs", "pi")  # the bundle's README and systemd unit
 SERVICE = "kws-spotter.service"
@@ -167,7 +170,7 @@ def bundle_members(models, repo=REPO, version=None):
     modules = kws_closure(repo)
     check_light(repo, modules)
     members = {}
-    for rel in (*SCRIPTS, *modules, REQUIREMENTS):
+    for rel in (*SCRIPTS, *modules, REQUIREMENTS, REQUIREMENTS_ARMV7):
         with open(os.path.join(repo, rel), "rb") as f:
             members[rel] = f.read()
     names = []
@@ -188,7 +191,8 @@ def bundle_members(models, repo=REPO, version=None):
                             folder=folder).encode()
     members["bundle.json"] = (json.dumps({
         "name": folder, "version": version, "models": [f"models/{n}" for n in names],
-        "runtime": pinned(os.path.join(repo, REQUIREMENTS)),
+        "runtime": {"aarch64": pinned(os.path.join(repo, REQUIREMENTS)),
+                    "armv7l": pinned(os.path.join(repo, REQUIREMENTS_ARMV7))},
         "files": {k: hashlib.sha256(v).hexdigest() for k, v in sorted(members.items())},
     }, indent=1) + "\n").encode()
     return members
