@@ -6,8 +6,8 @@
 Unpacks the bundle into an empty folder, then runs its Pi script on a folder of clips and its
 label_stream.py on a stream piped to `--raw -` (as arecord would), on x86 in a virtual env of
 exactly the bundle's pinned versions and on ARM: 64-bit (Debian bookworm's arm64 python3.11
-under qemu-aarch64-static on a Cortex-A53, requirements-pi.txt's aarch64 wheels) and 32-bit
-(armhf python3.11 with Debian's numpy under qemu-arm-static on a Cortex-A7,
+under Debian trixie's qemu-aarch64 on a Cortex-A53, requirements-pi.txt's aarch64 wheels) and
+32-bit (armhf python3.11 with Debian's numpy under qemu-arm on a Cortex-A7,
 requirements-pi-armv7.txt), each against x86 with its own pins. Passes when every stream hop's
 probabilities agree within one int8 output step (1/256), the detections are equal, and every
 clip's probabilities lie within x86's own rounding envelope (what x86 gives when the input moves

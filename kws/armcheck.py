@@ -1,14 +1,15 @@
 """The Pi bundle on ARM Linux under emulation, on an x86 machine (make arm-check).
 
     arch = ARCHES["arm64"]                   # or "armhf": 32-bit Raspberry Pi OS
-    userland = debian_userland(cache, arch)  # Debian bookworm python3.11 + qemu-user-static
+    userland = debian_userland(cache, arch)  # Debian bookworm python3.11 + qemu-user
     site = wheel_site(cache, "requirements-pi.txt", arch)   # the pinned ARM wheels, unpacked
     command, env = arm_python(userland, site, arch)         # the ARM python3.11 under qemu
 
 Nothing here needs root or binfmt_misc: Debian's arm64 (or armhf) packages are fetched with
 apt-get through a private configuration (its own lists, cache and empty dpkg status under the
-cache folder: the host's apt setup is not touched) and unpacked with `dpkg -x`; Debian's
-qemu-user-static (also unpacked, not installed) runs the ARM python with `-L rootfs` on the
+cache folder: the host's apt setup is not touched) and unpacked with `dpkg -x`; Debian trixie's
+statically linked qemu-user (10.0; also unpacked, not installed) runs the ARM python with
+`-L rootfs` on the
 oldest core the bundle targets (a Cortex-A53, the Pi 3's; a Cortex-A7 for 32-bit); the wheels
 are pip's ARM downloads installed into a folder with `pip install --target --platform`. A pin
 marked `# apt: PACKAGE` in the requirements (numpy and cffi on 32-bit ARM, where PyPI has no
@@ -40,8 +41,12 @@ SUITE = "bookworm"  # Raspberry Pi OS is bookworm: python3.11, glibc 2.36
 MIRRORS = (f"http://deb.debian.org/debian {SUITE} main",
            f"http://deb.debian.org/debian-security {SUITE}-security main")
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
-QEMU_PACKAGE = "qemu-user-static"
-USERLAND_VERSION = 2  # raised when how the userland is made changes: a new cache folder
+# The emulator comes from Debian trixie, whose qemu-user (10.0) is statically linked:
+# bookworm's qemu-user-static 7.2 crashes (SIGSEGV) inside ai-edge-litert 2.3.0's interpreter
+# creation on every CPU model, which 10.0 runs
+QEMU_SUITE = "trixie"
+QEMU_PACKAGE = "qemu-user"
+USERLAND_VERSION = 3  # raised when how the userland is made changes: a new cache folder
 GLIBC_MINOR = 36  # bookworm's glibc: the manylinux tags it runs
 PYTHON_VERSION = "3.11"
 APT_PIN = re.compile(r"#\s*apt:\s*(\S+)")
@@ -54,7 +59,7 @@ INT8_STEP = 1 / 256
 class Arch:
     name: str            # Debian's architecture
     machine: str         # uname -m, and the wheels' platform suffix
-    qemu: str            # the emulator in qemu-user-static
+    qemu: str            # the emulator in qemu-user
     cpu: str             # the core qemu emulates: the oldest the bundle targets
     packages: tuple      # Debian packages of the userland (apt adds their dependencies)
     requirements: str    # the bundle's lock for this architecture
@@ -69,9 +74,9 @@ class Arch:
 
 
 ARCHES = {
-    "arm64": Arch("arm64", "aarch64", "qemu-aarch64-static", "cortex-a53",
+    "arm64": Arch("arm64", "aarch64", "qemu-aarch64", "cortex-a53",
                   ("python3.11", "libstdc++6"), "requirements-pi.txt"),
-    "armhf": Arch("armhf", "armv7l", "qemu-arm-static", "cortex-a7",
+    "armhf": Arch("armhf", "armv7l", "qemu-arm", "cortex-a7",
                   ("python3.11", "libstdc++6", "python3-numpy", "python3-cffi", "libsndfile1"),
                   "requirements-pi-armv7.txt", reference="requirements-pi.txt"),
 }
@@ -106,10 +111,10 @@ def run(cmd, what, **kwargs):
     return done
 
 
-def apt_options(apt_dir, arch):
-    """apt-get options for a private `arch` (+ amd64 for qemu) configuration in apt_dir."""
-    return ["-o", f"APT::Architecture={arch.name}", "-o", f"APT::Architectures::={arch.name}",
-            "-o", "APT::Architectures::=amd64",
+def apt_options(apt_dir, architecture):
+    """apt-get options for a private configuration of one Debian architecture in apt_dir."""
+    return ["-o", f"APT::Architecture={architecture}",
+            "-o", f"APT::Architectures::={architecture}",
             "-o", f"Dir::State::Lists={apt_dir}/lists",
             "-o", f"Dir::State::status={apt_dir}/status",
             "-o", f"Dir::Cache={apt_dir}/cache",
@@ -120,24 +125,32 @@ def apt_options(apt_dir, arch):
             "-o", "Debug::NoLocking=1", "-o", "APT::Sandbox::User=root", "-q"]
 
 
-def fetch_debs(apt_dir, arch):
-    """Download the userland's packages and their dependencies for arch, and the amd64
-    qemu-user-static, into apt_dir; returns (the arch's .deb paths, the qemu .deb path)."""
-    for sub in ("lists/partial", "cache/archives/partial", "preferences.d", "qemu"):
+def private_apt(apt_dir, architecture, sources):
+    """A private apt configuration in apt_dir with these source lines, its lists fetched;
+    returns its apt-get options."""
+    for sub in ("lists/partial", "cache/archives/partial", "preferences.d", "download"):
         os.makedirs(os.path.join(apt_dir, sub), exist_ok=True)
     open(os.path.join(apt_dir, "status"), "w").close()  # nothing installed: fetch every dep
     with open(os.path.join(apt_dir, "sources.list"), "w") as f:
-        for mirror in MIRRORS:
-            f.write(f"deb [arch={arch.name},amd64 signed-by={KEYRING}] {mirror}\n")
-    options = apt_options(apt_dir, arch)
-    run(["apt-get", *options, "update"], f"apt-get update (Debian's {arch.name} package lists)")
+        f.writelines(f"deb [arch={architecture} signed-by={KEYRING}] {s}\n" for s in sources)
+    options = apt_options(apt_dir, architecture)
+    run(["apt-get", *options, "update"], f"apt-get update (Debian's {architecture} lists)")
+    return options
+
+
+def fetch_debs(apt_dir, arch):
+    """Download the userland's packages and their dependencies for arch, and the amd64
+    qemu-user, into apt_dir; returns (the arch's .deb paths, the qemu .deb path)."""
+    options = private_apt(os.path.join(apt_dir, arch.name), arch.name, MIRRORS)
     run(["apt-get", *options, "install", "-y", "--download-only", "--no-install-recommends",
          *arch.packages], f"apt-get download of {arch.name} python3.11")
-    qemu_dir = os.path.join(apt_dir, "qemu")
-    run(["apt-get", *options, "download", f"{QEMU_PACKAGE}:amd64"], "apt-get download of qemu",
-        cwd=qemu_dir)
-    archives = os.path.join(apt_dir, "cache", "archives")
+    archives = os.path.join(apt_dir, arch.name, "cache", "archives")
     debs = sorted(os.path.join(archives, n) for n in os.listdir(archives) if n.endswith(".deb"))
+    qemu_dir = os.path.join(apt_dir, "amd64", "download")
+    options = private_apt(os.path.join(apt_dir, "amd64"), "amd64",
+                          [f"http://deb.debian.org/debian {QEMU_SUITE} main"])
+    run(["apt-get", *options, "download", QEMU_PACKAGE], "apt-get download of qemu",
+        cwd=qemu_dir)
     qemu = [os.path.join(qemu_dir, n) for n in os.listdir(qemu_dir) if n.endswith(".deb")]
     if not debs or len(qemu) != 1:
         raise UserError(f"apt-get left no packages in {apt_dir}")
@@ -166,7 +179,7 @@ def debian_userland(cache=CACHE, arch=ARCHES["arm64"]):
             run(["dpkg", "-x", deb, os.path.join(building, "rootfs")], f"dpkg -x {deb}")
         run(["dpkg", "-x", qemu_deb, os.path.join(building, "qemu")], f"dpkg -x {qemu_deb}")
         qemu_bin = os.path.join(building, "qemu", "usr", "bin")
-        for name in os.listdir(qemu_bin):  # 370 MB of other CPUs' emulators
+        for name in os.listdir(qemu_bin):  # other CPUs' emulators
             if name != arch.qemu:
                 os.remove(os.path.join(qemu_bin, name))
         link_alternatives(os.path.join(building, "rootfs"))
