@@ -207,7 +207,8 @@ def check_arch(arch, args, bundle, model, clips, paths, raw, timed, work):
             "detections": compare_detections(x86_found, arm_found, tolerance=1.0,
                                              shift_ms=max(stride, shift or 0))}
     tensorflow = (wheel_site(args.cache, tensorflow_requirements(args, work), arch,
-                             resolve=True) if args.arm_tensorflow else None)
+                             resolve=True)
+                  if args.arm_tensorflow and arch.name == "arm64" else None)  # none for armv7l
     return {"qemu_cpu": arch.cpu, "requirements": arch.requirements,
             "bounded_by": arch.reference,
             "runtime": pinned(requirements), "runs": runs, "compare": compare,
