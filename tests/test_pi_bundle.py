@@ -215,6 +215,11 @@ def test_a_differently_rounding_runtime_is_bounded_by_another_on_x86():
     assert compare_within_reference(x86, near, reference, labels)["ok"]
     result = compare_within_reference(x86, far, reference, labels)
     assert not result["ok"] and result["reference_max_abs_difference"] == pytest.approx(0.04)
+    tied = {"1": np.array([0.51, 0.49]), "2": x86["2"]}
+    flipped = {"1": np.array([0.49, 0.51]), "2": x86["2"]}    # 0.02 away: within the bound
+    result = compare_within_reference(tied, flipped, reference, labels)
+    assert result["ok"] and result["label_differences"] == ["1"]
+    assert not result["label_differences_beyond_a_tie"]
     found = [(2400, "stop", 0.52), (6120, "up", 0.51)]
     moved = [(2380, "stop", 0.50), (6120, "up", 0.52)]
     assert not compare_detections(found, moved)["ok"]
