@@ -40,6 +40,8 @@ test: setup-dev
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
+# --check_runtimes loads the model(s) with every runtime the bundle pins (x86 venvs, cached)
+BUNDLE_ARGS ?= --check_runtimes
 pi-bundle: setup
 	$(PY) make_pi_bundle.py $(BUNDLE_ARGS)
 

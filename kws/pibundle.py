@@ -153,6 +153,27 @@ def check_model(model_path):
     load_model(model_path)
 
 
+def check_pinned_runtimes(models, repo=REPO):
+    """Load every model with each runtime the bundle pins (in their x86 venvs, built once): a
+    model frozen for a newer runtime than the oldest pinned one stops the bundle here, with the
+    runtime's one-line error, instead of on the Pi. Returns {lock: runtime version}."""
+    code = ("import sys; from kws.runtime import load_model, tflite_interpreter, "
+            "runtime_version\nfor path in sys.argv[1:]:\n    load_model(path)\n"
+            "name = tflite_interpreter()[0]\nprint(name, runtime_version(name))")
+    found = {}
+    for lock in (REQUIREMENTS, REQUIREMENTS_ARMV7):
+        python = pinned_venv(os.path.join(repo, lock))
+        done = subprocess.run([python, "-c", code, *map(os.path.abspath, models)],
+                              capture_output=True, text=True, cwd=os.path.dirname(python),
+                              env={**os.environ, "PYTHONPATH": repo, "PYTHONNOUSERSITE": "1"})
+        if done.returncode:
+            last = (done.stderr.strip() or "?").splitlines()[-1]
+            raise UserError(f"a model does not load with {lock}'s runtime: "
+                            f"{last.removeprefix('kws.common.UserError: ')}")
+        found[lock] = done.stdout.strip().splitlines()[-1]
+    return found
+
+
 def read_template(name):
     with open(os.path.join(TEMPLATES, name), encoding="utf-8") as f:
         return f.read()

@@ -455,3 +455,18 @@ def test_bundle_runs_on_the_32_bit_runtime(armv7_python, bundle, tmp_path):
     assert "frozen for a newer runtime than the installed tflite-runtime 2.14.0" in line
     assert "pip install --upgrade tflite-runtime" in line
     assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.pi
+def test_bundle_build_refuses_a_model_the_pinned_runtimes_cannot_load(pi_python, armv7_python,
+                                                                      tmp_path):
+    from kws.pibundle import check_pinned_runtimes
+
+    found = check_pinned_runtimes([DEFAULT_MODEL])
+    assert found == {REQUIREMENTS: "ai-edge-litert 2.3.0",
+                     "requirements-pi-armv7.txt": "tflite-runtime 2.14.0"}
+    with pytest.raises(UserError) as error:
+        check_pinned_runtimes([str(newer_model(tmp_path))])
+    message = str(error.value)
+    assert message.startswith("a model does not load with requirements-pi.txt's runtime: ")
+    assert "frozen for a newer runtime than the installed ai-edge-litert 2.3.0" in message
