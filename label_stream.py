@@ -3,13 +3,15 @@
     python label_stream.py --model tf_files/real/model_int8.tflite --wav long.wav --csv det.csv
 
 Sources: `--wav FILE` (any length and any format kws.audio reads; read block by block, never
-whole), `--raw -` (16 kHz mono s16le PCM on standard input, e.g. `arecord -f S16_LE -r 16000 -c 1`
-or `ffmpeg -i in.mp3 -f s16le -ar 16000 -ac 1 -`), or `--mic` (the optional `sounddevice`
-package). Each detection prints as `time  word  score`; `--csv` also writes them with the header
-`time_ms,label,score` (time from the start of the audio), `--plot` draws the score traces with
-the detections marked. The recognizer's settings come from NAME_streaming.json beside the model
+whole), `--raw -` (16 kHz mono s16le PCM on standard input, e.g.
+`arecord -f S16_LE -r 16000 -c 1 -t raw` or `ffmpeg -i in.mp3 -f s16le -ar 16000 -ac 1 -`), or
+`--mic` (the optional `sounddevice` package). Each detection prints as `time  word  score`;
+`--csv` also writes them with the header `time_ms,label,score` (time from the start of the
+audio), `--plot` draws the score traces with the detections marked, `--scores_csv` writes every
+hop's probabilities. The recognizer's settings come from NAME_streaming.json beside the model
 (what the recipe that made it chose), else the TF example's defaults; flags override both.
-`--also_model` averages more models' probabilities with --model's (an ensemble).
+`--also_model` averages more models' probabilities with --model's (an ensemble). An empty
+`--raw` stream (no microphone, a recorder that failed) is an error.
 """
 
 import argparse
@@ -92,6 +94,12 @@ def file_blocks(path, progress):
         bar.close()
 
 
+def scores_csv(hops, labels):
+    """The text of a scores CSV: time_ms,<label>..., each hop's probabilities to 8 decimals."""
+    rows = [f"{t:.0f}," + ",".join(f"{p:.8f}" for p in probs) for t, probs in hops]
+    return "\n".join(["time_ms," + ",".join(labels)] + rows) + "\n"
+
+
 def plot_traces(path, times, scores, labels, detections, threshold):
     import matplotlib
 
@@ -133,6 +141,8 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=0, help="--mic: stop after this long")
     parser.add_argument("--csv", default="", help="write the detections here")
     parser.add_argument("--plot", default="", help="PNG of the score traces and detections")
+    parser.add_argument("--scores_csv", default="",
+                        help="write every hop's model probabilities (time_ms,<label>...) here")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quiet", action="store_true", help="no live lines, no progress bar")
     add_settings_args(parser)
@@ -152,13 +162,15 @@ def main(argv=None):
         blocks = raw_blocks(sys.stdin.buffer)
     else:
         blocks = mic_blocks(args.seconds)
-    trace_t, trace_p, found = [], [], []
+    trace_t, trace_p, hops, found = [], [], [], []
     keep = bool(args.plot)
 
     def on_scores(time_ms, probs, smoothed):
         if keep:
             trace_t.append(time_ms)
             trace_p.append(probs if smoothed is None else smoothed)
+        if args.scores_csv:
+            hops.append((time_ms, np.array(probs, np.float32)))
 
     try:
         for block in blocks:
@@ -168,12 +180,17 @@ def main(argv=None):
                     print(f"{d.time_ms / 1000:9.2f} s  {d.label:<10} {d.score:.3f}", flush=True)
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
+    heard = spotter.windows.samples_seen / SAMPLE_RATE
+    if args.raw and not heard:
+        raise UserError("no audio on standard input: is the recorder running and is there a "
+                        "microphone? (arecord -l lists them)")
     if args.csv:
         atomic_write_text(args.csv, detections_csv(found))
+    if args.scores_csv:
+        atomic_write_text(args.scores_csv, scores_csv(hops, labels))
     if args.plot and trace_t:
         plot_traces(args.plot, trace_t, np.asarray(trace_p), labels, found,
                     settings.detection_threshold)
-    heard = spotter.windows.samples_seen / SAMPLE_RATE
     print(f"{len(found)} detections in {heard:.1f} s of audio"
           + (f"; wrote {args.csv}" if args.csv else "") + (f", {args.plot}" if args.plot else ""),
           file=sys.stderr)

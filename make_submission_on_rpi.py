@@ -14,7 +14,9 @@ make_submission.py does) in the order of the sorted file names; fname is the pat
 --test_data (the bare file name for Kaggle's flat test/audio). An unreadable clip is warned
 about and labelled `silence`, so the CSV still has a row for every file. Prints the per-clip
 latency (median, p90), the total time and the model size, and the accuracy when the folder is
-laid out as <label>/*.wav.
+laid out as <label>/*.wav; `--probs_csv` also writes each clip's probabilities. A clip at another
+rate than 16 kHz where scipy is not installed (the Pi bundle) stops the run with one line, before
+anything is written.
 """
 
 import argparse
@@ -42,13 +44,15 @@ from kws.labels import (
 from kws.runtime import load_model
 
 
-def label_clips(model, labels, paths, progress_every=5000, unknown_mode="sum"):
+def label_clips(model, labels, paths, progress_every=5000, unknown_mode="sum", probs=None):
     """(predicted labels or None for unreadable clips, per-clip latencies in s, errors).
 
     A model of other labels than the 12 competition classes (an all-words model) is folded to
-    them as make_submission.py does: every other word adds to `_unknown_`."""
+    them as make_submission.py does: every other word adds to `_unknown_`. `probs`, a list,
+    receives each clip's model probabilities (None for an unreadable clip)."""
     twelve = is_competition_labels(labels)
     predictions, latencies, errors = [], [], []
+    probs = [] if probs is None else probs
     start = time.perf_counter()
     for i, path in enumerate(paths):
         try:
@@ -56,14 +60,16 @@ def label_clips(model, labels, paths, progress_every=5000, unknown_mode="sum"):
         except AudioError as e:
             errors.append(e)
             predictions.append(None)
+            probs.append(None)
             continue
         t0 = time.perf_counter()
-        probs = model.predict(samples)
+        clip_probs = model.predict(samples)
         latencies.append(time.perf_counter() - t0)
+        probs.append(clip_probs)
         if twelve:
-            predictions.append(labels[int(np.argmax(probs))])
+            predictions.append(labels[int(np.argmax(clip_probs))])
         else:
-            folded = to_12_classes(probs.reshape(1, -1), labels, unknown_mode)[0]
+            folded = to_12_classes(clip_probs.reshape(1, -1), labels, unknown_mode)[0]
             predictions.append(COMPETITION_LABELS[int(np.argmax(folded))])
         if progress_every and (i + 1) % progress_every == 0:
             elapsed = time.perf_counter() - start
@@ -81,6 +87,18 @@ def write_submission(path, fnames, predictions):
                 writer.writerow([fname, submission_label(label or SILENCE_LABEL)])
 
 
+def write_probabilities(path, fnames, labels, probs):
+    """fname,<model label>... : each clip's probabilities to 8 decimals (int8 outputs are
+    multiples of 1/256, exact at 8); an unreadable clip's row is left empty. Standard library
+    only, unlike make_submission.py's probabilities file (pandas)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(["fname", *labels])
+            for fname, row in zip(fnames, probs):
+                writer.writerow([fname, *([] if row is None else [f"{p:.8f}" for p in row])])
+
+
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", "--frozen_graph", default="tf_files/frozen.pb",
@@ -92,6 +110,8 @@ def build_parser():
                    help="labels file (default: NAME_labels.txt or labels.txt beside the model)")
     p.add_argument("--answers", default="",
                    help="CSV fname,label with the true labels, to score a flat folder")
+    p.add_argument("--probs_csv", default="",
+                   help="also write each clip's probabilities (fname,<label>...) here")
     p.add_argument("--metrics_json", default="",
                    help="also write the figures (latency, accuracy, recall) as JSON")
     p.add_argument("--unknown_mode", choices=UNKNOWN_MODES, default="sum",
@@ -108,11 +128,14 @@ def main(argv=None):
     paths, folder_labels = list_test_clips(args.test_data)
     model, labels = load_model(args.model, args.labels or None, args.threads)
     start = time.perf_counter()
+    probs = []
     predictions, latencies, errors = label_clips(model, labels, paths,
-                                                 unknown_mode=args.unknown_mode)
+                                                 unknown_mode=args.unknown_mode, probs=probs)
     total = time.perf_counter() - start
     fnames = [os.path.relpath(p, args.test_data).replace(os.sep, "/") for p in paths]
     write_submission(args.submission_fn, fnames, predictions)
+    if args.probs_csv:
+        write_probabilities(args.probs_csv, fnames, labels, probs)
     if errors:
         first = "; ".join(str(e) for e in errors[:3])
         print(f"warning: {len(errors)} unreadable clips labelled silence: {first}"

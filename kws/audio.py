@@ -54,13 +54,23 @@ def resample_ratio(orig_rate, target_rate=SAMPLE_RATE):
     return ratio.numerator, ratio.denominator
 
 
-def resample(samples, orig_rate, target_rate=SAMPLE_RATE):
+def resample(samples, orig_rate, target_rate=SAMPLE_RATE, name="audio"):
     up, down = resample_ratio(orig_rate, target_rate)
     if up == down:
         return samples
-    from scipy.signal import resample_poly  # imported when needed: it is 0.6 s of every start
-
+    try:
+        from scipy.signal import resample_poly  # imported when needed: 0.6 s of every start
+    except ImportError:  # the Pi bundle leaves scipy out
+        raise resampler_missing(name, orig_rate, target_rate, "scipy") from None
     return resample_poly(samples, up, down).astype(np.float32)
+
+
+def resampler_missing(name, orig_rate, target_rate, package):
+    """The error for a clip at another rate where the resampling package is not installed: a
+    stop for the whole run (not a clip to skip), since every such clip would be mislabelled."""
+    return UserError(f"{name} is at {orig_rate} Hz: resampling it to {target_rate} Hz needs "
+                     f"{package} (pip install {package}), or convert the audio first "
+                     f"(ffmpeg -i IN -ar {target_rate} -ac 1 OUT.wav)")
 
 
 def frames_needed(num_samples, orig_rate, target_rate=SAMPLE_RATE):
@@ -124,7 +134,8 @@ def _decode(source, name, sample_rate, num_samples):
     # overflow quietly to inf, which the clip turns into +-1.
     with np.errstate(over="ignore"):
         samples = data.mean(axis=1, dtype=np.float64) if channels > 1 else data[:, 0]
-        samples = np.clip(resample(samples, rate, sample_rate), -1.0, 1.0).astype(np.float32)
+        samples = np.clip(resample(samples, rate, sample_rate, name), -1.0,
+                          1.0).astype(np.float32)
     return fit_length(samples, num_samples) if num_samples else samples
 
 
@@ -266,7 +277,10 @@ def stream_wav(path, block_samples=SAMPLE_RATE):
             raise AudioError(f"{path}: implausible header ({channels} channels at {rate} Hz)")
         resampler = None
         if rate != SAMPLE_RATE:
-            import soxr
+            try:
+                import soxr
+            except ImportError:  # the Pi bundle leaves soxr out
+                raise resampler_missing(path, rate, SAMPLE_RATE, "soxr") from None
 
             resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
         source_block = max(int(block_samples * rate / SAMPLE_RATE), 1)

@@ -3,12 +3,13 @@
     model, labels = load_model("tf_files/frozen_int8.tflite")
     probs = model.predict(samples)            # float32 [16000] -> probabilities [n]
 
-Needs numpy and ai_edge_litert for a .tflite, TensorFlow only for a .pb (imported when used): what
-a Raspberry Pi needs. The labels file is found beside the model (NAME_labels.txt, then
-labels.txt) unless given.
+Needs numpy and ai_edge_litert (or tflite_runtime, 32-bit ARM's) for a .tflite, TensorFlow only
+for a .pb (imported when used): what a Raspberry Pi needs. The labels file is found beside the
+model (NAME_labels.txt, then labels.txt) unless given.
 """
 
 import os
+import re
 
 import numpy as np
 
@@ -19,19 +20,59 @@ from kws.labels import read_labels
 PB_SAMPLES = "decoded_sample_data:0"
 PB_RATE = "decoded_sample_data:1"
 PB_OUTPUT = "labels_softmax:0"
+# What LiteRT says when a model uses an op, or an op version, that it is too old to know
+NEWER_MODEL = re.compile(r"old TFLite binary|newer model|older version of this builtin", re.I)
+
+
+# The .tflite runtimes, in order of preference: LiteRT, then the older tflite-runtime, the only
+# one with a wheel for 32-bit ARM (Raspberry Pi OS armv7l: requirements-pi-armv7.txt)
+RUNTIMES = (("ai-edge-litert", "ai_edge_litert.interpreter"),
+            ("tflite-runtime", "tflite_runtime.interpreter"))
+
+
+def tflite_interpreter():
+    """(runtime's package name, its Interpreter class) of the first runtime installed."""
+    import importlib
+
+    for package, module in RUNTIMES:
+        try:
+            return package, importlib.import_module(module).Interpreter
+        except ImportError:
+            continue
+    return None, None
+
+
+def runtime_version(package):
+    """The installed version of a runtime package ('unknown' without package metadata)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 class TFLiteModel:
     """A .tflite file run by LiteRT: float32 [1, 16000] in, probabilities [1, n] out."""
 
     def __init__(self, path, num_threads=1, input_shape=(1, CLIP_SAMPLES)):
-        from ai_edge_litert.interpreter import Interpreter
-
+        runtime, Interpreter = tflite_interpreter()
+        if Interpreter is None:
+            raise UserError(f"{path}: a .tflite needs LiteRT: pip install ai-edge-litert "
+                            "(on a Pi: pip install -r requirements-pi.txt)") from None
         try:
             self.interpreter = Interpreter(model_path=path, num_threads=num_threads)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
-            raise UserError(f"{path}: not a TFLite model ({str(e).splitlines()[0]})") from None
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if NEWER_MODEL.search(str(e)):
+                version = runtime_version(runtime)
+                raise UserError(
+                    f"{path} was frozen for a newer runtime than the installed {runtime} "
+                    f"{version} ({first.split('. ')[0]}): install a newer {runtime} (pip "
+                    f"install --upgrade {runtime}) or use a model frozen for {runtime} "
+                    f"{version} (the Pi bundle's are)") from None
+            raise UserError(f"{path}: not a TFLite model ({first})") from None
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
         if (len(inputs) != 1 or list(inputs[0]["shape"]) != list(input_shape)
@@ -53,7 +94,11 @@ class FrozenGraphModel:
     (past TensorFlow's 16-bit-PCM-only WAV decoder, so the project's reader decides)."""
 
     def __init__(self, path, num_threads=1):
-        import tensorflow as tf
+        try:
+            import tensorflow as tf
+        except ImportError:
+            raise UserError(f"{path}: a frozen .pb needs TensorFlow, which is not installed "
+                            "(the Pi bundle runs .tflite models only)") from None
         from google.protobuf.message import DecodeError
 
         graph_def = tf.compat.v1.GraphDef()

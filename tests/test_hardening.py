@@ -228,6 +228,13 @@ def cli_cases(tmp):
         "streaming_accuracy-bad": ("streaming_accuracy.py",
                                    ["--model", missing / "m.tflite", "--wav", missing / "s.wav",
                                     "--save_settings"], "--save_settings needs --sweep"),
+        "make_pi_bundle-missing": ("make_pi_bundle.py", ["--model", missing / "m.tflite",
+                                                         "--out_dir", tmp / "dist"], "not found"),
+        "make_pi_bundle-bad": ("make_pi_bundle.py", ["--model", a_file, "--out_dir",
+                                                     tmp / "dist"], ".tflite"),
+        "arm_check-missing": ("arm_check.py", ["--clips", missing, "--work_dir", tmp / "arm"],
+                              "not found"),
+        "arm_check-bad": ("arm_check.py", ["--num_clips", "0"], "--num_clips"),
         "serve-missing": ("serve.py", ["--model", missing / "m.tflite"], "model not found"),
         "serve-bad": ("serve.py", ["--port", "-1"], "--port"),
         "benchmark_serve-missing": ("benchmark_serve.py", ["--model", missing / "m.tflite"],
@@ -243,7 +250,8 @@ ROOT_SCRIPTS = ["input_data.py", "model.py", "train.py", "generate_noise.py",
                 "ensemble.py", "create_pseudo_with_thresh.py", "freeze_graph.py",
                 "make_submission_on_rpi.py", "benchmark.py", "download_data.py", "demo.py",
                 "real.py", "make_streaming_test.py", "recognize_commands.py", "label_stream.py",
-                "streaming_accuracy.py", "serve.py", "benchmark_serve.py", "fit_frontend.py"]
+                "streaming_accuracy.py", "serve.py", "benchmark_serve.py", "fit_frontend.py",
+                "make_pi_bundle.py", "arm_check.py"]
 CASE_IDS = list(cli_cases(Path("/nonexistent")))  # the table only names paths
 
 
