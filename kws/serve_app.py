@@ -523,8 +523,12 @@ def make_app(app):
                                 return upload_too_large(web, limit)
                             f.write(chunk)
                 except TimeoutError:
-                    return refuse(408, f"the upload did not arrive within "
-                                       f"{config.body_timeout:g} s (serve.py --body_timeout)")
+                    response = refuse(408, f"the upload did not arrive within "
+                                           f"{config.body_timeout:g} s (serve.py --body_timeout)")
+                    response.force_close()
+                    return response
+                except ConnectionError:
+                    return refuse(400, "the client went away")
             if size == 0:
                 return refuse(400, "empty upload")
             try:

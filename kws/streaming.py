@@ -51,10 +51,11 @@ class StreamSettings:
             for name in ("stride_ms", "average_window_ms", "detection_threshold",
                          "suppression_ms"):
                 setattr(self, name, float(getattr(self, name)))
-            if isinstance(self.minimum_count, bool) or \
-                    float(self.minimum_count) != int(self.minimum_count):
-                raise ValueError("minimum_count must be a whole number")
-            self.minimum_count = int(self.minimum_count)
+            count = float(self.minimum_count)
+            if isinstance(self.minimum_count, bool) or not math.isfinite(count) or \
+                    count != int(count):
+                raise ValueError(f"minimum_count must be a whole number, got {count:g}")
+            self.minimum_count = int(count)
         except (TypeError, ValueError, OverflowError) as e:
             raise UserError(f"streaming settings: {e}") from None
         if not isinstance(self.rearm, bool):
