@@ -316,8 +316,8 @@ def test_a_client_that_disconnects_stops_its_uploads_work(start, expected_hops):
     bounded(attack())
     time.sleep(0.5)
     cpu = time.process_time()
-    time.sleep(1.0)
-    assert time.process_time() - cpu < 0.3  # nothing labels for nobody
+    time.sleep(2.0)
+    assert time.process_time() - cpu < 0.25  # nothing labels for nobody (else ~1 core)
     assert server.app.upload_jobs == 0
     still_serves(server, expected_hops)
 
