@@ -77,7 +77,7 @@ def build_parser():
                         help="the server's limit, and the length of the attackers' uploads")
     parser.add_argument("--rss_every", type=float, default=10.0,
                         help="sample the server's resident memory this often (s)")
-    parser.add_argument("--timeout", type=float, default=900.0, help="cap on the whole run (s)")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="cap on the whole run (s)")
     parser.add_argument("--json", default="", help="write the figures here")
     return parser
 
@@ -314,7 +314,7 @@ async def run_levels(args, url, frames, pid, body, rss):
                 try:
                     level = await asyncio.wait_for(
                         run_level(url.replace("http://", "ws://") + "ws", frames, n, pid,
-                                  args.synchronized), args.seconds + 30 + n)
+                                  args.synchronized), 2 * args.seconds + 30 + n)
                 finally:
                     for task in attack:
                         task.cancel()

@@ -42,6 +42,9 @@ PAGE_SETTINGS = ("detection_threshold", "average_window_ms", "suppression_ms", "
 ENVELOPE_COLUMNS = 2000
 UPLOAD_SLICE = SAMPLE_RATE // 4  # samples an upload works on before it lets listeners go first
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+LIMITS = ("max_upload_seconds", "max_upload_bytes", "max_uploads", "max_uploads_per_client",
+          "max_listeners", "max_listeners_per_client", "idle_seconds", "header_timeout",
+          "body_timeout")
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
                                "img-src 'self' data: blob:; connect-src 'self'; "
@@ -208,8 +211,7 @@ class App:
                 "settings": dataclasses.asdict(c.settings),
                 "page_settings": list(PAGE_SETTINGS),
                 "max_upload_bytes": c.max_upload_bytes,
-                "max_upload_seconds": c.max_upload_seconds,
-                "idle_seconds": c.idle_seconds,
+                "limits": {name: getattr(c, name) for name in LIMITS},
                 "sample_rate": SAMPLE_RATE, "max_frame_samples": MAX_FRAME_SAMPLES}
 
 
@@ -425,8 +427,14 @@ def make_app(app):
         return web.json_response(app.info())
 
     async def listen(request):
-        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_SAMPLES * 2 + 1024, heartbeat=30)
-        await ws.prepare(request)
+        # No heartbeat: the idle timeout already closes a stream whose client vanished, and
+        # aiohttp 3.14 re-arms a closed socket's heartbeat when the client's close frame arrives
+        # after the server's, which keeps every such socket (idle ones, refused ones) in memory.
+        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_SAMPLES * 2 + 1024)
+        try:
+            await ws.prepare(request)
+        except ConnectionError:  # the client left during the handshake
+            return web.Response(status=400)
         client = request.remote
         if sum(app.listeners.values()) >= config.max_listeners:
             await close_with_error(ws, WSCloseCode.TRY_AGAIN_LATER, "server full")

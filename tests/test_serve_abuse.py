@@ -13,6 +13,7 @@ test is bounded by BOUND_S; the counts are small.
 
 import asyncio
 import dataclasses
+import gc
 import io
 import json
 import os
@@ -338,6 +339,7 @@ def test_an_upload_body_that_trickles_is_cut_off(start, expected_hops):
 
 def test_a_listener_without_audio_is_closed_with_a_reason(start, expected_hops):
     server = start(idle_seconds=1.0)
+    before = len(server_sockets_alive())  # other tests' servers may still hold some
     async def idle(settings_only):
         async with session("127.0.0.2") as s:
             async with s.ws_connect(server.url + "/ws") as ws:
@@ -356,11 +358,22 @@ def test_a_listener_without_audio_is_closed_with_a_reason(start, expected_hops):
         error, code, seconds = bounded(idle(settings_only))
         assert error == {"type": "error", "message": "idle: no audio for 1 s"}
         assert code == 1008 and seconds < 2.5
+    assert wait_until(lambda: len(server_sockets_alive()) <= before, 3)  # closed ones freed
     still_serves(server, expected_hops)
+
+
+def server_sockets_alive():
+    """The server-side WebSockets still in memory (a closed one must be freed: a socket the
+    server closed once stayed alive through aiohttp's heartbeat timer)."""
+    from aiohttp.web_ws import WebSocketResponse
+
+    gc.collect()
+    return [o for o in gc.get_objects() if isinstance(o, WebSocketResponse)]
 
 
 def test_one_address_cannot_take_every_listener_slot(start, expected_hops):
     server = start(max_listeners=4, max_listeners_per_client=2, idle_seconds=2.0)
+    before = len(server_sockets_alive())
     async def attack():
         async with session("127.0.0.2") as s:
             sockets = [await s.ws_connect(server.url + "/ws") for _ in range(4)]
@@ -378,6 +391,7 @@ def test_one_address_cannot_take_every_listener_slot(start, expected_hops):
     assert [json.loads(m.data)["message"] for m in closed] == ["idle: no audio for 2 s"] * 2
     assert codes[:2] == [1008, 1008]
     assert wait_until(lambda: not server.app.listeners, 3)
+    assert wait_until(lambda: len(server_sockets_alive()) <= before, 3)
     still_serves(server, expected_hops)
 
 
@@ -593,3 +607,4 @@ def test_the_server_config_has_a_flag_for_every_limit():
         "model", "labels", "settings", "max_upload_bytes", "allow_origins", "allow_hosts"}
     assert limits <= flags, limits - flags
     assert {"max_upload_mb", "allow_origin", "allow_host"} <= flags
+    assert set(serve_app.LIMITS) <= limits | {"max_upload_bytes"}  # /api/info reports them
