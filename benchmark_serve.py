@@ -29,6 +29,7 @@ import io
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -277,16 +278,20 @@ async def sample_rss(pid, every, samples):
 # ---- the run ------------------------------------------------------------------------------------
 
 def start_server(model, max_listeners, max_upload_seconds):
+    # stderr goes to a file: a pipe nobody reads would stall the server once it filled
+    errors = tempfile.TemporaryFile("w+")
     proc = subprocess.Popen([sys.executable, "serve.py", "--model", model, "--port", "0",
                              "--max_listeners", str(max_listeners),
                              "--max_upload_seconds", str(max_upload_seconds)],
                             cwd=os.path.dirname(os.path.abspath(__file__)),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdout=subprocess.PIPE, stderr=errors, text=True,
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     line = proc.stdout.readline()
     if " at http" not in line:
         proc.kill()
-        err = proc.stderr.read().strip().splitlines()
+        proc.wait()
+        errors.seek(0)
+        err = errors.read().strip().splitlines()
         raise UserError(f"serve.py did not start: {err[-1] if err else line.strip()}")
     return proc, line.split(" at ")[1].split()[0]
 
