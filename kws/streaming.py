@@ -63,7 +63,8 @@ class StreamSettings:
         for name, (low, high) in SETTINGS_BOUNDS.items():
             value = getattr(self, name)
             if not (math.isfinite(value) and low <= value <= high):
-                raise UserError(f"{name} must be in [{low:g}, {high:g}], got {value:g}")
+                raise UserError(f"streaming settings: {name} must be in [{low:g}, {high:g}], "
+                                f"got {value:g}")
 
     @classmethod
     def from_dict(cls, options):
