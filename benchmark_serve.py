@@ -266,6 +266,17 @@ def start_attack(url, args, body, counts):
     return [asyncio.ensure_future(t) for t in tasks]
 
 
+async def settle(pid, idle_cores=0.1, most_s=30.0):
+    """Seconds until the server is idle again after an attack (the next level starts there)."""
+    started = time.monotonic()
+    while time.monotonic() - started < most_s:
+        cpu0 = cpu_seconds(pid)
+        await asyncio.sleep(1.0)
+        if cpu_seconds(pid) - cpu0 < idle_cores:
+            break
+    return round(time.monotonic() - started, 1)
+
+
 async def sample_rss(pid, every, samples):
     started = time.monotonic()
     while True:
@@ -327,12 +338,14 @@ async def run_levels(args, url, frames, pid, body, rss):
                 level["attack"] = attacked
                 if attacked:
                     level["attack_counts"] = {k: round(v, 1) for k, v in sorted(counts.items())}
+                    level["settle_s"] = await settle(pid)
                 level["holds"] = (level["round_trip_ms_p99"] < args.limit_ms
                                   and level["lag_ms_max"] < args.limit_ms)
                 levels.append(level)
                 print_level(level, args.limit_ms)
                 if attacked:
-                    print(f"     attack: {level['attack_counts']}", flush=True)
+                    print(f"     attack: {level['attack_counts']}; server idle again after "
+                          f"{level['settle_s']:g} s", flush=True)
     finally:
         sampler.cancel()
     return levels

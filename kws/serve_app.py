@@ -475,8 +475,14 @@ def make_app(app):
                 return
             if msg.type == WSMsgType.BINARY:
                 last_audio = loop.time()
-                samples = decode_audio_frame(msg.data)
-                await ws.send_json(await app.run_listener_job(feed_frame, spotter, samples))
+                # counted from receipt to reply: the event loop's part (JSON, framing) needs
+                # the CPU and the interpreter as much as the model's part in the pool does
+                app.priority.listener_started()
+                try:
+                    samples = decode_audio_frame(msg.data)
+                    await ws.send_json(await app.run_listener_job(feed_frame, spotter, samples))
+                finally:
+                    app.priority.listener_done()
             elif msg.type == WSMsgType.TEXT:
                 settings = spotter.update_settings(**settings_changes(msg.data))
                 await ws.send_json({"type": "settings",
