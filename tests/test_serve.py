@@ -22,14 +22,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from kws import serve_app
 from kws.audio import read_wav, write_wav
 from kws.runtime import load_model, load_streaming_model
 from kws.shipped import DEFAULT_MODEL, read_card
 from kws.streaming import Spotter, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from kws import serve_app  # noqa: E402
 
 OUTPUT = Path(os.environ.get("KWS_TEST_OUTPUT", REPO / "logs" / "test_output"))
 WORDS = ["yes", "no", "up", "left"]
