@@ -32,6 +32,10 @@ class AudioError(UserError, ValueError):
     """A file that is not readable audio. The message names the file."""
 
 
+class AudioTooLong(AudioError):
+    """Audio longer than the caller allows (stream_wav's max_seconds)."""
+
+
 def fit_length(samples, num_samples=CLIP_SAMPLES):
     """Pad with zeros at the end or crop to exactly num_samples."""
     if len(samples) >= num_samples:
@@ -263,9 +267,13 @@ def read_many(paths, strict=False, num_samples=CLIP_SAMPLES, workers=None, progr
     return out[kept], kept
 
 
-def stream_wav(path, block_samples=SAMPLE_RATE):
+def stream_wav(path, block_samples=SAMPLE_RATE, max_seconds=None):
     """Yield float32 mono blocks of a file of any length at 16 kHz, never loading it whole:
-    the streaming counterpart of read_wav (channels mixed, other rates resampled by soxr)."""
+    the streaming counterpart of read_wav (channels mixed, other rates resampled by soxr).
+    max_seconds bounds the work a file can cause, not its bytes (10 minutes of silence compress
+    to a few KB): a header that says longer is refused before decoding, and since a header can
+    be wrong or silent about its length, so is the block that decodes past the limit
+    (AudioTooLong)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise AudioError(f"{path}: no such file")
@@ -275,6 +283,10 @@ def stream_wav(path, block_samples=SAMPLE_RATE):
         rate, channels = f.samplerate, f.channels
         if not (1 <= channels <= 64) or not (100 <= rate <= 768000):
             raise AudioError(f"{path}: implausible header ({channels} channels at {rate} Hz)")
+        max_frames = None if max_seconds is None else int(max_seconds * rate)
+        if max_frames is not None and 0 < f.frames < 2**62 and f.frames > max_frames:
+            raise AudioTooLong(f"{path}: {f.frames / rate:.1f} s of audio, over the "
+                               f"{max_seconds:g} s limit")
         resampler = None
         if rate != SAMPLE_RATE:
             try:
@@ -284,11 +296,15 @@ def stream_wav(path, block_samples=SAMPLE_RATE):
 
             resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
         source_block = max(int(block_samples * rate / SAMPLE_RATE), 1)
+        decoded = 0
         while True:
             try:
                 data = f.read(source_block, dtype="float32", always_2d=True)
             except Exception as e:
                 raise AudioError(f"{path}: corrupt audio data ({e})") from None
+            decoded += len(data)
+            if max_frames is not None and decoded > max_frames:
+                raise AudioTooLong(f"{path}: more than {max_seconds:g} s of audio (the limit)")
             last = len(data) < source_block
             mono = data.mean(axis=1, dtype=np.float64) if channels > 1 else data[:, 0]
             mono = np.nan_to_num(np.clip(mono, -1.0, 1.0)).astype(np.float32)
@@ -298,4 +314,3 @@ def stream_wav(path, block_samples=SAMPLE_RATE):
                 yield mono
             if last:
                 return
-

@@ -29,6 +29,11 @@ from kws.labels import SILENCE_LABEL
 from kws.runtime import predict_hop
 
 SETTINGS_SUFFIX = "_streaming.json"  # beside NAME.tflite: NAME_streaming.json
+# Upper bounds keep one stream's state small whatever a client asks (the score history holds
+# average_window_ms / stride_ms results).
+SETTINGS_BOUNDS = {"stride_ms": (10, 1000), "average_window_ms": (0, 10_000),
+                   "detection_threshold": (0, 1), "suppression_ms": (0, 60_000),
+                   "minimum_count": (1, 1000)}
 
 
 @dataclasses.dataclass
@@ -46,26 +51,20 @@ class StreamSettings:
             for name in ("stride_ms", "average_window_ms", "detection_threshold",
                          "suppression_ms"):
                 setattr(self, name, float(getattr(self, name)))
-            if isinstance(self.minimum_count, bool) or \
-                    float(self.minimum_count) != int(self.minimum_count):
-                raise ValueError("minimum_count must be a whole number")
-            self.minimum_count = int(self.minimum_count)
-        except (TypeError, ValueError) as e:
+            count = float(self.minimum_count)
+            if isinstance(self.minimum_count, bool) or not math.isfinite(count) or \
+                    count != int(count):
+                raise ValueError(f"minimum_count must be a whole number, got {count:g}")
+            self.minimum_count = int(count)
+        except (TypeError, ValueError, OverflowError) as e:
             raise UserError(f"streaming settings: {e}") from None
         if not isinstance(self.rearm, bool):
             raise UserError(f"streaming settings: rearm must be true or false, got {self.rearm!r}")
-        if not all(math.isfinite(v) for v in (self.stride_ms, self.average_window_ms,
-                                               self.detection_threshold, self.suppression_ms)):
-            raise UserError("streaming settings must be finite numbers")
-        if not 10 <= self.stride_ms <= 1000:
-            raise UserError(f"stride_ms must be in [10, 1000], got {self.stride_ms:g}")
-        if self.average_window_ms < 0 or self.suppression_ms < 0:
-            raise UserError("average_window_ms and suppression_ms must be >= 0")
-        if not 0 <= self.detection_threshold <= 1:
-            raise UserError(f"detection_threshold must be in [0, 1], got "
-                            f"{self.detection_threshold:g}")
-        if self.minimum_count < 1:
-            raise UserError(f"minimum_count must be >= 1, got {self.minimum_count}")
+        for name, (low, high) in SETTINGS_BOUNDS.items():
+            value = getattr(self, name)
+            if not (math.isfinite(value) and low <= value <= high):
+                raise UserError(f"streaming settings: {name} must be in [{low:g}, {high:g}], "
+                                f"got {value:g}")
 
     @classmethod
     def from_dict(cls, options):

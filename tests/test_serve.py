@@ -22,14 +22,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from kws import serve_app
 from kws.audio import read_wav, write_wav
 from kws.runtime import load_model, load_streaming_model
 from kws.shipped import DEFAULT_MODEL, read_card
 from kws.streaming import Spotter, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-import serve  # noqa: E402
 
 OUTPUT = Path(os.environ.get("KWS_TEST_OUTPUT", REPO / "logs" / "test_output"))
 WORDS = ["yes", "no", "up", "left"]
@@ -38,7 +37,7 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
 
 def app_config(**changes):
-    return serve.ServerConfig(model=DEFAULT_MODEL, labels=None,
+    return serve_app.ServerConfig(model=DEFAULT_MODEL, labels=None,
                               settings=load_settings(DEFAULT_MODEL), **changes)
 
 
@@ -47,7 +46,7 @@ def run_with_client(check, **config):
     from aiohttp.test_utils import TestClient, TestServer
 
     async def body():
-        async with TestClient(TestServer(serve.make_app(serve.App(app_config(**config))))) \
+        async with TestClient(TestServer(serve_app.make_app(serve_app.App(app_config(**config))))) \
                 as client:
             return await check(client)
 
@@ -110,16 +109,16 @@ def test_the_recognizer_finds_the_known_words(known_words):
 # ---- the stream protocol -----------------------------------------------------------------------
 
 def test_audio_frames_and_settings_messages_are_checked():
-    assert np.allclose(serve.decode_audio_frame(pcm16(np.array([0.5, -0.5]))), [0.5, -0.5])
-    for bad in (b"", b"\x00", bytes(2 * serve.MAX_FRAME_SAMPLES + 2)):
-        with pytest.raises(serve.ProtocolError):
-            serve.decode_audio_frame(bad)
-    assert serve.settings_changes('{"type": "settings", "detection_threshold": 0.8}') == \
+    assert np.allclose(serve_app.decode_audio_frame(pcm16(np.array([0.5, -0.5]))), [0.5, -0.5])
+    for bad in (b"", b"\x00", bytes(2 * serve_app.MAX_FRAME_SAMPLES + 2)):
+        with pytest.raises(serve_app.ProtocolError):
+            serve_app.decode_audio_frame(bad)
+    assert serve_app.settings_changes('{"type": "settings", "detection_threshold": 0.8}') == \
         {"detection_threshold": 0.8}
     for bad in ("hello", "[1]", '{"type": "other"}', '{"type": "settings", "stride_ms": 30}',
                 '{"type": "settings", "detection_threshold": "high"}'):
-        with pytest.raises(serve.ProtocolError):
-            serve.settings_changes(bad)
+        with pytest.raises(serve_app.ProtocolError):
+            serve_app.settings_changes(bad)
 
 
 def test_a_listener_gets_a_result_for_every_frame_and_the_words_in_order(known_words):
@@ -187,7 +186,7 @@ def test_an_oversized_frame_closes_that_connection():
     async def check(client):
         ws = await client.ws_connect("/ws")
         await ws.receive_json()
-        await ws.send_bytes(bytes(4 * serve.MAX_FRAME_SAMPLES))
+        await ws.send_bytes(bytes(4 * serve_app.MAX_FRAME_SAMPLES))
         while (await ws.receive()).type.name not in ("CLOSE", "CLOSED", "CLOSING"):
             pass
         return ws.close_code
@@ -200,12 +199,13 @@ def test_listeners_over_the_limit_are_refused():
         first = await client.ws_connect("/ws")
         await first.receive_json()
         second = await client.ws_connect("/ws")
-        message = await second.receive()
+        message = await second.receive_json()
+        await second.receive()
         await first.close()
         return message, second.close_code
 
     message, code = run_with_client(check, max_listeners=1)
-    assert code == 1013, message
+    assert code == 1013 and message == {"type": "error", "message": "server full"}, message
 
 
 # ---- recordings and static files ---------------------------------------------------------------

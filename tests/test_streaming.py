@@ -111,6 +111,10 @@ def test_settings_are_checked_and_stored_beside_the_model(tmp_path):
         StreamSettings(stride_ms=5)
     with pytest.raises(UserError, match="detection_threshold"):
         StreamSettings(detection_threshold=1.5)
+    for name, value in [("average_window_ms", 1e308), ("suppression_ms", 1e12),
+                        ("minimum_count", float("inf")), ("minimum_count", 10**6)]:
+        with pytest.raises(UserError, match=name):  # bounded: a stream's state stays small
+            StreamSettings(**{name: value})
     model = tmp_path / "m_int8.tflite"
     assert load_settings(str(model)) == StreamSettings()
     path = save_settings(str(model), StreamSettings(detection_threshold=0.8, stride_ms=20))

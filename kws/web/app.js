@@ -184,22 +184,42 @@ function drawScores() {
 
 // ---- a recording -------------------------------------------------------------------------------
 
+// The previous recording's result goes as soon as another is chosen: a failed upload must not
+// leave it on the page looking like the new file's.
+function clearRecording(status) {
+  window.recording = null;
+  const canvas = $("waveform");
+  canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+  $("timeline").hidden = true;
+  $("timeline").querySelector("tbody").innerHTML = "";
+  const link = $("csv");
+  if (link.href) URL.revokeObjectURL(link.href);
+  link.removeAttribute("href");
+  link.hidden = true;
+  $("recording-status").textContent = status;
+}
+
+function recordingFailed(file, reason) {
+  clearRecording(`${file.name}: not labelled: ${reason}`);
+  $("recording-status").classList.add("failed");
+  showError(`${file.name}: ${reason}`);
+}
+
 async function labelRecording(file) {
-  $("recording-status").textContent = `labelling ${file.name} (${(file.size / 1e6).toFixed(1)} MB)…`;
+  $("recording-status").classList.remove("failed");
+  clearRecording(`labelling ${file.name} (${(file.size / 1e6).toFixed(1)} MB)…`);
   if (info && file.size > info.max_upload_bytes) {
-    $("recording-status").textContent = "";
-    showError(`${file.name} is over the server's ${(info.max_upload_bytes / 2 ** 20).toFixed(0)} MB upload limit`);
+    recordingFailed(file, `over the server's ${(info.max_upload_bytes / 2 ** 20).toFixed(0)} MB upload limit`);
     return;
   }
   const query = new URLSearchParams(settingsFromPage());
   let result;
   try {
     const response = await fetch(`/api/label?${query}`, { method: "POST", body: file });
-    result = await response.json();
+    result = await response.json().catch(() => ({ error: `${response.status} ${response.statusText}` }));
     if (!response.ok) throw new Error(result.error || response.statusText);
   } catch (e) {
-    $("recording-status").textContent = "";
-    showError(`${file.name}: ${e.message || e}`);
+    recordingFailed(file, e.message || String(e));
     return;
   }
   window.recording = { name: file.name, ...result };
