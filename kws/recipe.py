@@ -137,13 +137,19 @@ def streaming_figures(py, model, validation, testing, noise_dir, out_dir, minute
 
 def running_speech_rate(py, model, wav, csv_path):
     """Command detections per hour on running speech (people talking, no command said as a
-    command): label_stream.py with the settings stored beside the model."""
+    command): label_stream.py with the settings stored beside the model. Its detections of
+    _unknown_ are not commands and are not counted."""
+    import csv
+
     import soundfile as sf
+
+    from kws.labels import COMPETITION_WORDS
 
     run_step(f"detections on running speech {os.path.basename(wav)}", [
         py, "label_stream.py", "--model", model, "--wav", wav, "--csv", csv_path, "--quiet"])
-    with open(csv_path, encoding="utf-8") as f:
-        detections = [line.split(",")[1] for line in f.read().splitlines()[1:] if line]
+    with open(csv_path, encoding="utf-8", newline="") as f:
+        detections = [row["label"] for row in csv.DictReader(f)
+                      if row["label"] in COMPETITION_WORDS]
     hours = sf.info(wav).duration / 3600
     words = {w: detections.count(w) for w in sorted(set(detections))}
     return {"wav": wav, "minutes": round(hours * 60, 1), "detections": len(detections),
