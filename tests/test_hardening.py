@@ -242,6 +242,12 @@ def cli_cases(tmp):
         "benchmark_serve-bad": ("benchmark_serve.py", ["--listeners", "0"], "listener counts"),
         "fit_frontend-missing": ("fit_frontend.py", ["--dev_dir", missing], "not found"),
         "fit_frontend-bad": ("fit_frontend.py", ["--log_offsets", "-1"], "log offsets"),
+        "mine_negatives-missing": ("mine_negatives.py", ["--model", missing / "m.tflite",
+                                                         "--wav", a_file, "--out_dir",
+                                                         tmp / "mined"], "model not found"),
+        "mine_negatives-bad": ("mine_negatives.py", ["--model", missing / "m.tflite", "--wav",
+                                                     a_file, "--out_dir", tmp / "mined",
+                                                     "--hop_ms", "0"], "--hop_ms"),
     }
 
 
@@ -251,7 +257,7 @@ ROOT_SCRIPTS = ["input_data.py", "model.py", "train.py", "generate_noise.py",
                 "make_submission_on_rpi.py", "benchmark.py", "download_data.py", "demo.py",
                 "real.py", "make_streaming_test.py", "recognize_commands.py", "label_stream.py",
                 "streaming_accuracy.py", "serve.py", "benchmark_serve.py", "fit_frontend.py",
-                "make_pi_bundle.py", "arm_check.py"]
+                "make_pi_bundle.py", "arm_check.py", "mine_negatives.py"]
 CASE_IDS = list(cli_cases(Path("/nonexistent")))  # the table only names paths
 
 
