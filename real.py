@@ -45,6 +45,7 @@ from kws.common import UserError, atomic_write_text, require_dir, require_file, 
 from kws.corpora import (
     EXTRA_SALT,
     EXTRA_VALIDATION_PERCENT,
+    link_into,
     stage_extra,
     stage_other_speech,
     stage_running_speech,
@@ -130,11 +131,6 @@ def stage_digits(shared, out):
 
 def set_folders(out):
     return {which: os.path.join(out, which) for which in ("training", "validation", "testing")}
-
-
-def link_into(path, link):
-    os.makedirs(os.path.dirname(link), exist_ok=True)
-    os.symlink(os.path.abspath(path), link)
 
 
 def noise_spectra(noise_dir):

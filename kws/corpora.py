@@ -18,7 +18,7 @@ import numpy as np
 from kws import CLIP_SAMPLES, SAMPLE_RATE
 from kws.audio import AudioError, read_wav, warn_skipped, write_wav
 from kws.common import UserError, atomic_write_text, require_dir, require_file
-from kws.folders import which_set
+from kws.folders import is_audio_name, which_set
 
 # The extra speakers (outside the official test set) and the pack's images of them: a salted
 # speaker hash sends this share to validation, the rest trains. Hundreds of validation speakers
@@ -183,7 +183,7 @@ def stage_running_speech(shared, out):
     utterances = {which: [] for which in SETS}
     for root, _, files in os.walk(source):
         for name in sorted(files):
-            if name.lower().endswith((".opus", ".ogg", ".flac", ".wav")):
+            if is_audio_name(name):
                 speaker = name.split("-")[0]
                 utterances[running_split(speaker)].append((speaker, os.path.join(root, name)))
     if not any(utterances.values()):

@@ -2,6 +2,7 @@
 the figures they write as JSON, and read what train.py left in checkpoints/<exp>/.
 """
 
+import csv
 import json
 import os
 import shutil
@@ -139,8 +140,6 @@ def running_speech_rate(py, model, wav, csv_path):
     """Command detections per hour on running speech (people talking, no command said as a
     command): label_stream.py with the settings stored beside the model. Its detections of
     _unknown_ are not commands and are not counted."""
-    import csv
-
     import soundfile as sf
 
     from kws.labels import COMPETITION_WORDS
