@@ -1,0 +1,24 @@
+"""Checkpoints written before the library moved still load and give the same logits.
+
+tests/fixtures/checkpoints holds small models of every custom layer (LogMel, MFCC, PackFeatures,
+SpecAugment, SubSpectralNorm, FrequencySubsample, TimeSlices, AttentionMaxPool), saved by the
+code of 2026-12-04 with model.py still a library, and the logits they gave on input.npy."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model import load_checkpoint
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "checkpoints"
+EXPECTED = json.loads((FIXTURES / "expected_logits.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_an_old_checkpoint_loads_and_gives_its_logits(name):
+    model, labels = load_checkpoint(FIXTURES / name / "last.keras")
+    assert labels == ["_silence_", "_unknown_", "yes", "no"]
+    logits = model.predict(np.load(FIXTURES / "input.npy"), verbose=0)
+    np.testing.assert_allclose(logits, EXPECTED[name], rtol=1e-4, atol=1e-4)
