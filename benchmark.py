@@ -7,7 +7,7 @@ Each model runs in a fresh subprocess (so its memory is its own): the runtime is
 thread (TF intra/inter-op 1, LiteRT num_threads=1), the model is fed one clip [1, 16000] --warmup
 times and then timed over --runs calls; the latency is the median (and p90) of those calls. Memory
 is the process's peak resident set (VmHWM) and its growth from loading and running the model
-after the runtime was imported. Params and MACs come from model.model_stats for a checkpoint and
+after the runtime was imported. Params and MACs come from model_stats for a checkpoint and
 from the NAME_info.json that freeze_graph.py writes beside a .pb/.tflite. With --accuracy_data
 (a <label>/*.wav folder) each model also labels every clip there for an accuracy column.
 Models are given as --checkpoint/--pb/--tflite PATH or as positional [NAME=]PATH (format from the
@@ -24,7 +24,10 @@ import time
 
 import numpy as np
 
+from kws.checkpoint import load_checkpoint, model_stats
 from kws.common import UserError, atomic_write_text, machine_description, run_cli
+from kws.layers import pack_trainer
+from kws.zoo import build_model
 
 FORMATS = {".keras": "keras", ".pb": "pb", ".tflite": "tflite"}
 COLUMNS = [  # (key, markdown header, format)
@@ -85,14 +88,13 @@ def _memory_kb(field):
 
 
 class _KerasModel:
-    """A checkpoint loaded with model.load_checkpoint, called through one traced tf.function."""
+    """A checkpoint loaded with load_checkpoint, called through one traced tf.function."""
 
     def __init__(self, path, threads):
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
-        from model import load_checkpoint, model_stats
 
         self.model, self.labels = load_checkpoint(path)
         self.stats = model_stats(self.model)
@@ -117,7 +119,7 @@ def _import_runtime(fmt, threads):
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     if fmt == "keras":
-        import model  # noqa: F401  (keras and the custom layers)
+        import kws.layers  # noqa: F401
 
 
 def _is_int8(model):
@@ -321,14 +323,13 @@ def pipeline_benchmark(data_dir, steps, batch_size=64, pack="", rounds=5):
 
     import tensorflow as tf
 
-    import model as zoo
     from input_data import AudioProcessor, Augmentation
 
     if steps < 1 or rounds < 1:
         raise UserError("--pipeline_steps and --pipeline_rounds must be >= 1")
     processor = AudioProcessor.from_settings({"data_dir": data_dir, "silence_percentage": 10,
                                               "unknown_percentage": 60})
-    net = zoo.build_model("edge_tcs", len(processor.words_list), width=1.9, spec_augment=True)
+    net = build_model("edge_tcs", len(processor.words_list), width=1.9, spec_augment=True)
     net.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 
     def per_batch(run, repeats=2):
@@ -414,19 +415,18 @@ def wait_text(result):
 
 def pack_pipeline_benchmark(processor, pack_path, steps, batch_size, per_batch, alternate):
     """The pack recipe's input: audio clips mixed half and half with augmented pack images,
-    against the train step of model.pack_trainer (the audio's front end runs in the step)."""
+    against the train step of pack_trainer (the audio's front end runs in the step)."""
     import tensorflow as tf
 
-    import model as zoo
     from input_data import Augmentation, mix_with_pack, noise_images, pack_dataset, pack_examples
     from kws.pack import read_pack
 
     rss_before = _memory_kb("VmRSS")
     pack = read_pack(pack_path, "data/pack")
-    net = zoo.build_model("edge_tcs", len(processor.words_list), width=2.0, spec_augment=True,
+    net = build_model("edge_tcs", len(processor.words_list), width=2.0, spec_augment=True,
                           features="pack", time_pool=2)
     front = net.get_layer("pack_features")
-    body = zoo.pack_trainer(net)
+    body = pack_trainer(net)
     body.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     audio = processor.dataset("training", batch_size, Augmentation(foreground_frequency=0.5,
                                                                    speed_frequency=0.5))

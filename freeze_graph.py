@@ -31,7 +31,9 @@ import wave
 import numpy as np
 
 from kws import CLIP_SAMPLES, SAMPLE_RATE
+from kws.checkpoint import load_checkpoint, model_stats
 from kws.common import UserError, atomic_path, atomic_write_text, require_file, run_cli
+from kws.export import tflite_bytes, tflite_ops
 
 INPUT_NODE = "wav_data"
 DECODED_NODE = "decoded_sample_data"
@@ -216,7 +218,6 @@ def tflite_model(keras_model, matrix=None, representative=None):
     Input float32 [1, 16000], output probabilities [1, n] in both cases. The conversion is
     model.tflite_bytes: builtin ops only, and in int8 the log-mel/MFCC front end stays float.
     """
-    from model import tflite_bytes
 
     kind = "float" if representative is None else "int8"
     try:
@@ -242,7 +243,6 @@ def stream_exports(keras_model, matrix, calib, with_int8):
     """{stream: float body bytes, stream_int8: int8 body bytes, stream_npz: front-end
     constants} for streaming with cached features, or {} for a raw-audio model."""
     from kws.frontend import FrontEnd, front_end_constants
-    from model import tflite_bytes
 
     layer = front_end_layer(keras_model)
     if layer is None:
@@ -441,7 +441,6 @@ def run_tflite(model_bytes, samples):
 
 def float_ops(model_bytes):
     """Sorted names of the ops of a quantized model that still compute in float."""
-    from model import tflite_ops
 
     return sorted(op for op, dtypes in tflite_ops(model_bytes).items()
                   if "float32" in dtypes and op not in ("QUANTIZE", "DEQUANTIZE"))
@@ -482,7 +481,6 @@ def check_size(path, size, max_bytes, allow_large):
 # ---- main ---------------------------------------------------------------------------------
 def load_keras(path):
     require_file(path, "checkpoint")  # before TensorFlow's import: a typo fails at once
-    from model import load_checkpoint
 
     keras_model, labels = load_checkpoint(path)
     shape = tuple(keras_model.input_shape)
@@ -580,7 +578,6 @@ def main(argv=None):
         print(f"error: exported model does not match Keras: {'; '.join(failures)}; nothing written",
               file=sys.stderr)
         return 1
-    from model import model_stats
 
     info = {"checkpoint": args.checkpoint, "labels": labels, **model_stats(keras_model),
             "checks": report, "check_clips": source, "files": {}}

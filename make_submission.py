@@ -42,6 +42,7 @@ import numpy as np
 
 from input_data import list_test_clips
 from kws.audio import CLIP_SAMPLES, check_source, local_path, read_many
+from kws.checkpoint import load_checkpoint
 from kws.common import (
     UserError,
     atomic_path,
@@ -158,9 +159,8 @@ def configure_threads(threads):
 def load_model(checkpoint):
     """(keras model, model labels) via model.load_checkpoint, which checks labels vs outputs."""
     require_file(checkpoint, "checkpoint")  # before TensorFlow loads: a typo fails at once
-    import model as model_lib
 
-    keras_model, labels = model_lib.load_checkpoint(checkpoint)
+    keras_model, labels = load_checkpoint(checkpoint)
     return keras_model, [model_label(label) for label in labels]
 
 

@@ -41,6 +41,7 @@ import sys
 
 import numpy as np
 
+from kws.checkpoint import model_stats
 from kws.common import UserError, atomic_write_text, require_dir, require_file, run_cli
 from kws.corpora import (
     EXTRA_SALT,
@@ -63,6 +64,7 @@ from kws.recipe import (
     training_record,
 )
 from kws.shipped import AUDIO_DATA, PACK_DATA, ship
+from kws.zoo import MODELS, build_model
 
 DIGITS = "zero one two three four five six seven eight nine".split()
 # The split, stated once: speakers by a salted hash; silence by where its noise came from
@@ -75,7 +77,7 @@ DIGIT_SPEAKERS = {"validation": ("lucas",), "testing": ("theo",)}
 VALIDATION_SPLIT = (f"dev:{SPLIT_SALT}/{VALIDATION_PERCENT:g}%"
                     f"+extra:{EXTRA_SALT}/{EXTRA_VALIDATION_PERCENT:g}%")
 CROP_MATCH = 0.99  # normalised correlation above which a silence clip is a crop of a recording
-MODELS = {  # name -> config; each config's "epochs" is its training budget
+RECIPES = {  # name -> config; each config's "epochs" is its training budget
     "edge": "experiments/real_edge_voices.json",  # the pack and the extra voices too
     "seed195": "experiments/real_seed195.json",
     "tutorial_conv": "experiments/real_tutorial_conv.json",
@@ -263,7 +265,7 @@ def main(argv=None):
     parser.add_argument("--shared", default="../shared/data", help="folder of the real clips")
     parser.add_argument("--out_dir", default="data/real", help="staging and results")
     parser.add_argument("--models", default="edge,seed195,tutorial_conv",
-                        help=f"comma-separated, from {','.join(MODELS)}; edge is frozen; "
+                        help=f"comma-separated, from {','.join(RECIPES)}; edge is frozen; "
                              "with teacher, the teacher trains first and edge distils from it")
     parser.add_argument("--cap_minutes", type=float, default=90.0,
                         help="wall-clock safety cap for each model's training; the budget is "
@@ -287,9 +289,9 @@ def main(argv=None):
                         help="synthetic speech (made with make_synthetic_data.py if missing)")
     args = parser.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
-    unknown = sorted(set(models) - set(MODELS))
+    unknown = sorted(set(models) - set(RECIPES))
     if unknown or not models:
-        raise UserError(f"unknown models {unknown}; choose from {sorted(MODELS)}")
+        raise UserError(f"unknown models {unknown}; choose from {sorted(RECIPES)}")
     if args.cap_minutes <= 0:
         raise UserError("--cap_minutes must be > 0")
     py = sys.executable
@@ -305,7 +307,7 @@ def main(argv=None):
           f"{running['speakers']}")
     data_args = {
         "pack": require_file(os.path.join(shared, "speech_commands_v0.02_spectrograms.zip"),
-                             "spectrogram pack") if any(uses_pack(MODELS[m]) for m in models)
+                             "spectrogram pack") if any(uses_pack(RECIPES[m]) for m in models)
         else None,
         "data_dir": ",".join([stage_dev_split(dev, noise, os.path.join(args.out_dir, "dev"))[0],
                               extra["dir"]]),
@@ -329,7 +331,7 @@ def main(argv=None):
         distils = name == "edge" and teacher is not None
         exp = f"real_{name}" + ("_kd" if distils else "") + \
             (f"_s{args.seed}" if args.seed is not None else "")
-        cmd = train_command(py, MODELS[name], data_args, exp, args.cap_minutes, args.seed)
+        cmd = train_command(py, RECIPES[name], data_args, exp, args.cap_minutes, args.seed)
         if distils:
             cmd += ["--teacher_checkpoint", teacher, *DISTILL]
         run_step(f"train {name}" + (" (distilled from the teacher)" if distils else ""), cmd)
@@ -366,7 +368,7 @@ def main(argv=None):
     atomic_write_text(path, json.dumps(results, indent=1))
     print_summary(results, path)
     if "edge" in models and args.ship:
-        data = AUDIO_DATA + (PACK_DATA if uses_pack(MODELS["edge"]) else "")
+        data = AUDIO_DATA + (PACK_DATA if uses_pack(RECIPES["edge"]) else "")
         print(ship(tf_dir, results, data=data)[1])
     return 0
 
@@ -400,14 +402,12 @@ def compare_zoo(py, data_args, cpu_minutes, out_dir):
     """Every model, the same recipe and CPU budget: params, MACs, examples/s, val accuracy."""
     import csv
 
-    import model as zoo
-
     rows = []
-    for name in zoo.MODELS:
+    for name in MODELS:
         raw_audio = name.startswith("seed")  # SpecAugment needs a spectrogram
         classes = 12
         exp = f"zoo_{name}"
-        cmd = train_command(py, MODELS["edge"], data_args, exp)
+        cmd = train_command(py, RECIPES["edge"], data_args, exp)
         # the table compares validation accuracy, with the schedule it was first measured with
         cmd += ["--no-train_on_validation", "--lr_schedule", "plateau"]
         run_step(f"train {name} for {cpu_minutes:g} CPU minutes", cmd + [
@@ -418,7 +418,7 @@ def compare_zoo(py, data_args, cpu_minutes, out_dir):
         with open(os.path.join("logs", exp, "log.csv"), encoding="utf-8") as f:
             speeds = [float(r["examples_per_second"]) for r in csv.DictReader(f)
                       if r.get("examples_per_second")]
-        stats = zoo.model_stats(zoo.build_model(name, classes))
+        stats = model_stats(build_model(name, classes))
         rows.append({"model": name, "params": stats["params"], "macs": stats["macs"],
                      "train_examples_per_s": round(sum(speeds) / max(len(speeds), 1)),
                      "epochs": state["epoch"],

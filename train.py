@@ -23,6 +23,7 @@ import tempfile
 import numpy as np
 
 from input_data import AudioProcessor, Augmentation, add_data_args
+from kws.checkpoint import load_checkpoint
 from kws.common import (
     UserError,
     atomic_path,
@@ -38,7 +39,9 @@ from kws.labels import (
     competition_index,
     submission_label,
 )
+from kws.layers import pack_trainer
 from kws.recipe import best_checkpoint  # noqa: F401  (re-exported for its users)
+from kws.zoo import build_model
 
 OPTIMIZERS = ("sgd", "rmsprop", "adam")
 LR_SCHEDULES = ("plateau", "cosine")
@@ -370,7 +373,6 @@ def print_soft_target_report(report, path):
 
 def load_teachers(checkpoints, labels):
     """The teacher models, frozen, after checking they share the student's labels."""
-    from model import load_checkpoint
 
     teachers = []
     for path in checkpoints:
@@ -385,10 +387,9 @@ def load_teachers(checkpoints, labels):
 def pack_teacher(teacher):
     """A teacher for a pack student: its model.pack_trainer, which takes the mixed batches
     ((audio, image features, from_audio)), so it labels audio clips and pack images alike."""
-    import model as zoo
 
     try:
-        return zoo.pack_trainer(teacher)
+        return pack_trainer(teacher)
     except UserError:
         raise UserError(f"a teacher of a --pack student needs the pack front end too; "
                         f"{teacher.name} has none") from None
@@ -631,8 +632,6 @@ def synchronise_batch_norm(net):
 def build_and_compile(args, num_classes, exp_dir, resume_state, replicas=1):
     import keras
 
-    import model as zoo
-
     loss = make_loss(num_classes, args.label_smoothing, args.distill_temperature,
                      args.distill_weight)
     metric = keras.metrics.MeanMetricWrapper(hard_label_accuracy, name="accuracy")
@@ -640,13 +639,13 @@ def build_and_compile(args, num_classes, exp_dir, resume_state, replicas=1):
         net = keras.models.load_model(os.path.join(exp_dir, resume_state["resume_model"]),
                                       compile=False, safe_mode=True)
     else:
-        net = zoo.build_model(args.model, num_classes, **args.model_options)
+        net = build_model(args.model, num_classes, **args.model_options)
         if args.init_checkpoint:
             require_file(args.init_checkpoint, "init checkpoint")
             net.load_weights(args.init_checkpoint, skip_mismatch=True)
     if replicas > 1:
         synchronise_batch_norm(net)
-    trainer = zoo.pack_trainer(net) if args.pack else net
+    trainer = pack_trainer(net) if args.pack else net
     trainer.compile(optimizer=make_optimizer(args), loss=loss, metrics=[metric])
     if resume_state:
         restore_optimizer(trainer, os.path.join(exp_dir, resume_state["resume_optimizer"]))

@@ -41,6 +41,9 @@ SERVICE = "kws-spotter.service"
 # Never imported at module level by a bundled module: the Pi has none of them
 HEAVY = ("tensorflow", "keras", "scipy", "pandas", "matplotlib", "librosa", "ray", "soxr",
          "model", "train", "input_data")
+# Reached only through kws.runtime's loader of .keras checkpoints, which a bundle never holds:
+# Keras itself, so not bundled
+KERAS_ONLY = ("kws.checkpoint",)
 CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
                      "kws-pi")
 ARCHIVE_MTIME = 315532800  # 1980-01-01: members' time, so equal inputs give equal archives
@@ -88,7 +91,7 @@ def kws_closure(repo=REPO, scripts=SCRIPTS):
     while todo:
         for module in imported_kws_modules(todo.pop()):
             path = module_path(repo, module)
-            if module not in seen and os.path.isfile(path):
+            if module not in seen and module not in KERAS_ONLY and os.path.isfile(path):
                 seen.add(module)
                 modules.add(module)
                 todo.append(path)

@@ -132,7 +132,7 @@ class KerasModel:
     """A train.py checkpoint (.keras, labels.txt beside it), one clip at a time."""
 
     def __init__(self, path):
-        from model import load_checkpoint
+        from kws.checkpoint import load_checkpoint
 
         self.keras_model, self.labels = load_checkpoint(path)
         self.num_outputs = len(self.labels)

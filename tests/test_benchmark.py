@@ -13,6 +13,7 @@ import freeze_graph
 from input_data import COMPETITION_LABELS
 from kws.audio import write_wav
 from kws.common import UserError
+from kws.zoo import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 KEYS = {"name", "format", "size_bytes", "latency_ms_median", "latency_ms_p90", "params", "macs",
@@ -22,7 +23,6 @@ KEYS = {"name", "format", "size_bytes", "latency_ms_median", "latency_ms_p90", "
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """An (untrained) ds_cnn_s checkpoint, frozen to all formats, and a tiny labelled folder."""
-    import model
 
     root = tmp_path_factory.mktemp("bench")
     rng = np.random.default_rng(0)
@@ -32,7 +32,7 @@ def models(tmp_path_factory):
             t = np.arange(16000) / 16000
             write_wav(data / label / f"s{i}_nohash_0.wav",
                       0.3 * np.sin(2 * np.pi * 200 * (k + 1) * t) + rng.normal(0, 0.01, 16000))
-    net = model.build_model("ds_cnn_s", len(COMPETITION_LABELS))
+    net = build_model("ds_cnn_s", len(COMPETITION_LABELS))
     (root / "ckpt").mkdir()
     net.save(root / "ckpt" / "model.keras")
     (root / "ckpt" / "labels.txt").write_text("\n".join(COMPETITION_LABELS) + "\n")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model import load_checkpoint
+from kws.checkpoint import load_checkpoint
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "checkpoints"
 EXPECTED = json.loads((FIXTURES / "expected_logits.json").read_text())

@@ -15,9 +15,11 @@ import freeze_graph
 import make_submission_on_rpi as rpi
 from input_data import COMPETITION_LABELS
 from kws.audio import read_wav, write_wav
+from kws.checkpoint import load_checkpoint
 from kws.common import UserError
 from kws.labels import submission_label
 from kws.runtime import TFLiteModel, load_model
+from kws.zoo import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -38,8 +40,6 @@ def exported(tmp_path_factory):
     the model frozen to all three formats."""
     import keras
 
-    import model
-
     root = tmp_path_factory.mktemp("freeze")
     rng = np.random.RandomState(0)
     data = root / "data"
@@ -51,7 +51,7 @@ def exported(tmp_path_factory):
             clips.append(read_wav(data / label / f"spk{i}_nohash_0.wav"))
             targets.append(k)
     keras.utils.set_random_seed(0)
-    net = model.build_model("ds_cnn_s", len(COMPETITION_LABELS))
+    net = build_model("ds_cnn_s", len(COMPETITION_LABELS))
     net.compile(optimizer=keras.optimizers.Adam(3e-3),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     net.fit(np.stack(clips), np.array(targets), epochs=4, batch_size=8, verbose=0)
@@ -65,7 +65,7 @@ def exported(tmp_path_factory):
                               "--calibration_data", str(data), "--num_calibration", "60",
                               "--num_check", "36"])
     assert code == 0
-    keras_model, labels = model.load_checkpoint(ckpt / "model.keras")
+    keras_model, labels = load_checkpoint(ckpt / "model.keras")
     return {"root": root, "data": data, "ckpt": ckpt / "model.keras", "out": out,
             "keras": keras_model, "labels": labels, "clips": np.stack(clips),
             "targets": np.array(targets)}
@@ -178,10 +178,9 @@ def test_config_data_dir_is_the_calibration_fallback(exported, tmp_path):
 
 def freeze_all_words_model(tmp_path, *flags):
     """An untrained ds_cnn_s over the 12 labels and two more words, frozen to f.tflite."""
-    import model
 
     labels = COMPETITION_LABELS + ["bed", "bird"]
-    net = model.build_model("ds_cnn_s", len(labels))
+    net = build_model("ds_cnn_s", len(labels))
     net.save(tmp_path / "model.keras")
     (tmp_path / "labels.txt").write_text("\n".join(labels) + "\n")
     assert freeze_graph.main(["--checkpoint", str(tmp_path / "model.keras"),

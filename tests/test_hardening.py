@@ -23,6 +23,8 @@ import soundfile as sf
 from conftest import make_speech_commands, tone
 
 from kws.audio import write_wav
+from kws.checkpoint import load_checkpoint
+from kws.export import tflite_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CI="1")
@@ -329,13 +331,12 @@ def test_training_skips_and_reports_bad_clips_and_folders(trained):
 
 @pytest.fixture(scope="module")
 def tflite(trained):
-    """The trained checkpoint as a float .tflite (model.tflite_bytes) with its labels beside."""
-    import model
+    """The trained checkpoint as a float .tflite (tflite_bytes) with its labels beside."""
 
-    keras_model, _ = model.load_checkpoint(trained["checkpoint"])
+    keras_model, _ = load_checkpoint(trained["checkpoint"])
     out = trained["tmp"] / "tf_files"
     out.mkdir()
-    (out / "edge.tflite").write_bytes(model.tflite_bytes(keras_model))
+    (out / "edge.tflite").write_bytes(tflite_bytes(keras_model))
     shutil.copy(trained["labels"], out / "edge_labels.txt")
     return out / "edge.tflite"
 
@@ -573,7 +574,6 @@ def test_a_kill_that_a_library_turns_into_another_error_still_exits_as_a_kill():
 def test_checkpoints_with_python_code_are_refused_without_running_it(tmp_path):
     import keras
 
-    import model
     from kws.common import UserError
 
     marker = tmp_path / "lambda_ran.marker"
@@ -581,7 +581,7 @@ def test_checkpoints_with_python_code_are_refused_without_running_it(tmp_path):
     path = save_with_labels(lambda_model(eval(code)), tmp_path / "lambda")
     marker.unlink(missing_ok=True)  # building the model called it once
     with pytest.raises(UserError, match="refusing to load .*Python code") as refused:
-        model.load_checkpoint(path)
+        load_checkpoint(path)
     assert "\n" not in str(refused.value) and not marker.exists()
 
     # A function by name, with a crafted archive naming its module: Keras must not import it.
@@ -626,7 +626,6 @@ def test_checkpoints_with_python_code_are_refused_without_running_it(tmp_path):
 
 
 def test_files_that_are_not_what_they_claim_are_refused(tmp_path, tflite):
-    import model
     from kws.common import UserError
 
     rng = np.random.default_rng(3)
@@ -639,7 +638,7 @@ def test_files_that_are_not_what_they_claim_are_refused(tmp_path, tflite):
     (ckpt / "text.keras").write_text("a model, honest\n")
     for bad in ("junk.keras", "text.keras"):
         with pytest.raises(UserError, match="not a loadable Keras archive") as refused:
-            model.load_checkpoint(ckpt / bad)
+            load_checkpoint(ckpt / bad)
         assert "\n" not in str(refused.value)
 
     pi = tmp_path / "pi"

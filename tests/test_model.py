@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 import model
+from kws.checkpoint import load_checkpoint, model_stats
 from kws.common import UserError
+from kws.export import tflite_bytes, tflite_ops
+from kws.layers import MFCC, LogMel, SpecAugment, TimeSlices
+from kws.zoo import EDGE_MODEL, MODELS, build_model
+from kws.zoo.blocks import depthwise_freq_strided
 
 REPO = Path(__file__).resolve().parents[1]
 CLIPS = np.random.default_rng(0).normal(0, 0.1, (4, 16000)).astype(np.float32)
@@ -23,10 +28,10 @@ def settle(m, x=CLIPS, steps=3):
     return m
 
 
-@pytest.mark.parametrize("name", list(model.MODELS))
+@pytest.mark.parametrize("name", list(MODELS))
 def test_every_model_builds_for_batch_1_and_4(name):
     classes = 32 if name == "seed106" else 12
-    m = model.build_model(name, classes)
+    m = build_model(name, classes)
     assert m.name == name
     assert m.input_shape == (None, 16000)
     assert m.inputs[0].name == "audio"
@@ -37,27 +42,27 @@ def test_every_model_builds_for_batch_1_and_4(name):
 
 
 def test_seed195_size_matches_the_winner():
-    m = model.build_model("seed195", 12)
+    m = build_model("seed195", 12)
     trainable = sum(int(np.prod(w.shape)) for w in m.trainable_weights)
     assert trainable == 1_191_433  # ~1.19 M as the write-up; 9 time steps at the attention head
     assert m.get_layer("attention").units == 9
-    stats = model.model_stats(m)
+    stats = model_stats(m)
     assert stats["float_bytes"] < 5_000_000
     assert 50e6 < stats["macs"] < 60e6
 
 
 def test_seed106_shape_and_size():
-    m = model.build_model("seed106", 32)
+    m = build_model("seed106", 32)
     assert m.output_shape == (None, 32)
     assert m.get_layer("conv0").filters == 64
     assert not m.get_layer("attention").use_bias
     assert m.get_layer("stage5_context_pw").filters == 448
-    assert model.model_stats(m)["params"] == 1_106_752
+    assert model_stats(m)["params"] == 1_106_752
 
 
 def test_edge_model_is_small_and_cheap():
-    seed = model.model_stats(model.build_model("seed195", 12))
-    edge = model.model_stats(model.build_model(model.EDGE_MODEL, 12))
+    seed = model_stats(build_model("seed195", 12))
+    edge = model_stats(build_model(EDGE_MODEL, 12))
     assert 50_000 <= edge["params"] <= 250_000
     assert edge["float_bytes"] < seed["float_bytes"] / 4
     assert edge["macs"] * 5 < seed["macs"]
@@ -65,16 +70,16 @@ def test_edge_model_is_small_and_cheap():
 
 def test_unknown_model_and_bad_options_raise():
     with pytest.raises(UserError, match="unknown model"):
-        model.build_model("nope", 12)
+        build_model("nope", 12)
     with pytest.raises(UserError, match="bad option"):
-        model.build_model("seed195", 12, no_such_option=1)
+        build_model("seed195", 12, no_such_option=1)
     with pytest.raises(UserError):
-        model.build_model("seed195", 1)
+        build_model("seed195", 1)
 
 
 def test_log_mel_equals_numpy_fft():
     for kwargs in [{}, {"hop_ms": 20.0}, {"window_ms": 40.0, "power": 1.0, "upper_hz": 4000.0}]:
-        layer = model.LogMel(**kwargs)
+        layer = LogMel(**kwargs)
         layer.build(None)
         got = layer.mel_spectrum(CLIPS).numpy()
         n, hop = layer.window, layer.hop
@@ -91,15 +96,15 @@ def test_log_mel_equals_numpy_fft():
 
 
 def test_front_end_shapes():
-    assert model.LogMel().compute_output_shape((None, 16000)) == (None, 98, 40)
-    assert model.LogMel(hop_ms=20).compute_output_shape((None, 16000)) == (None, 49, 40)
-    mfcc = model.MFCC(num_coefficients=10, window_ms=40, hop_ms=20)
+    assert LogMel().compute_output_shape((None, 16000)) == (None, 98, 40)
+    assert LogMel(hop_ms=20).compute_output_shape((None, 16000)) == (None, 49, 40)
+    mfcc = MFCC(num_coefficients=10, window_ms=40, hop_ms=20)
     assert tuple(mfcc(CLIPS).shape) == (4, 49, 10)
 
 
 def test_time_slices_use_same_padding():
     x = np.arange(16000, dtype=np.float32)[None]
-    frames = model.TimeSlices(40, 20)(x).numpy()[0]
+    frames = TimeSlices(40, 20)(x).numpy()[0]
     assert frames.shape == (800, 40)
     np.testing.assert_array_equal(frames[0], np.r_[np.zeros(10), np.arange(30)])
     np.testing.assert_array_equal(frames[5], np.arange(90, 130))
@@ -107,7 +112,7 @@ def test_time_slices_use_same_padding():
 
 
 def test_spec_augment_masks_only_in_training():
-    layer = model.SpecAugment(time_masks=2, time_width=10, freq_masks=2, freq_width=5, seed=1)
+    layer = SpecAugment(time_masks=2, time_width=10, freq_masks=2, freq_width=5, seed=1)
     x = np.ones((8, 49, 40), dtype=np.float32)
     np.testing.assert_array_equal(layer(x, training=False), x)
     masked = layer(x, training=True).numpy()
@@ -131,7 +136,7 @@ def test_model_stats_counts_by_hand():
     x = keras.layers.Dense(5)(x)
     m = keras.Model(audio, x)
     want = 49 * 3 * 160 * 8 + 49 * 3 * 8 + 49 * 8 * 5
-    stats = model.model_stats(m)
+    stats = model_stats(m)
     assert stats["macs"] == want
     assert stats["params"] == 3 * 160 * 8 + (3 * 8 + 8) + (49 * 8 * 5 + 5)
     assert stats["float_bytes"] == 4 * stats["params"]
@@ -149,10 +154,10 @@ def _save(m, folder, labels):
                                           ("edge_bcres", {}), ("ds_cnn_s", {})])
 def test_checkpoint_round_trip_is_exact(tmp_path, name, options):
     labels = [f"w{i}" for i in range(12)]
-    m = settle(model.build_model(name, 12, **options))
+    m = settle(build_model(name, 12, **options))
     before = m.predict(CLIPS, verbose=0)
     path = _save(m, tmp_path / name, labels)
-    loaded, got_labels = model.load_checkpoint(path)
+    loaded, got_labels = load_checkpoint(path)
     assert got_labels == labels
     np.testing.assert_array_equal(loaded.predict(CLIPS, verbose=0), before)
     assert np.abs(before).max() > 1e-3  # the settled model computes something non-trivial
@@ -160,30 +165,30 @@ def test_checkpoint_round_trip_is_exact(tmp_path, name, options):
 
 def test_load_checkpoint_errors(tmp_path):
     with pytest.raises(UserError, match="checkpoint not found"):
-        model.load_checkpoint(tmp_path / "missing.keras")
+        load_checkpoint(tmp_path / "missing.keras")
     bogus = tmp_path / "bogus"
     bogus.mkdir()
     (bogus / "ep.keras").write_bytes(b"not a zip")
     with pytest.raises(UserError, match="labels.txt not found"):
-        model.load_checkpoint(bogus / "ep.keras")
+        load_checkpoint(bogus / "ep.keras")
     (bogus / "labels.txt").write_text("a\nb\n")
     with pytest.raises(UserError, match="not a loadable Keras archive"):
-        model.load_checkpoint(bogus / "ep.keras")
-    path = _save(model.build_model("ds_cnn_s", 3), tmp_path / "three", ["a", "b", "c"])
+        load_checkpoint(bogus / "ep.keras")
+    path = _save(build_model("ds_cnn_s", 3), tmp_path / "three", ["a", "b", "c"])
     (path.parent / "labels.txt").write_text("a\nb\n")
     with pytest.raises(UserError, match="2 labels but the model has 3 outputs"):
-        model.load_checkpoint(path)
+        load_checkpoint(path)
 
 
 def test_edge_model_tflite_float_and_int8_agree_with_keras():
     from ai_edge_litert.interpreter import Interpreter
 
-    m = settle(model.build_model(model.EDGE_MODEL, 12))
+    m = settle(build_model(EDGE_MODEL, 12))
     want = m.predict(CLIPS, verbose=0)
-    seed_bytes = model.model_stats(model.build_model("seed195", 12))["float_bytes"]
+    seed_bytes = model_stats(build_model("seed195", 12))["float_bytes"]
     for quantize in (None, "int8"):
-        flatbuffer = model.tflite_bytes(m, quantize, representative=CLIPS)
-        ops = model.tflite_ops(flatbuffer)
+        flatbuffer = tflite_bytes(m, quantize, representative=CLIPS)
+        ops = tflite_ops(flatbuffer)
         assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops)
         interpreter = Interpreter(model_content=flatbuffer)
         interpreter.allocate_tensors()
@@ -205,7 +210,7 @@ def test_edge_model_tflite_float_and_int8_agree_with_keras():
 
 def test_int8_needs_representative_clips():
     with pytest.raises(UserError, match="representative"):
-        model.tflite_bytes(model.build_model("ds_cnn_s", 12), "int8", representative=[])
+        tflite_bytes(build_model("ds_cnn_s", 12), "int8", representative=[])
 
 
 def test_cli_prints_stats_and_rejects_unknown_model(capsys):
@@ -230,7 +235,7 @@ def test_frequency_strided_depthwise_equals_the_strided_conv(size, stride):
 
     x = np.random.default_rng(size).normal(size=(2, 6, size, 3)).astype(np.float32)
     inputs = keras.Input(x.shape[1:])
-    m = keras.Model(inputs, model.depthwise_freq_strided(inputs, 3, stride, "dw"))
+    m = keras.Model(inputs, depthwise_freq_strided(inputs, 3, stride, "dw"))
     kernel = m.get_layer("dw").get_weights()[0]  # [1, 3, channels, 1]
     want = tf.concat([tf.nn.conv2d(x[..., c:c + 1], kernel[:, :, c:c + 1, :], (1, 1, stride, 1),
                                    "SAME") for c in range(3)], axis=-1)
@@ -239,22 +244,22 @@ def test_frequency_strided_depthwise_equals_the_strided_conv(size, stride):
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", list(model.MODELS))
+@pytest.mark.parametrize("name", list(MODELS))
 def test_every_model_trains_saves_and_converts(tmp_path, name):
     """One training step, a .keras round trip and a float .tflite: what train.py and
     freeze_graph.py need, on this CPU (CI runs this file with oneDNN on and off)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    m = model.build_model(name, 12)
+    m = build_model(name, 12)
     m.compile(optimizer=keras.optimizers.Adam(1e-3),
               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     loss = m.train_on_batch(CLIPS, np.arange(4))
     assert np.isfinite(loss)
     path = _save(m, tmp_path / name, [f"w{i}" for i in range(12)])
-    loaded, _ = model.load_checkpoint(path)
+    loaded, _ = load_checkpoint(path)
     want = loaded.predict(CLIPS[:1], verbose=0)
     np.testing.assert_array_equal(want, m.predict(CLIPS[:1], verbose=0))
-    interpreter = Interpreter(model_content=model.tflite_bytes(loaded))
+    interpreter = Interpreter(model_content=tflite_bytes(loaded))
     interpreter.allocate_tensors()
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], CLIPS[:1])
     interpreter.invoke()

@@ -15,9 +15,11 @@ import pytest
 from conftest import SHARED_DATA, tone
 
 from kws.audio import write_wav
+from kws.checkpoint import load_checkpoint
 from kws.common import UserError
 from kws.folders import real_split
 from kws.frontend import FrontEnd, front_end_constants
+from kws.layers import PackFeatures, pack_trainer
 from kws.pack import (
     GREY_OFFSET,
     GREY_SCALE,
@@ -27,10 +29,10 @@ from kws.pack import (
     parse_name,
     read_pack,
 )
+from kws.zoo import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-import model  # noqa: E402
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 WORDS = ["yes", "no", "up"]
@@ -57,7 +59,7 @@ def jpeg(grey):
 
 
 def grey_of(clip, scale=GREY_SCALE, offset=GREY_OFFSET):
-    layer = model.PackFeatures(grey_scale=scale, grey_offset=offset)
+    layer = PackFeatures(grey_scale=scale, grey_offset=offset)
     layer.build((1, 16000))
     return FrontEnd(front_end_constants(layer)).window_features(clip) * 64 + 128
 
@@ -134,7 +136,7 @@ def test_bad_packs_are_one_line_errors(tmp_path):
 
 def test_pack_features_layer_equals_the_streaming_front_end_and_the_pack_images():
     clip = tone(440, seed=3)
-    layer = model.PackFeatures()
+    layer = PackFeatures()
     keras_features = layer(clip[None]).numpy()[0]
     assert keras_features.shape == (98, 40)
     numpy_features = FrontEnd(front_end_constants(layer)).window_features(clip)
@@ -152,7 +154,7 @@ def test_a_pack_model_trains_freezes_and_streams(tmp_path):
 
     import freeze_graph
 
-    net = model.build_model("edge_tcs", 3, features="pack", width=0.25, head_channels=16)
+    net = build_model("edge_tcs", 3, features="pack", width=0.25, head_channels=16)
     net.compile(optimizer="adam",
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x = np.stack([tone(300 + 200 * (i % 3), seed=i) for i in range(12)])
@@ -214,7 +216,7 @@ def test_the_real_pack_matches_the_front_end_on_unseen_speakers(tmp_path):
     from kws.audio import read_many
 
     clips, kept = read_many([p for _, p in pairs])
-    ours = model.PackFeatures()(clips).numpy() * 64 + 128
+    ours = PackFeatures()(clips).numpy() * 64 + 128
     grey = pack.images[[pairs[k][0] for k in kept]].astype(np.float64)
     per_clip = np.sqrt(((ours - grey) ** 2).mean(axis=(1, 2)))
     assert np.median(per_clip) < 6  # the JPEG noise floor is about 4.3 grey levels
@@ -243,7 +245,7 @@ def test_train_mixes_the_pack_with_audio_and_saves_the_whole_model(small_pack, t
     # 4 images (yes, no, up, cat) of each pack speaker not held out, + the one without audio
     assert int(line.split()[1]) == 4 * (5 - len(held)) + 1, (line, held)
     assert "6 steps per epoch" in done.stdout  # 3 audio steps at --pack_frequency 0.5
-    net, labels = model.load_checkpoint(tmp_path / "ck" / "smoke" / "last.keras")
+    net, labels = load_checkpoint(tmp_path / "ck" / "smoke" / "last.keras")
     assert net.input_shape == (None, 16000) and len(labels) == 12
     resumed = subprocess.run(run + ["--resume", "--epochs", "3"], cwd=REPO, env=ENV,
                              capture_output=True, text=True, timeout=600)
@@ -307,8 +309,8 @@ def test_pack_needs_a_pack_model(small_pack, tmp_path):
 def test_the_pack_trainer_runs_the_front_end_on_audio_batches_only():
     import keras
 
-    net = model.build_model("edge_tcs", 12, features="pack", width=0.25, head_channels=16)
-    trainer = model.pack_trainer(net)
+    net = build_model("edge_tcs", 12, features="pack", width=0.25, head_channels=16)
+    trainer = pack_trainer(net)
     front = net.get_layer("pack_features")
     body = keras.Model(front.output, net.output)
     rng = np.random.default_rng(1)
@@ -321,12 +323,12 @@ def test_the_pack_trainer_runs_the_front_end_on_audio_batches_only():
     assert trainer.trainable_weights and all(
         any(w is v for v in net.trainable_weights) for w in trainer.trainable_weights)
     with pytest.raises(UserError, match="pack front end"):
-        model.pack_trainer(model.build_model("edge_tcs", 12, width=0.25, head_channels=16))
+        pack_trainer(build_model("edge_tcs", 12, width=0.25, head_channels=16))
 
 
 @pytest.mark.parametrize("name", ["tutorial_conv", "ds_cnn_s", "edge_bcres", "edge_tcs"])
 def test_every_spectrogram_model_takes_the_pack_front_end(name):
-    net = model.build_model(name, 12, features="pack")
+    net = build_model(name, 12, features="pack")
     assert net.get_layer("pack_features").output.shape[1:] == (98, 40)
     assert net.predict(np.stack([tone(440), tone(880)]), verbose=0).shape == (2, 12)
 
@@ -334,7 +336,7 @@ def test_every_spectrogram_model_takes_the_pack_front_end(name):
 def test_raw_waveform_models_cannot_take_the_pack():
     for name in ("seed195", "seed106"):
         with pytest.raises(UserError, match="bad option"):
-            model.build_model(name, 12, features="pack")
+            build_model(name, 12, features="pack")
 
 
 def test_the_pipeline_benchmark_times_the_pack_input(small_pack, tmp_path):
@@ -379,7 +381,7 @@ def test_a_pack_student_distils_from_a_pack_teacher(small_pack, tmp_path):
     assert student.returncode == 0, student.stderr[-3000:]
     assert (tmp_path / "ck" / "student" / "last.keras").is_file()
     # the mixed batches get the teacher's probabilities on both branches
-    net, labels = model.load_checkpoint(checkpoint)
+    net, labels = load_checkpoint(checkpoint)
     pack_net = train.pack_teacher(net)
     audio = np.stack([tone(440), tone(660)]).astype(np.float32)
     images = np.zeros((2, 98, 40), np.float32)
@@ -388,6 +390,6 @@ def test_a_pack_student_distils_from_a_pack_teacher(small_pack, tmp_path):
     batch = ((audio, images, np.array([True, False])), -np.ones((2, 1 + len(labels)), np.float32))
     (_, y), = train.teacher_targets(tf.data.Dataset.from_tensors(batch), [pack_net])
     np.testing.assert_allclose(y.numpy()[:, 1:].sum(axis=1), 1.0, rtol=1e-5)
-    plain = model.build_model("edge_tcs", 12, width=0.25, head_channels=16)
+    plain = build_model("edge_tcs", 12, width=0.25, head_channels=16)
     with pytest.raises(UserError, match="needs the pack front end"):
         train.pack_teacher(plain)

@@ -29,6 +29,7 @@ from kws.streaming import (
     tf_example_stats,
     wakeword_stats,
 )
+from kws.zoo import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = ["_silence_", "_unknown_", "yes", "no", "up", "down", "left", "right", "on", "off",
@@ -148,10 +149,9 @@ def test_the_ring_buffer_gives_the_same_windows_for_any_chunking(chunk):
 
 
 def test_cached_frames_equal_the_whole_windows_features():
-    import model
     from kws.frontend import FrameCache, FrontEnd
 
-    layer = model.build_model("edge_tcs", 12).get_layer("log_mel")
+    layer = build_model("edge_tcs", 12).get_layer("log_mel")
     from kws.frontend import front_end_constants
 
     front = FrontEnd(front_end_constants(layer))
@@ -274,7 +274,6 @@ def tone_model(tmp_path_factory):
     import keras
 
     import freeze_graph
-    import model
 
     root = tmp_path_factory.mktemp("tones")
     rng = np.random.default_rng(0)
@@ -291,7 +290,7 @@ def tone_model(tmp_path_factory):
             clips.append(x)
             targets.append(k)
     keras.utils.set_random_seed(0)
-    net = model.build_model("ds_cnn_s", len(LABELS), features="logmel")
+    net = build_model("ds_cnn_s", len(LABELS), features="logmel")
     net.compile(optimizer=keras.optimizers.Adam(3e-3),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     net.fit(np.stack(clips), np.array(targets), epochs=40, batch_size=16, verbose=0)

@@ -13,6 +13,7 @@ import pytest
 from conftest import tone
 
 from kws.audio import write_wav
+from kws.zoo import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUTS = ("s.csv", "s.probs.csv", "s.probs.u8", "s.probs.json")
@@ -32,11 +33,9 @@ def checkpoint(tmp_path_factory):
     """An (untrained) ds_cnn_s from the zoo: convolutions, batch norm, many threads' worth."""
     import keras
 
-    import model
-
     keras.utils.set_random_seed(3)
     folder = tmp_path_factory.mktemp("engine_ckpt")
-    net = model.build_model("ds_cnn_s", 12)
+    net = build_model("ds_cnn_s", 12)
     net.save(folder / "m.keras")
     from input_data import COMPETITION_LABELS
     (folder / "labels.txt").write_text("\n".join(COMPETITION_LABELS) + "\n")

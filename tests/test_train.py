@@ -40,7 +40,7 @@ def train(tmp, data, *flags, check=True, **popen):
 def weights(path):
     import keras
 
-    import model  # noqa: F401  (registers the custom layers)
+    import kws.layers  # noqa: F401
     return keras.models.load_model(path, compile=False, safe_mode=True).get_weights()
 
 
