@@ -24,9 +24,13 @@ import time
 
 import numpy as np
 
+from kws.augment import Augmentation
 from kws.checkpoint import load_checkpoint, model_stats
 from kws.common import UserError, atomic_write_text, machine_description, run_cli
+from kws.data import AudioProcessor
+from kws.folders import list_test_clips
 from kws.layers import pack_trainer
+from kws.pack_data import mix_with_pack, noise_images, pack_dataset, pack_examples
 from kws.zoo import build_model
 
 FORMATS = {".keras": "keras", ".pb": "pb", ".tflite": "tflite"}
@@ -222,7 +226,6 @@ def frozen_info(path):
 
 def prepare_accuracy_data(folder, out_path):
     """Decode a <label>/*.wav folder once into an .npz the workers read."""
-    from input_data import list_test_clips
     from kws.audio import read_many
 
     paths, folders = list_test_clips(folder)
@@ -323,8 +326,6 @@ def pipeline_benchmark(data_dir, steps, batch_size=64, pack="", rounds=5):
 
     import tensorflow as tf
 
-    from input_data import AudioProcessor, Augmentation
-
     if steps < 1 or rounds < 1:
         raise UserError("--pipeline_steps and --pipeline_rounds must be >= 1")
     processor = AudioProcessor.from_settings({"data_dir": data_dir, "silence_percentage": 10,
@@ -418,7 +419,6 @@ def pack_pipeline_benchmark(processor, pack_path, steps, batch_size, per_batch, 
     against the train step of pack_trainer (the audio's front end runs in the step)."""
     import tensorflow as tf
 
-    from input_data import Augmentation, mix_with_pack, noise_images, pack_dataset, pack_examples
     from kws.pack import read_pack
 
     rss_before = _memory_kb("VmRSS")

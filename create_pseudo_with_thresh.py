@@ -13,7 +13,7 @@ Writes OUT/<label>/<fname>.wav (fname's `/` become `__`; 16 kHz 16-bit WAVs are 
 are, anything else re-encoded to that) and OUT/pseudo_info.json. Clips labelled silence become
 background noise instead: each scaled to --silence_rms, concatenated into
 OUT/_background_noise_/pseudo_silence.wav. train.py takes OUT as a pseudo pool
-(input_data.AudioProcessor(..., pseudo_dirs=[OUT], pseudo_frequency=...)). OUT is built beside
+(kws.data.AudioProcessor(..., pseudo_dirs=[OUT], pseudo_frequency=...)). OUT is built beside
 its final name and renamed into place at the end; an existing OUT is replaced only with
 --overwrite and only if it holds a pseudo_info.json.
 """
@@ -30,9 +30,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from input_data import BACKGROUND_NOISE_DIR_NAME, PSEUDO_SOURCES_FILE
 from kws.audio import SAMPLE_RATE, AudioError, read_many, read_wav, warn_skipped, write_wav
 from kws.common import UserError, atomic_write_text, require_dir, run_cli
+from kws.data import PSEUDO_SOURCES_FILE
+from kws.folders import BACKGROUND_NOISE_DIR_NAME
 from kws.labels import (
     COMPETITION_LABELS,
     SILENCE_LABEL,

@@ -34,6 +34,7 @@ from kws import CLIP_SAMPLES, SAMPLE_RATE
 from kws.checkpoint import load_checkpoint, model_stats
 from kws.common import UserError, atomic_path, atomic_write_text, require_file, run_cli
 from kws.export import tflite_bytes, tflite_ops
+from kws.folders import list_test_clips, scan_data_dir
 
 INPUT_NODE = "wav_data"
 DECODED_NODE = "decoded_sample_data"
@@ -294,7 +295,6 @@ class ExportError(Exception):
 # ---- clips for calibration and checks -----------------------------------------------------
 def find_clips(folder):
     """(clip paths, background-noise paths) of a data dir train.py reads or a flat WAV folder."""
-    from input_data import list_test_clips, scan_data_dir
 
     if not os.path.isdir(folder):
         raise UserError(f"calibration folder not found: {folder}")

@@ -25,6 +25,7 @@ import numpy as np
 from kws import CLIP_SAMPLES, SAMPLE_RATE
 from kws.audio import read_many, read_wav
 from kws.common import UserError, atomic_path, require_dir, run_cli, write_metrics
+from kws.data import EVAL_NOISE_FRACTION
 from kws.folders import clips_in, list_test_clips
 from kws.labels import COMPETITION_WORDS, SILENCE_LABEL, UNKNOWN_LABEL, competition_label
 from kws.streaming import write_ground_truth
@@ -189,7 +190,6 @@ def main(argv=None):
             and -60 < args.snr_db < 120):
         raise UserError("need --minutes in (0, 10000), --gap_ms > 0, --unknown_share in "
                         "[0, 1], --other_share in [0, 1] or -1, and --snr_db in (-60, 120)")
-    from input_data import EVAL_NOISE_FRACTION
 
     clips, labels, paths, other = read_clips(args.data_dir, args.other_dir)
     rng = np.random.RandomState(args.seed)

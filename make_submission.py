@@ -40,7 +40,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from input_data import list_test_clips
 from kws.audio import CLIP_SAMPLES, check_source, local_path, read_many
 from kws.checkpoint import load_checkpoint
 from kws.common import (
@@ -52,6 +51,7 @@ from kws.common import (
     run_cli,
     write_metrics,
 )
+from kws.folders import list_test_clips
 from kws.labels import (
     COMPETITION_LABELS,
     SILENCE_LABEL,

@@ -40,10 +40,11 @@ from fractions import Fraction
 
 import numpy as np
 
-from input_data import BACKGROUND_NOISE_DIR_NAME, COMPETITION_WORDS
 from kws import noise as colored
 from kws.audio import CLIP_SAMPLES, SAMPLE_RATE, write_wav
 from kws.common import UserError, atomic_write_text, run_cli
+from kws.folders import BACKGROUND_NOISE_DIR_NAME
+from kws.labels import COMPETITION_WORDS
 
 FORMAT_VERSION = 1
 STAMP_NAME = ".make_synthetic_data.json"

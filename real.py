@@ -41,6 +41,7 @@ import sys
 
 import numpy as np
 
+from kws import CLIP_SAMPLES
 from kws.checkpoint import model_stats
 from kws.common import UserError, atomic_write_text, require_dir, require_file, run_cli
 from kws.corpora import (
@@ -51,7 +52,15 @@ from kws.corpora import (
     stage_other_speech,
     stage_running_speech,
 )
-from kws.folders import REAL_SALT, REAL_TESTING_PERCENT, REAL_VALIDATION_PERCENT
+from kws.data import EVAL_NOISE_FRACTION
+from kws.folders import (
+    REAL_SALT,
+    REAL_TESTING_PERCENT,
+    REAL_VALIDATION_PERCENT,
+    scan_data_dir,
+    which_set,
+)
+from kws.labels import SILENCE_LABEL
 from kws.recipe import (
     best_checkpoint,
     print_streaming,
@@ -139,7 +148,6 @@ def noise_spectra(noise_dir):
     """{name: (samples, their rFFT, FFT size, running sum of squares)} of the noise recordings."""
     from scipy import fft
 
-    from input_data import CLIP_SAMPLES
     from kws.audio import read_wav
 
     spectra = {}
@@ -180,7 +188,6 @@ def split_of(folder, fname, source, spectra, eval_fraction):
     only when it lies in the recording's tail, which training never mixes in (input_data keeps
     the last eval_fraction for evaluation); one from the head trains or validates. A silence
     clip of unknown source may share audio with its siblings, so it is held out or left out."""
-    from input_data import SILENCE_LABEL, which_set
     from kws import CLIP_SAMPLES
 
     which = which_set(fname, VALIDATION_PERCENT, TESTING_PERCENT, SPLIT_SALT)
@@ -200,7 +207,6 @@ def split_of(folder, fname, source, spectra, eval_fraction):
 def stage_dev_split(dev_dir, noise_dir, out):
     """Link the dev clips into out/<folder>/<file> with validation_list.txt and testing_list.txt
     (lists win over hashing in input_data), so every script reads the same honest split."""
-    from input_data import EVAL_NOISE_FRACTION, SILENCE_LABEL, scan_data_dir
     from kws.audio import read_wav
 
     summary_path = os.path.join(out, "split.json")

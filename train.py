@@ -22,7 +22,7 @@ import tempfile
 
 import numpy as np
 
-from input_data import AudioProcessor, Augmentation, add_data_args
+from kws.augment import Augmentation
 from kws.checkpoint import load_checkpoint
 from kws.common import (
     UserError,
@@ -32,6 +32,7 @@ from kws.common import (
     require_file,
     run_cli,
 )
+from kws.data import AudioProcessor, add_data_args
 from kws.labels import (
     COMPETITION_LABELS,
     SILENCE_LABEL,
@@ -40,6 +41,7 @@ from kws.labels import (
     submission_label,
 )
 from kws.layers import pack_trainer
+from kws.pack_data import mix_with_pack
 from kws.recipe import best_checkpoint  # noqa: F401  (re-exported for its users)
 from kws.zoo import build_model
 
@@ -656,7 +658,6 @@ def build_and_compile(args, num_classes, exp_dir, resume_state, replicas=1):
 def with_pack(args, processor, train, val, net, audio_steps):
     """(training batches for model.pack_trainer: audio clips mixed with pack images,
     validation batches, steps per epoch)."""
-    from input_data import mix_with_pack
     from kws.pack import read_pack
 
     train, val, report = mix_with_pack(

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 
 from kws.common import UserError, require_file
+from kws.data import AudioProcessor
 
 
 def run_step(title, cmd):
@@ -58,7 +59,6 @@ def stage_set(data_dir, which, out):
     held-out speakers for scoring and streams, the training speakers for int8 calibration).
     Returns (folder, speakers, clips). A clip whose label is not its folder's name (a word that
     counts as `_unknown_`) is linked as `<folder>_<file>`, so names cannot collide."""
-    from input_data import AudioProcessor
 
     processor = AudioProcessor.from_settings({"data_dir": data_dir, "silence_percentage": 0,
                                               "unknown_percentage": -1})

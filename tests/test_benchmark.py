@@ -10,9 +10,9 @@ import pytest
 
 import benchmark
 import freeze_graph
-from input_data import COMPETITION_LABELS
 from kws.audio import write_wav
 from kws.common import UserError
+from kws.labels import COMPETITION_LABELS
 from kws.zoo import build_model
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,10 +9,11 @@ import numpy as np
 import soundfile as sf
 
 import make_streaming_test as streams
-from input_data import AudioProcessor, pack_examples
 from kws import corpora
 from kws.audio import read_wav
+from kws.data import AudioProcessor
 from kws.pack import Pack, parse_name
+from kws.pack_data import pack_examples
 
 RATE = 16000
 WORDS = ["yes", "on", "dog"]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from input_data import AudioProcessor
 from kws.audio import AudioError, read_many, read_wav, stream_wav
+from kws.data import AudioProcessor
 from kws.folders import clips_in, list_test_clips, scan_data_dir
 
 RATE = 16000

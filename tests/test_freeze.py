@@ -13,11 +13,10 @@ import soundfile as sf
 
 import freeze_graph
 import make_submission_on_rpi as rpi
-from input_data import COMPETITION_LABELS
 from kws.audio import read_wav, write_wav
 from kws.checkpoint import load_checkpoint
 from kws.common import UserError
-from kws.labels import submission_label
+from kws.labels import COMPETITION_LABELS, submission_label
 from kws.runtime import TFLiteModel, load_model
 from kws.zoo import build_model
 

@@ -24,6 +24,7 @@ from conftest import make_speech_commands, tone
 
 from kws.audio import write_wav
 from kws.checkpoint import load_checkpoint
+from kws.data import SETS, AudioProcessor
 from kws.export import tflite_bytes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -318,7 +319,6 @@ def test_training_skips_and_reports_bad_clips_and_folders(trained):
     assert "warning: folder 'Yes '" in err and "count as _unknown_" in err
 
     # What training actually uses: every readable clip, none of the others.
-    from input_data import SETS, AudioProcessor
 
     processor = AudioProcessor(str(data), silence_percentage=10, unknown_percentage=20)
     processor._decode_all()  # what the first dataset() call does: drops unreadable clips

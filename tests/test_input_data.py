@@ -8,19 +8,12 @@ import numpy as np
 import pytest
 from conftest import make_speech_commands, tone
 
-from input_data import (
-    COMPETITION_LABELS,
-    MAX_NUM_WAVS_PER_CLASS,
-    SILENCE_LABEL,
-    UNKNOWN_LABEL,
-    AudioProcessor,
-    Augmentation,
-    list_test_clips,
-    speaker_id,
-    which_set,
-)
 from kws.audio import write_wav
+from kws.augment import Augmentation, NoiseBank, apply_augmentation, augment_batch
 from kws.common import UserError
+from kws.data import AudioProcessor
+from kws.folders import MAX_NUM_WAVS_PER_CLASS, list_test_clips, speaker_id, which_set
+from kws.labels import COMPETITION_LABELS, SILENCE_LABEL, UNKNOWN_LABEL
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -155,7 +148,6 @@ def test_list_test_clips_flat_and_labelled(tmp_path):
 
 
 def test_augmentation_ranges():
-    from input_data import augment_batch
 
     impulse = np.zeros((64, 16000), np.float32)
     impulse[:, 8000] = 0.5
@@ -182,7 +174,6 @@ def test_augmentation_ranges():
 
 
 def test_shift_pads_or_rolls_and_scales():
-    from input_data import apply_augmentation
 
     clip = np.arange(1, 6, dtype=np.int16)[None]
     expected = {(2, "pad"): [0, 0, 1, 2, 3], (-2, "pad"): [3, 4, 5, 0, 0],
@@ -199,7 +190,6 @@ def test_shift_pads_or_rolls_and_scales():
 
 
 def test_noise_shorter_than_a_clip_repeats_within_its_recording():
-    from input_data import NoiseBank, augment_batch
 
     bank = NoiseBank([np.full(100, 0.25, np.float32), np.ones(20000, np.float32), []])
     assert len(bank) == 2 and list(bank.lengths) == [16000, 20000]
@@ -323,7 +313,6 @@ def test_train_only_dirs_train_but_never_leak_held_out_speakers(tmp_path, speech
 
 
 def test_int16_rows_augment_as_their_float_values_and_silence_gets_only_noise():
-    from input_data import augment_batch
 
     rng = np.random.default_rng(1)
     ints = (rng.standard_normal((16, 16000)) * 4000).astype(np.int16)
@@ -365,7 +354,6 @@ def test_train_only_clips_of_validation_speakers_train_in_a_final_fit(tmp_path, 
 
 
 def test_speed_change_scales_frequency():
-    from input_data import apply_augmentation
 
     t = np.arange(16000) / 16000
     x = np.stack([np.sin(2 * np.pi * 440 * t)] * 3).astype(np.float32)

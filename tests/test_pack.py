@@ -29,6 +29,7 @@ from kws.pack import (
     parse_name,
     read_pack,
 )
+from kws.pack_data import pack_dataset
 from kws.zoo import build_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -254,7 +255,6 @@ def test_train_mixes_the_pack_with_audio_and_saves_the_whole_model(small_pack, t
 
 
 def test_pack_batches_are_shifted_offset_and_noisy_images_augmented_whole():
-    from input_data import pack_dataset
     from kws.pack import GREY_CENTRE, GREY_SPREAD
 
     rng = np.random.default_rng(0)

@@ -12,9 +12,10 @@ import convert_to_12_classes as convert
 import create_pseudo_with_thresh as pseudo
 import ensemble
 from convert_to_12_classes import to_12_classes, write_probs_csv
-from input_data import COMPETITION_LABELS, AudioProcessor
 from kws.audio import read_wav, write_wav
 from kws.common import run_cli
+from kws.data import AudioProcessor
+from kws.labels import COMPETITION_LABELS
 
 OTHER_WORDS = ["bed", "bird", "cat", "dog", "eight", "five", "four", "happy", "house", "marvin",
                "nine", "one", "seven", "sheila", "six", "three", "tree", "two", "wow", "zero"]

@@ -8,8 +8,9 @@ import numpy as np
 from conftest import make_speech_commands
 
 import real
-from input_data import AudioProcessor, speaker_id, which_set
 from kws.audio import read_wav, write_wav
+from kws.data import AudioProcessor
+from kws.folders import speaker_id, which_set
 from kws.recipe import stage_set
 
 RATE = 16000

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from conftest import make_speech_commands, tone
 
-from input_data import PSEUDO_SOURCES_FILE, AudioProcessor
 from kws.audio import write_wav
 from kws.common import UserError
+from kws.data import PSEUDO_SOURCES_FILE, AudioProcessor
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]

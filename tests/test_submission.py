@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import make_submission
-from input_data import COMPETITION_LABELS
 from kws.audio import read_wav, write_wav
 from kws.common import run_cli
+from kws.labels import COMPETITION_LABELS
 from kws.probs import read_probs_u8
 
 LABELS12 = COMPETITION_LABELS

@@ -13,6 +13,7 @@ import pytest
 from conftest import tone
 
 from kws.audio import write_wav
+from kws.labels import COMPETITION_LABELS
 from kws.zoo import build_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +38,6 @@ def checkpoint(tmp_path_factory):
     folder = tmp_path_factory.mktemp("engine_ckpt")
     net = build_model("ds_cnn_s", 12)
     net.save(folder / "m.keras")
-    from input_data import COMPETITION_LABELS
     (folder / "labels.txt").write_text("\n".join(COMPETITION_LABELS) + "\n")
     return folder / "m.keras"
 

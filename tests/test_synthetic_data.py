@@ -15,9 +15,10 @@ import soundfile as sf
 
 import generate_noise
 import make_synthetic_data as msd
-from input_data import SETS, AudioProcessor, speaker_id
 from kws.audio import read_wav
 from kws.common import UserError, run_cli
+from kws.data import SETS, AudioProcessor
+from kws.folders import speaker_id
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = ["yes", "no", "cat"]
