@@ -25,13 +25,10 @@ import time
 import numpy as np
 
 from kws.augment import Augmentation
-from kws.checkpoint import load_checkpoint, model_stats
 from kws.common import UserError, atomic_write_text, machine_description, run_cli
 from kws.data import AudioProcessor
 from kws.folders import list_test_clips
-from kws.layers import pack_trainer
 from kws.pack_data import mix_with_pack, noise_images, pack_dataset, pack_examples
-from kws.zoo import build_model
 
 FORMATS = {".keras": "keras", ".pb": "pb", ".tflite": "tflite"}
 COLUMNS = [  # (key, markdown header, format)
@@ -96,6 +93,8 @@ class _KerasModel:
 
     def __init__(self, path, threads):
         import tensorflow as tf
+
+        from kws.checkpoint import load_checkpoint, model_stats
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
@@ -326,6 +325,8 @@ def pipeline_benchmark(data_dir, steps, batch_size=64, pack="", rounds=5):
 
     import tensorflow as tf
 
+    from kws.zoo import build_model
+
     if steps < 1 or rounds < 1:
         raise UserError("--pipeline_steps and --pipeline_rounds must be >= 1")
     processor = AudioProcessor.from_settings({"data_dir": data_dir, "silence_percentage": 10,
@@ -419,13 +420,15 @@ def pack_pipeline_benchmark(processor, pack_path, steps, batch_size, per_batch, 
     against the train step of pack_trainer (the audio's front end runs in the step)."""
     import tensorflow as tf
 
+    from kws.layers import PackFeatures, front_end_layer, pack_trainer
     from kws.pack import read_pack
+    from kws.zoo import build_model
 
     rss_before = _memory_kb("VmRSS")
     pack = read_pack(pack_path, "data/pack")
     net = build_model("edge_tcs", len(processor.words_list), width=2.0, spec_augment=True,
                           features="pack", time_pool=2)
-    front = net.get_layer("pack_features")
+    front = front_end_layer(net, PackFeatures)
     body = pack_trainer(net)
     body.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     audio = processor.dataset("training", batch_size, Augmentation(foreground_frequency=0.5,

@@ -28,7 +28,6 @@ import numpy as np
 from kws.audio import read_many
 from kws.common import UserError, machine_description, run_cli, write_metrics
 from kws.folders import real_split
-from kws.layers import PackFeatures
 from kws.pack import GREY_OFFSET, GREY_SCALE, LOG_OFFSET, paired_clips, read_pack
 
 UNCLIPPED = (8, 245)  # grey levels where neither clipping nor the JPEG's ringing at 0 bites
@@ -61,9 +60,10 @@ def build_parser():
 
 def log_mels(clips, log_offset):
     """PackFeatures' log mel power (before its grey map) of each clip, in numpy."""
-    from kws.frontend import FrontEnd, front_end_constants
+    from kws.frontend import FrontEnd
+    from kws.layers import PackFeatures
 
-    fe = FrontEnd(front_end_constants(PackFeatures(log_offset=log_offset)))
+    fe = FrontEnd(PackFeatures(log_offset=log_offset).stream_constants())
     starts = fe.frame_starts()
     return np.stack([fe.log_mel(np.stack([c[s:s + fe.window] for s in starts])) for c in clips])
 

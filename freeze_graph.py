@@ -31,9 +31,7 @@ import wave
 import numpy as np
 
 from kws import CLIP_SAMPLES, SAMPLE_RATE
-from kws.checkpoint import load_checkpoint, model_stats
 from kws.common import UserError, atomic_path, atomic_write_text, require_file, run_cli
-from kws.export import tflite_bytes, tflite_ops
 from kws.folders import list_test_clips, scan_data_dir
 
 INPUT_NODE = "wav_data"
@@ -219,6 +217,8 @@ def tflite_model(keras_model, matrix=None, representative=None):
     Input float32 [1, 16000], output probabilities [1, n] in both cases. The conversion is
     model.tflite_bytes: builtin ops only, and in int8 the log-mel/MFCC front end stays float.
     """
+    from kws.export import tflite_bytes
+
 
     kind = "float" if representative is None else "int8"
     try:
@@ -230,25 +230,18 @@ def tflite_model(keras_model, matrix=None, representative=None):
         raise ExportError(f"{kind} TFLite conversion failed: {first}") from None
 
 
-def front_end_layer(keras_model):
-    """The model's log-mel, MFCC or pack-features layer (None for raw-audio models)."""
-    for name in ("log_mel", "mfcc", "pack_features"):
-        try:
-            return keras_model.get_layer(name)
-        except ValueError:
-            continue
-    return None
-
 
 def stream_exports(keras_model, matrix, calib, with_int8):
     """{stream: float body bytes, stream_int8: int8 body bytes, stream_npz: front-end
     constants} for streaming with cached features, or {} for a raw-audio model."""
-    from kws.frontend import FrontEnd, front_end_constants
+    from kws.export import tflite_bytes
+    from kws.frontend import FrontEnd
+    from kws.layers import front_end_layer
 
     layer = front_end_layer(keras_model)
     if layer is None:
         return {}
-    constants = front_end_constants(layer)
+    constants = layer.stream_constants()
     body = probability_model(keras_model, matrix, front_end=layer)
     out = {"stream_npz": constants}
     try:
@@ -441,6 +434,8 @@ def run_tflite(model_bytes, samples):
 
 def float_ops(model_bytes):
     """Sorted names of the ops of a quantized model that still compute in float."""
+    from kws.export import tflite_ops
+
 
     return sorted(op for op, dtypes in tflite_ops(model_bytes).items()
                   if "float32" in dtypes and op not in ("QUANTIZE", "DEQUANTIZE"))
@@ -480,6 +475,8 @@ def check_size(path, size, max_bytes, allow_large):
 
 # ---- main ---------------------------------------------------------------------------------
 def load_keras(path):
+    from kws.checkpoint import load_checkpoint
+
     require_file(path, "checkpoint")  # before TensorFlow's import: a typo fails at once
 
     keras_model, labels = load_checkpoint(path)
@@ -553,6 +550,8 @@ def write_outputs(models, paths, labels, info):
 
 def main(argv=None):
     args = parse_args(argv)
+    from kws.checkpoint import model_stats  # TensorFlow: after the flags are checked
+
     paths = output_paths(args.frozen_path, args.output_labels)
     keras_model, model_labels = load_keras(args.checkpoint)
     matrix, labels = label_folding(model_labels, args.competition_labels)

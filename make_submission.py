@@ -41,7 +41,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from kws.audio import CLIP_SAMPLES, check_source, local_path, read_many
-from kws.checkpoint import load_checkpoint
 from kws.common import (
     UserError,
     atomic_path,
@@ -158,6 +157,8 @@ def configure_threads(threads):
 
 def load_model(checkpoint):
     """(keras model, model labels) via model.load_checkpoint, which checks labels vs outputs."""
+    from kws.checkpoint import load_checkpoint
+
     require_file(checkpoint, "checkpoint")  # before TensorFlow loads: a typo fails at once
 
     keras_model, labels = load_checkpoint(checkpoint)

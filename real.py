@@ -42,7 +42,6 @@ import sys
 import numpy as np
 
 from kws import CLIP_SAMPLES
-from kws.checkpoint import model_stats
 from kws.common import UserError, atomic_write_text, require_dir, require_file, run_cli
 from kws.corpora import (
     EXTRA_SALT,
@@ -73,7 +72,6 @@ from kws.recipe import (
     training_record,
 )
 from kws.shipped import AUDIO_DATA, PACK_DATA, ship
-from kws.zoo import MODELS, build_model
 
 DIGITS = "zero one two three four five six seven eight nine".split()
 # The split, stated once: speakers by a salted hash; silence by where its noise came from
@@ -407,6 +405,9 @@ def freeze_and_score_edge(py, checkpoint, data_args, held_out, out_dir, tf_dir):
 def compare_zoo(py, data_args, cpu_minutes, out_dir):
     """Every model, the same recipe and CPU budget: params, MACs, examples/s, val accuracy."""
     import csv
+
+    from kws.checkpoint import model_stats
+    from kws.zoo import MODELS, build_model
 
     rows = []
     for name in MODELS:

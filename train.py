@@ -23,7 +23,6 @@ import tempfile
 import numpy as np
 
 from kws.augment import Augmentation
-from kws.checkpoint import load_checkpoint
 from kws.common import (
     UserError,
     atomic_path,
@@ -40,10 +39,8 @@ from kws.labels import (
     competition_index,
     submission_label,
 )
-from kws.layers import pack_trainer
 from kws.pack_data import mix_with_pack
 from kws.recipe import best_checkpoint  # noqa: F401  (re-exported for its users)
-from kws.zoo import build_model
 
 OPTIMIZERS = ("sgd", "rmsprop", "adam")
 LR_SCHEDULES = ("plateau", "cosine")
@@ -375,6 +372,8 @@ def print_soft_target_report(report, path):
 
 def load_teachers(checkpoints, labels):
     """The teacher models, frozen, after checking they share the student's labels."""
+    from kws.checkpoint import load_checkpoint
+
 
     teachers = []
     for path in checkpoints:
@@ -389,6 +388,8 @@ def load_teachers(checkpoints, labels):
 def pack_teacher(teacher):
     """A teacher for a pack student: its model.pack_trainer, which takes the mixed batches
     ((audio, image features, from_audio)), so it labels audio clips and pack images alike."""
+    from kws.layers import pack_trainer
+
 
     try:
         return pack_trainer(teacher)
@@ -634,6 +635,9 @@ def synchronise_batch_norm(net):
 def build_and_compile(args, num_classes, exp_dir, resume_state, replicas=1):
     import keras
 
+    from kws.layers import pack_trainer
+    from kws.zoo import build_model
+
     loss = make_loss(num_classes, args.label_smoothing, args.distill_temperature,
                      args.distill_weight)
     metric = keras.metrics.MeanMetricWrapper(hard_label_accuracy, name="accuracy")
@@ -658,10 +662,11 @@ def build_and_compile(args, num_classes, exp_dir, resume_state, replicas=1):
 def with_pack(args, processor, train, val, net, audio_steps):
     """(training batches for model.pack_trainer: audio clips mixed with pack images,
     validation batches, steps per epoch)."""
+    from kws.layers import PackFeatures, front_end_layer
     from kws.pack import read_pack
 
     train, val, report = mix_with_pack(
-        processor, train, val, net.get_layer("pack_features"),
+        processor, train, val, front_end_layer(net, PackFeatures),
         read_pack(args.pack, args.pack_cache_dir), args.pack_frequency, args.batch_size,
         args.seed, args.train_on_validation, args.pack_silence,
         shift_frames=round(args.time_shift_ms / 10))  # the pack's frames are 10 ms apart

@@ -4,31 +4,14 @@ A one-second model recomputes every frame of its window each hop; when the hop i
 the front end's frame hop, all but the newest frames are the ones the last window had, shifted.
 `FrameCache` keeps them and computes only the new frames; the network after the front end (the
 model's "body", exported by freeze_graph.py as NAME_stream_body*.tflite) then runs on the
-cached features. The constants (window, mel matrix, normalisation or DCT) come from the model
-itself, saved as NAME_stream.npz, so this front end equals the model's to float rounding.
-Needs numpy only.
+cached features. The constants (window, mel matrix, normalisation, DCT or grey levels) come from
+the model's own layer (kws.layers: LogMel.stream_constants), saved as NAME_stream.npz, so this
+front end equals the model's to float rounding. Needs numpy only.
 """
 
 import numpy as np
 
-from kws import CLIP_SAMPLES
 from kws.common import UserError
-
-
-def front_end_constants(layer):
-    """The arrays and scalars of a model.LogMel or model.MFCC layer, as saved in NAME_stream.npz."""
-    mel = layer.mel_matrix()
-    constants = {"window": layer.window, "hop": layer.hop, "power": layer.power,
-                 "log_offset": layer.log_offset, "mel": mel.astype(np.float32),
-                 "frames": layer.num_frames(CLIP_SAMPLES)}
-    if hasattr(layer, "num_coefficients"):  # MFCC: the layer's own DCT matrix, scale included
-        constants["dct"] = np.asarray(layer._dct, np.float32)
-    elif hasattr(layer, "grey_scale"):  # PackFeatures: the spectrogram pack's grey levels
-        constants["grey"] = np.array([layer.grey_scale, layer.grey_offset], np.float64)
-    else:
-        constants["norm_mean"] = layer.norm_mean
-        constants["norm_std"] = layer.norm_std
-    return constants
 
 
 class FrontEnd:

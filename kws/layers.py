@@ -129,6 +129,16 @@ class LogMel(layers.Layer):
         self.n2 = self.window // self.n1
         self.k2 = (self.dft_bins - 1) // self.n1 + 1
 
+    def stream_constants(self):
+        """The arrays and scalars kws.frontend.FrontEnd needs to compute these features in numpy,
+        as saved in NAME_stream.npz."""
+        return {"window": self.window, "hop": self.hop, "power": self.power,
+                "log_offset": self.log_offset, "mel": self.mel_matrix().astype(np.float32),
+                "frames": self.num_frames(CLIP_SAMPLES), **self._feature_constants()}
+
+    def _feature_constants(self):
+        return {"norm_mean": self.norm_mean, "norm_std": self.norm_std}
+
     def mel_matrix(self):
         """[num_bins, num_mel_bins], the mel filters over the DFT bins from 0 Hz to Nyquist."""
         return tf.signal.linear_to_mel_weight_matrix(
@@ -229,6 +239,11 @@ class MFCC(LogMel):
     def macs(self, num_samples=CLIP_SAMPLES):
         extra = self.num_frames(num_samples) * self.num_mel_bins * self.num_coefficients
         return super().macs(num_samples) + extra
+
+    def _feature_constants(self):  # the layer's own DCT matrix, scale included
+        if self._dct is None:
+            self.build((None, CLIP_SAMPLES))
+        return {"dct": np.asarray(self._dct, np.float32)}
 
     def get_config(self):
         config = super().get_config()
@@ -406,6 +421,9 @@ class PackFeatures(LogMel):
         grey = tf.clip_by_value(self.grey_scale * self.log_mel(x) + self.grey_offset, 0.0, 255.0)
         return (grey - GREY_CENTRE) * (1.0 / GREY_SPREAD)
 
+    def _feature_constants(self):  # the spectrogram pack's grey levels
+        return {"grey": np.array([self.grey_scale, self.grey_offset], np.float64)}
+
     def get_config(self):
         config = super().get_config()
         for fixed in ("norm_mean", "norm_std", "power", "lower_hz", "upper_hz", "num_mel_bins",
@@ -430,13 +448,24 @@ class PackOrAudio(layers.Layer):
         return image_shape
 
 
+def front_end_layer(model, kind=LogMel):
+    """The model's feature front end, found by type: a LogMel (so also MFCC or PackFeatures), or
+    only `kind`. None when it has none (the raw-audio models) and kind is the default."""
+    for layer in model.layers:
+        if isinstance(layer, kind):
+            return layer
+    if kind is LogMel:
+        return None
+    raise LookupError(f"{model.name} has no {kind.__name__} layer")
+
+
 def pack_trainer(net):
     """The model that trains a pack model: inputs (audio [B, 16000], pack image features
     [B, 98, 40], from_audio [B] bool), output the model's logits. Its layers are the model's, so
     training it trains the model (which stays audio in, and is what is saved)."""
     try:
-        front = net.get_layer("pack_features")
-    except ValueError:
+        front = front_end_layer(net, PackFeatures)
+    except LookupError:
         raise UserError("--pack needs a model with the pack front end (e.g. --model_options "
                         "'{\"features\": \"pack\"}' for edge_tcs)") from None
     body = keras.Model(front.output, net.output, name=net.name + "_body")

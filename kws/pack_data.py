@@ -72,11 +72,11 @@ def pack_examples(pack, words_list, exclude_speakers=(), with_silence=False):
 def noise_images(noise, layer, count=256, seed=0):
     """Grey-level images [count, 98, 40] of random one-second crops of noise recordings, as
     the model's PackFeatures `layer` sees them: the noise pack images are mixed with."""
-    from kws.frontend import FrontEnd, front_end_constants
+    from kws.frontend import FrontEnd
 
     if not noise:
         return None
-    front = FrontEnd(front_end_constants(layer))
+    front = FrontEnd(layer.stream_constants())
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(count):

@@ -1,6 +1,6 @@
 """Checkpoints written before the library moved still load and give the same logits.
 
-tests/fixtures/checkpoints holds small models of every custom layer (LogMel, MFCC, PackFeatures,
+tests/fixtures/saved_models holds small models of every custom layer (LogMel, MFCC, PackFeatures,
 SpecAugment, SubSpectralNorm, FrequencySubsample, TimeSlices, AttentionMaxPool), saved by the
 code of 2026-12-04 with model.py still a library, and the logits they gave on input.npy."""
 
@@ -12,7 +12,7 @@ import pytest
 
 from kws.checkpoint import load_checkpoint
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "checkpoints"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "saved_models"
 EXPECTED = json.loads((FIXTURES / "expected_logits.json").read_text())
 
 

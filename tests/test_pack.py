@@ -18,8 +18,8 @@ from kws.audio import write_wav
 from kws.checkpoint import load_checkpoint
 from kws.common import UserError
 from kws.folders import real_split
-from kws.frontend import FrontEnd, front_end_constants
-from kws.layers import PackFeatures, pack_trainer
+from kws.frontend import FrontEnd
+from kws.layers import PackFeatures, front_end_layer, pack_trainer
 from kws.pack import (
     GREY_OFFSET,
     GREY_SCALE,
@@ -62,7 +62,7 @@ def jpeg(grey):
 def grey_of(clip, scale=GREY_SCALE, offset=GREY_OFFSET):
     layer = PackFeatures(grey_scale=scale, grey_offset=offset)
     layer.build((1, 16000))
-    return FrontEnd(front_end_constants(layer)).window_features(clip) * 64 + 128
+    return FrontEnd(layer.stream_constants()).window_features(clip) * 64 + 128
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +140,7 @@ def test_pack_features_layer_equals_the_streaming_front_end_and_the_pack_images(
     layer = PackFeatures()
     keras_features = layer(clip[None]).numpy()[0]
     assert keras_features.shape == (98, 40)
-    numpy_features = FrontEnd(front_end_constants(layer)).window_features(clip)
+    numpy_features = FrontEnd(layer.stream_constants()).window_features(clip)
     np.testing.assert_allclose(keras_features, numpy_features, atol=1e-4)
     image = np.frombuffer(jpeg(keras_features * 64 + 128), np.uint8)
     from PIL import Image
@@ -311,7 +311,7 @@ def test_the_pack_trainer_runs_the_front_end_on_audio_batches_only():
 
     net = build_model("edge_tcs", 12, features="pack", width=0.25, head_channels=16)
     trainer = pack_trainer(net)
-    front = net.get_layer("pack_features")
+    front = front_end_layer(net, PackFeatures)
     body = keras.Model(front.output, net.output)
     rng = np.random.default_rng(1)
     audio = rng.normal(0, 0.1, (3, 16000)).astype(np.float32)
@@ -329,7 +329,7 @@ def test_the_pack_trainer_runs_the_front_end_on_audio_batches_only():
 @pytest.mark.parametrize("name", ["tutorial_conv", "ds_cnn_s", "edge_bcres", "edge_tcs"])
 def test_every_spectrogram_model_takes_the_pack_front_end(name):
     net = build_model(name, 12, features="pack")
-    assert net.get_layer("pack_features").output.shape[1:] == (98, 40)
+    assert front_end_layer(net, PackFeatures).output.shape[1:] == (98, 40)
     assert net.predict(np.stack([tone(440), tone(880)]), verbose=0).shape == (2, 12)
 
 

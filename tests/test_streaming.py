@@ -152,9 +152,8 @@ def test_cached_frames_equal_the_whole_windows_features():
     from kws.frontend import FrameCache, FrontEnd
 
     layer = build_model("edge_tcs", 12).get_layer("log_mel")
-    from kws.frontend import front_end_constants
 
-    front = FrontEnd(front_end_constants(layer))
+    front = FrontEnd(layer.stream_constants())
     audio = np.random.default_rng(1).normal(0, 0.1, 4 * RATE).astype(np.float32)
     np.testing.assert_allclose(front.window_features(audio[:RATE]),
                                np.asarray(layer(audio[None, :RATE]))[0], atol=2e-5)
