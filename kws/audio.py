@@ -14,6 +14,7 @@ import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import soundfile as sf
@@ -164,8 +165,6 @@ def local_path(source):
         return source
     if source.partition("://")[0].lower() != "file":
         return None
-    from urllib.parse import unquote, urlsplit
-
     return unquote(urlsplit(source).path)
 
 

@@ -7,6 +7,7 @@ process exits with code 2. Standard library only: the Pi script uses it too.
 
 import contextlib
 import glob
+import json
 import os
 import signal
 import sys
@@ -56,8 +57,6 @@ def atomic_write_text(path, text):
 def write_metrics(path, metrics):
     """A script's figures as JSON (`--metrics_json`): what other scripts read, never stdout."""
     if path:
-        import json
-
         atomic_write_text(path, json.dumps(metrics, indent=1) + "\n")
 
 

@@ -8,6 +8,7 @@ tutorial (`which_set`), so our sets equal the tutorial's on the real dataset.
 """
 
 import argparse
+import csv
 import dataclasses
 import math
 import os
@@ -500,8 +501,6 @@ class AudioProcessor:
 
 def read_pseudo_sources(folder):
     """{`<label>/<file>`: fname it was cut from} of a pseudo pool ({} when it has no record)."""
-    import csv
-
     path = os.path.join(folder, PSEUDO_SOURCES_FILE)
     if not os.path.isfile(path):
         return {}

@@ -12,6 +12,7 @@ front end equals the model's to float rounding. Needs numpy only.
 import numpy as np
 
 from kws.common import UserError
+from kws.pack import GREY_CENTRE, GREY_SPREAD
 
 
 class FrontEnd:
@@ -53,8 +54,6 @@ class FrontEnd:
         if self.dct is not None:
             return (log_mel @ self.dct).astype(np.float32)
         if self.grey is not None:
-            from kws.pack import GREY_CENTRE, GREY_SPREAD
-
             scale, offset = self.grey
             grey = np.clip(scale * log_mel + offset, 0.0, 255.0)
             return ((grey - GREY_CENTRE) / GREY_SPREAD).astype(np.float32)

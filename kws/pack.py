@@ -24,7 +24,7 @@ import zipfile
 import numpy as np
 
 from kws.common import UserError, atomic_path
-from kws.labels import SILENCE_LABEL, UNKNOWN_LABEL
+from kws.labels import COMPETITION_WORDS, SILENCE_LABEL, UNKNOWN_LABEL
 
 PACK_FRAMES, PACK_CHANNELS = 98, 40
 NOISE_FOLDER = "_background_noise_"
@@ -56,8 +56,6 @@ class PackEntry:
 
 def parse_name(name):
     """A PackEntry for a zip member name, or None for what is not an image of the pack."""
-    from kws.labels import COMPETITION_WORDS
-
     parts = name.split("/")
     if len(parts) != 2 or not parts[1].endswith(".jpg") or parts[1].startswith("."):
         return None

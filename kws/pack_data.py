@@ -7,7 +7,9 @@ import numpy as np
 
 from kws import CLIP_SAMPLES
 from kws.common import UserError
+from kws.frontend import FrontEnd
 from kws.labels import SILENCE_LABEL
+from kws.pack import GREY_CENTRE, GREY_OFFSET, GREY_SCALE, GREY_SPREAD, PACK_FRAMES
 
 
 def mix_with_pack(processor, train, val, front, pack, frequency, batch_size, seed,
@@ -72,8 +74,6 @@ def pack_examples(pack, words_list, exclude_speakers=(), with_silence=False):
 def noise_images(noise, layer, count=256, seed=0):
     """Grey-level images [count, 98, 40] of random one-second crops of noise recordings, as
     the model's PackFeatures `layer` sees them: the noise pack images are mixed with."""
-    from kws.frontend import FrontEnd
-
     if not noise:
         return None
     front = FrontEnd(layer.stream_constants())
@@ -101,8 +101,6 @@ def pack_dataset(images, labels, batch_size, seed, noise=None, shift_frames=10, 
     whole, from its number and the seed alone (a per-example map costs several times the CPU,
     which on a small machine the train step waits for)."""
     import tensorflow as tf
-
-    from kws.pack import GREY_CENTRE, GREY_OFFSET, GREY_SCALE, GREY_SPREAD, PACK_FRAMES
 
     images = tf.constant(images)
     labels = tf.constant(labels)

@@ -13,7 +13,7 @@ members, fixed times and owners.
 
 pinned_venv() makes (once, cached under ~/.cache/kws-pi) an x86 virtual env with exactly a
 requirements file: what the tests and the ARM check run the unpacked bundle in on x86.
-Standard library only.
+Standard library and the Pi-light kws modules (runtime, streaming) only.
 """
 
 import ast
@@ -30,6 +30,8 @@ import tarfile
 import tomllib
 
 from kws.common import UserError, atomic_path
+from kws.runtime import labels_path_for, load_model, stream_files_for
+from kws.streaming import settings_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = ("make_submission_on_rpi.py", "label_stream.py")
@@ -123,9 +125,6 @@ def check_light(repo, relpaths):
 def model_files(model_path):
     """{name in the bundle's models/: source path} for a .tflite: the model, its labels, and,
     where they exist beside it, its stream body + front end and its streaming settings."""
-    from kws.runtime import labels_path_for, stream_files_for
-    from kws.streaming import settings_path
-
     if not os.path.isfile(model_path):
         raise UserError(f"model not found: {model_path}")
     if not model_path.lower().endswith(".tflite"):
@@ -151,8 +150,6 @@ def model_files(model_path):
 def check_model(model_path):
     """Load the model as the Pi will (its labels must match its outputs), with this machine's
     LiteRT: a broken or mislabelled model stops the bundle here, not on the device."""
-    from kws.runtime import load_model
-
     load_model(model_path)
 
 
