@@ -1,0 +1,86 @@
+"""Runs of one recipe with different seeds, summarised: the mean and spread of each figure.
+
+The project reports every figure as the mean of 3 seeds with its spread (a best run read alone
+inflates it); `summarize_runs` reads each run's `results.json` (written by real.py) and gives,
+per figure, its value in every run, mean, sample standard deviation, min and max.
+"""
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+
+from kws.common import UserError
+
+# figure name -> path of keys in results.json
+FIGURES = {
+    "edge_int8_accuracy": ("edge_int8", "int8", "accuracy"),
+    "edge_float_accuracy": ("edge_int8", "float", "accuracy"),
+    "edge_tta_accuracy": ("models", "edge", "accuracy_tta"),
+    "edge_validation_accuracy": ("models", "edge", "validation_accuracy"),
+    "edge_epochs": ("models", "edge", "epochs"),
+    "edge_train_wall_minutes": ("models", "edge", "train_wall_minutes"),
+    "stream_threshold": ("streaming", "chosen_on_validation", "threshold"),
+    "stream_detection_rate": ("streaming", "ours", "detection_rate"),
+    "stream_false_accepts_per_hour": ("streaming", "ours", "false_accepts_per_hour"),
+    "running_speech_detections_per_hour": ("running_speech", "testing", "detections_per_hour"),
+}
+
+
+@dataclass
+class Spread:
+    values: list
+    mean: float
+    std: float
+    min: float
+    max: float
+
+
+def spread(values):
+    """Mean, sample standard deviation (0 for one value), min and max of numbers."""
+    values = [float(v) for v in values]
+    if not values:
+        raise UserError("no values to summarise")
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+    return Spread(values, mean, math.sqrt(var), min(values), max(values))
+
+
+def lookup(results, keys):
+    for key in keys:
+        if not isinstance(results, dict) or key not in results:
+            return None
+        results = results[key]
+    return results
+
+
+def read_results(path):
+    if not os.path.isfile(path):
+        raise UserError(f"results not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: not a results.json ({e})") from None
+
+
+def weakest_word(results):
+    """(word, recall) of the int8 edge model's lowest per-word recall on the held-out speakers."""
+    recall = lookup(results, ("edge_int8", "int8", "recall")) or {}
+    if not recall:
+        return None, None
+    word = min(recall, key=recall.get)
+    return word, recall[word]
+
+
+def summarize_runs(paths):
+    """{"runs": [path...], "figures": {name: Spread as a dict}, "weakest_word": [...]} over
+    the runs that have each figure (a figure missing from every run is left out)."""
+    runs = [read_results(p) for p in paths]
+    figures = {}
+    for name, keys in FIGURES.items():
+        values = [v for v in (lookup(r, keys) for r in runs) if isinstance(v, (int, float))]
+        if values:
+            figures[name] = asdict(spread(values))
+    weakest = [dict(zip(("word", "recall"), weakest_word(r))) for r in runs]
+    return {"runs": list(paths), "figures": figures, "weakest_word": weakest}
