@@ -15,17 +15,15 @@ hop's probabilities. The recognizer's settings come from NAME_streaming.json bes
 """
 
 import argparse
-import os
 import sys
-import time
 
 import numpy as np
 
 from kws import SAMPLE_RATE
-from kws.audio import stream_wav
-from kws.common import UserError, atomic_path, atomic_write_text, run_cli
+from kws.common import UserError, atomic_write_text, run_cli
 from kws.runtime import load_streaming_models
 from kws.shipped import DEFAULT_MODEL
+from kws.sources import file_blocks, mic_blocks, raw_blocks
 from kws.streaming import (
     Spotter,
     add_ensemble_arg,
@@ -33,100 +31,10 @@ from kws.streaming import (
     detections_csv,
     settings_from_flags,
 )
-
-BLOCK = SAMPLE_RATE // 10  # 100 ms blocks from any source
-
-
-def raw_blocks(stream, block=BLOCK):
-    """float32 blocks of s16le PCM from a binary stream; a trailing odd byte is dropped."""
-    carry = b""
-    while True:
-        data = stream.read(block * 2)
-        if not data:
-            break
-        data = carry + data
-        usable = len(data) // 2 * 2
-        carry = data[usable:]
-        if usable:
-            yield np.frombuffer(data[:usable], "<i2").astype(np.float32) / 32768.0
-    if carry:
-        print("warning: the stream ended mid-sample; the last byte was dropped",
-              file=sys.stderr)
+from kws.traces import ScoreTrace, plot_traces, scores_csv
 
 
-def mic_blocks(seconds=0.0, block=BLOCK):
-    try:
-        import sounddevice as sd
-    except ImportError:
-        raise UserError("--mic needs the sounddevice package: pip install sounddevice "
-                        "(and the PortAudio library: apt install libportaudio2)") from None
-    try:
-        stream = sd.InputStream(samplerate=SAMPLE_RATE, channels=1, dtype="float32",
-                                blocksize=block)
-    except Exception as e:  # PortAudioError: no device, busy device, unsupported rate
-        raise UserError(f"no usable microphone: {e}") from None
-    end = time.monotonic() + seconds if seconds else None
-    with stream:
-        while end is None or time.monotonic() < end:
-            data, _ = stream.read(block)
-            yield data[:, 0].copy()
-
-
-def file_blocks(path, progress):
-    """Blocks of a file, with a progress bar on a terminal."""
-    import soundfile as sf
-
-    try:
-        total = sf.info(path).duration
-    except Exception:
-        total = None
-    bar = None
-    if progress and total:
-        from tqdm import tqdm
-
-        bar = tqdm(total=round(total), unit="s", desc=os.path.basename(path), leave=False,
-                   file=sys.stderr)
-    for block in stream_wav(path, BLOCK):
-        yield block
-        if bar is not None:
-            bar.update(len(block) / SAMPLE_RATE)
-    if bar is not None:
-        bar.close()
-
-
-def scores_csv(hops, labels):
-    """The text of a scores CSV: time_ms,<label>..., each hop's probabilities to 8 decimals."""
-    rows = [f"{t:.0f}," + ",".join(f"{p:.8f}" for p in probs) for t, probs in hops]
-    return "\n".join(["time_ms," + ",".join(labels)] + rows) + "\n"
-
-
-def plot_traces(path, times, scores, labels, detections, threshold):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(8, min(24, times[-1] / 8000)), 4))
-    seconds = np.asarray(times) / 1000
-    for i, label in enumerate(labels):
-        if not label.startswith("_"):
-            ax.plot(seconds, scores[:, i], lw=0.8, label=label)
-    ax.axhline(threshold, color="grey", ls="--", lw=0.8)
-    for d in detections:
-        ax.axvline(d.time_ms / 1000, color="black", lw=0.5, alpha=0.5)
-        ax.text(d.time_ms / 1000, 1.02, d.label, rotation=90, fontsize=7, ha="center",
-                va="bottom")
-    ax.set_ylim(0, 1.15)
-    ax.set_xlabel("seconds")
-    ax.set_ylabel("smoothed score")
-    ax.legend(ncol=5, fontsize=7, loc="upper right")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-
-
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=".tflite, .pb or .keras (default: the shipped model, models/)")
@@ -146,51 +54,62 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quiet", action="store_true", help="no live lines, no progress bar")
     add_settings_args(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def check_args(args):
     if args.raw is not None and args.raw != "-":
         raise UserError("--raw takes '-' (standard input); use --wav for a file")
     if args.raw is not None and args.rate != SAMPLE_RATE:
         raise UserError(f"--raw must be {SAMPLE_RATE} Hz mono s16le, got --rate {args.rate}: "
                         f"resample it first (ffmpeg ... -ar {SAMPLE_RATE} -ac 1 -f s16le -)")
+
+
+def audio_blocks(args):
+    if args.wav:
+        return file_blocks(args.wav, progress=not args.quiet and sys.stderr.isatty())
+    if args.raw:
+        return raw_blocks(sys.stdin.buffer)
+    return mic_blocks(args.seconds)
+
+
+def spot(spotter, blocks, trace, quiet):
+    """The detections of every block, each printed as it is found unless quiet; Ctrl-C stops."""
+    found = []
+    try:
+        for block in blocks:
+            for d in spotter.feed(block, trace):
+                found.append(d)
+                if not quiet:
+                    print(f"{d.time_ms / 1000:9.2f} s  {d.label:<10} {d.score:.3f}", flush=True)
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    return found
+
+
+def write_outputs(args, found, trace, labels, threshold):
+    if args.csv:
+        atomic_write_text(args.csv, detections_csv(found))
+    if args.scores_csv:
+        atomic_write_text(args.scores_csv, scores_csv(trace.hops, labels))
+    if args.plot and trace.times:
+        plot_traces(args.plot, trace.times, np.asarray(trace.smoothed), labels, found, threshold)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    check_args(args)
     settings = settings_from_flags(args)
     model, labels = load_streaming_models([args.model] + args.also_model, args.labels or None,
                                           args.threads, settings.stride_ms)
     spotter = Spotter(model, labels, settings)
-    if args.wav:
-        blocks = file_blocks(args.wav, progress=not args.quiet and sys.stderr.isatty())
-    elif args.raw:
-        blocks = raw_blocks(sys.stdin.buffer)
-    else:
-        blocks = mic_blocks(args.seconds)
-    trace_t, trace_p, hops, found = [], [], [], []
-    keep = bool(args.plot)
-
-    def on_scores(time_ms, probs, smoothed):
-        if keep:
-            trace_t.append(time_ms)
-            trace_p.append(probs if smoothed is None else smoothed)
-        if args.scores_csv:
-            hops.append((time_ms, np.array(probs, np.float32)))
-
-    try:
-        for block in blocks:
-            for d in spotter.feed(block, on_scores):
-                found.append(d)
-                if not args.quiet:
-                    print(f"{d.time_ms / 1000:9.2f} s  {d.label:<10} {d.score:.3f}", flush=True)
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
+    trace = ScoreTrace(keep_smoothed=bool(args.plot), keep_probs=bool(args.scores_csv))
+    found = spot(spotter, audio_blocks(args), trace, args.quiet)
     heard = spotter.windows.samples_seen / SAMPLE_RATE
     if args.raw and not heard:
         raise UserError("no audio on standard input: is the recorder running and is there a "
                         "microphone? (arecord -l lists them)")
-    if args.csv:
-        atomic_write_text(args.csv, detections_csv(found))
-    if args.scores_csv:
-        atomic_write_text(args.scores_csv, scores_csv(hops, labels))
-    if args.plot and trace_t:
-        plot_traces(args.plot, trace_t, np.asarray(trace_p), labels, found,
-                    settings.detection_threshold)
+    write_outputs(args, found, trace, labels, settings.detection_threshold)
     print(f"{len(found)} detections in {heard:.1f} s of audio"
           + (f"; wrote {args.csv}" if args.csv else "") + (f", {args.plot}" if args.plot else ""),
           file=sys.stderr)

@@ -4,11 +4,10 @@
 
 The recognizer itself lives in kws/streaming.py (`Spotter`: a one-second ring buffer that runs
 the model every --stride_ms; `Recognizer`: the TF speech_commands example's RecognizeCommands
-with the same parameters, re-armed so a word said twice in a row fires twice); both can be
-imported from here too. This command runs it over a recording (or --seconds
-of generated noise) as label_stream.py would and reports the real-time factor (process CPU
-seconds per second of audio, start-up and model loading included) and the per-hop latency
-(median, p99). Needs numpy and the model's runtime only.
+with the same parameters, re-armed so a word said twice in a row fires twice). This command
+runs it over a recording (or --seconds of generated noise) as label_stream.py would and reports
+the real-time factor (process CPU seconds per second of audio, start-up and model loading
+included) and the per-hop latency (median, p99). Needs numpy and the model's runtime only.
 """
 
 import argparse
@@ -21,14 +20,8 @@ START_CPU = time.process_time()  # before the imports below: start-up counts
 from kws import SAMPLE_RATE  # noqa: E402
 from kws.audio import stream_wav  # noqa: E402
 from kws.common import UserError, run_cli, write_metrics  # noqa: E402
-from kws.runtime import load_streaming_model  # noqa: E402
-from kws.streaming import (  # noqa: E402, F401  (importable from here, too)
-    Recognizer,
-    Spotter,
-    StreamSettings,
-    add_settings_args,
-    settings_from_flags,
-)
+from kws.runtime import load_streaming_model, predict_hop  # noqa: E402
+from kws.streaming import Spotter, add_settings_args, settings_from_flags  # noqa: E402
 
 
 class TimedModel:
@@ -41,8 +34,6 @@ class TimedModel:
         return self._timed(self.model.predict, samples)
 
     def predict_hop(self, window, advanced):
-        from kws.runtime import predict_hop
-
         return self._timed(predict_hop, self.model, window, advanced)
 
     def _timed(self, fn, *args):

@@ -4,7 +4,7 @@ its timeline.
     python serve.py --port 8000          # then open http://127.0.0.1:8000/
 
 Serves kws/web/ (the page, its script and its audio worklet: nothing from the internet) and two
-endpoints on the streaming recognizer of kws/streaming.py (the app is kws/serve_app.py):
+endpoints on the streaming recognizer of kws/streaming.py (the app is kws/serve/):
   /ws          WebSocket. The browser sends 16 kHz mono audio as binary frames of little-endian
                int16 samples (at most one second each) and text frames of JSON
                {"type": "settings", "detection_threshold": 0.8, ...}; the server answers each
@@ -29,7 +29,8 @@ import sys
 import time
 
 from kws.common import UserError, run_cli
-from kws.serve_app import ServerConfig, is_loopback, start_server
+from kws.serve.config import ServerConfig
+from kws.serve.hosts import is_loopback
 from kws.shipped import DEFAULT_MODEL
 from kws.streaming import add_settings_args, settings_from_flags
 
@@ -101,23 +102,14 @@ def config_from_args(args):
                         allow_hosts=tuple(args.allow_host))
 
 
-async def serve(config, host, port, ready):
-    """Run the server until cancelled; ready(url) is called once it listens."""
-    server = await start_server(config, host, port)
-    ready(server.url)
-    try:
-        while True:
-            await asyncio.sleep(3600)
-    finally:
-        await server.close()
-
-
 def main(argv=None):
     args = build_parser().parse_args(argv)
     config = config_from_args(args)
-    try:
-        import aiohttp  # noqa: F401
-    except ImportError:
+    try:  # aiohttp: after the flags are checked, so that a missing one is a one-line error
+        from kws.serve.server import serve_forever
+    except ModuleNotFoundError as e:
+        if e.name != "aiohttp":
+            raise
         raise UserError("serve.py needs aiohttp: pip install -r requirements.txt") from None
     if not is_loopback(args.host):
         print(f"warning: --host {args.host} exposes the page, its microphone streams and its "
@@ -130,7 +122,7 @@ def main(argv=None):
               f"(started in {time.monotonic() - started:.1f} s; Ctrl-C stops)", flush=True)
 
     try:
-        asyncio.run(serve(config, args.host, args.port, ready))
+        asyncio.run(serve_forever(config, args.host, args.port, ready))
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
     return 0

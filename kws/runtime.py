@@ -8,14 +8,17 @@ for a .pb (imported when used): what a Raspberry Pi needs. The labels file is fo
 model (NAME_labels.txt, then labels.txt) unless given.
 """
 
+import importlib
 import os
 import re
+from importlib import metadata
 
 import numpy as np
 
 from kws import CLIP_SAMPLES, SAMPLE_RATE
 from kws.common import UserError
-from kws.labels import read_labels
+from kws.frontend import FrameCache, FrontEnd
+from kws.labels import COMPETITION_LABELS, competition_index, is_competition_labels, read_labels
 
 PB_SAMPLES = "decoded_sample_data:0"
 PB_RATE = "decoded_sample_data:1"
@@ -32,8 +35,6 @@ RUNTIMES = (("ai-edge-litert", "ai_edge_litert.interpreter"),
 
 def tflite_interpreter():
     """(runtime's package name, its Interpreter class) of the first runtime installed."""
-    import importlib
-
     for package, module in RUNTIMES:
         try:
             return package, importlib.import_module(module).Interpreter
@@ -44,8 +45,6 @@ def tflite_interpreter():
 
 def runtime_version(package):
     """The installed version of a runtime package ('unknown' without package metadata)."""
-    from importlib import metadata
-
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
@@ -156,8 +155,6 @@ class CachedFeaturesModel:
     them. predict(window) recomputes every frame, as a whole model does."""
 
     def __init__(self, body_path, front_end_path, num_threads=1):
-        from kws.frontend import FrameCache, FrontEnd
-
         self.front_end = FrontEnd.load(front_end_path)
         self.cache = FrameCache(self.front_end)
         self.body = TFLiteModel(body_path, num_threads, input_shape=(
@@ -188,8 +185,6 @@ class FoldedModel:
     word adds to `_unknown_`), as the submissions and the Pi script fold it."""
 
     def __init__(self, model, labels):
-        from kws.labels import COMPETITION_LABELS, competition_index
-
         self.model = model
         self.matrix = np.eye(len(COMPETITION_LABELS), dtype=np.float32)[competition_index(labels)]
         self.num_outputs = len(COMPETITION_LABELS)
@@ -228,9 +223,6 @@ def load_streaming_model(path, labels_path=None, num_threads=1, stride_ms=20.0):
     frames from hop to hop when the stride is a whole number of frame hops; other models, and
     other strides, run the whole window each hop. An all-words model comes folded into the 12
     classes, the labels streams are scored in."""
-    from kws.frontend import FrontEnd
-    from kws.labels import COMPETITION_LABELS, is_competition_labels
-
     body, front_end = stream_files_for(path)
     model = None
     if path.lower().endswith(".tflite") and os.path.isfile(body) and os.path.isfile(front_end):

@@ -22,9 +22,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from kws import serve_app
 from kws.audio import read_wav, write_wav
 from kws.runtime import load_model, load_streaming_model
+from kws.serve.config import ServerConfig
+from kws.serve.protocol import (
+    MAX_FRAME_SAMPLES,
+    ProtocolError,
+    decode_audio_frame,
+    settings_changes,
+)
+from kws.serve.server import make_app
+from kws.serve.state import App
 from kws.shipped import DEFAULT_MODEL, read_card
 from kws.streaming import Spotter, load_settings
 
@@ -37,8 +45,8 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
 
 def app_config(**changes):
-    return serve_app.ServerConfig(model=DEFAULT_MODEL, labels=None,
-                              settings=load_settings(DEFAULT_MODEL), **changes)
+    return ServerConfig(model=DEFAULT_MODEL, labels=None,
+                        settings=load_settings(DEFAULT_MODEL), **changes)
 
 
 def run_with_client(check, **config):
@@ -46,8 +54,7 @@ def run_with_client(check, **config):
     from aiohttp.test_utils import TestClient, TestServer
 
     async def body():
-        async with TestClient(TestServer(serve_app.make_app(serve_app.App(app_config(**config))))) \
-                as client:
+        async with TestClient(TestServer(make_app(App(app_config(**config))))) as client:
             return await check(client)
 
     return asyncio.run(body())
@@ -109,16 +116,16 @@ def test_the_recognizer_finds_the_known_words(known_words):
 # ---- the stream protocol -----------------------------------------------------------------------
 
 def test_audio_frames_and_settings_messages_are_checked():
-    assert np.allclose(serve_app.decode_audio_frame(pcm16(np.array([0.5, -0.5]))), [0.5, -0.5])
-    for bad in (b"", b"\x00", bytes(2 * serve_app.MAX_FRAME_SAMPLES + 2)):
-        with pytest.raises(serve_app.ProtocolError):
-            serve_app.decode_audio_frame(bad)
-    assert serve_app.settings_changes('{"type": "settings", "detection_threshold": 0.8}') == \
+    assert np.allclose(decode_audio_frame(pcm16(np.array([0.5, -0.5]))), [0.5, -0.5])
+    for bad in (b"", b"\x00", bytes(2 * MAX_FRAME_SAMPLES + 2)):
+        with pytest.raises(ProtocolError):
+            decode_audio_frame(bad)
+    assert settings_changes('{"type": "settings", "detection_threshold": 0.8}') == \
         {"detection_threshold": 0.8}
     for bad in ("hello", "[1]", '{"type": "other"}', '{"type": "settings", "stride_ms": 30}',
                 '{"type": "settings", "detection_threshold": "high"}'):
-        with pytest.raises(serve_app.ProtocolError):
-            serve_app.settings_changes(bad)
+        with pytest.raises(ProtocolError):
+            settings_changes(bad)
 
 
 def test_a_listener_gets_a_result_for_every_frame_and_the_words_in_order(known_words):
@@ -186,7 +193,7 @@ def test_an_oversized_frame_closes_that_connection():
     async def check(client):
         ws = await client.ws_connect("/ws")
         await ws.receive_json()
-        await ws.send_bytes(bytes(4 * serve_app.MAX_FRAME_SAMPLES))
+        await ws.send_bytes(bytes(4 * MAX_FRAME_SAMPLES))
         while (await ws.receive()).type.name not in ("CLOSE", "CLOSED", "CLOSING"):
             pass
         return ws.close_code

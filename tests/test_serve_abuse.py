@@ -2,7 +2,7 @@
 uploads that starve listeners or outlive their client, idle and slow connections that hold the
 slots, pages of other sites, out-of-range settings, a failed upload on the page.
 
-Each test runs the real server (kws.serve_app.start_server, connection guard included) in a
+Each test runs the real server (kws.serve.server.start_server, connection guard included) in a
 thread of this process on 127.0.0.1, attacks it, and then checks that a normal listener is still
 answered correctly (the hops an offline Spotter computes on the same audio) and on time (ready
 within READY_S, every frame within FRAME_S: generous bounds for a loaded 2-core machine; the
@@ -30,8 +30,11 @@ import pytest
 import soundfile as sf
 
 from kws import audio as kws_audio
-from kws import serve_app
 from kws.runtime import load_streaming_model
+from kws.serve.config import LIMITS, ServerConfig
+from kws.serve.hosts import is_loopback
+from kws.serve.protocol import feed_frame
+from kws.serve.server import start_server
 from kws.shipped import DEFAULT_MODEL
 from kws.streaming import Spotter, load_settings
 
@@ -42,8 +45,8 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 
 
 def config(**changes):
-    return serve_app.ServerConfig(model=DEFAULT_MODEL, labels=None,
-                                  settings=load_settings(DEFAULT_MODEL), **changes)
+    return ServerConfig(model=DEFAULT_MODEL, labels=None,
+                        settings=load_settings(DEFAULT_MODEL), **changes)
 
 
 class Server:
@@ -53,7 +56,7 @@ class Server:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.running = self.call(serve_app.start_server(config(**changes), "127.0.0.1", 0))
+        self.running = self.call(start_server(config(**changes), "127.0.0.1", 0))
         self.url = self.running.url.rstrip("/")
         self.port = int(self.url.rsplit(":", 1)[1])
         self.app = self.running.app
@@ -101,7 +104,7 @@ def expected_hops():
     heard = np.frombuffer(pcm16(LISTENER_AUDIO), "<i2").astype(np.float32) / 32768
     hops = []
     for start in range(0, len(heard), FRAME):
-        hops += serve_app.feed_frame(spotter, heard[start:start + FRAME])["hops"]
+        hops += feed_frame(spotter, heard[start:start + FRAME])["hops"]
     return hops
 
 
@@ -550,8 +553,8 @@ def test_out_of_range_setting_flags_are_one_line(flag, value):
 # ---- exposure -----------------------------------------------------------------------------------
 
 def test_binding_beyond_loopback_prints_a_warning():
-    assert serve_app.is_loopback("127.0.0.1") and serve_app.is_loopback("::1")
-    assert serve_app.is_loopback("localhost") and not serve_app.is_loopback("0.0.0.0")
+    assert is_loopback("127.0.0.1") and is_loopback("::1")
+    assert is_loopback("localhost") and not is_loopback("0.0.0.0")
     # 192.0.2.1 (TEST-NET-1) is no address of this machine: the bind fails, nothing is exposed
     done = subprocess.run([sys.executable, str(REPO / "serve.py"), "--host", "192.0.2.1",
                            "--port", "0"], cwd=REPO, env=ENV, capture_output=True, text=True,
@@ -603,8 +606,8 @@ def test_the_server_config_has_a_flag_for_every_limit():
     import serve
 
     flags = {a.dest for a in serve.build_parser()._actions}
-    limits = {f.name for f in dataclasses.fields(serve_app.ServerConfig)} - {
+    limits = {f.name for f in dataclasses.fields(ServerConfig)} - {
         "model", "labels", "settings", "max_upload_bytes", "allow_origins", "allow_hosts"}
     assert limits <= flags, limits - flags
     assert {"max_upload_mb", "allow_origin", "allow_host"} <= flags
-    assert set(serve_app.LIMITS) <= limits | {"max_upload_bytes"}  # /api/info reports them
+    assert set(LIMITS) <= limits | {"max_upload_bytes"}  # /api/info reports them
