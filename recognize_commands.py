@@ -4,11 +4,11 @@
 
 The recognizer itself lives in kws/streaming.py (`Spotter`: a one-second ring buffer that runs
 the model every --stride_ms; `Recognizer`: the TF speech_commands example's RecognizeCommands
-with the same parameters, re-armed so a word said twice in a row fires twice); both can be
-imported from here too. This command runs it over a recording (or --seconds
-of generated noise) as label_stream.py would and reports the real-time factor (process CPU
-seconds per second of audio, start-up and model loading included) and the per-hop latency
-(median, p99). Needs numpy and the model's runtime only.
+with the same parameters, re-armed so a word said twice in a row fires twice). This command
+runs it over a recording (or --seconds of generated noise) as label_stream.py would, timing each
+hop (kws/timing.py), and reports the real-time factor (process CPU seconds per second of audio,
+start-up and model loading included) and the per-hop latency (median, p99). Needs numpy and the
+model's runtime only.
 """
 
 import argparse
@@ -22,40 +22,8 @@ from kws import SAMPLE_RATE  # noqa: E402
 from kws.audio import stream_wav  # noqa: E402
 from kws.common import UserError, run_cli, write_metrics  # noqa: E402
 from kws.runtime import load_streaming_model  # noqa: E402
-from kws.streaming import (  # noqa: E402, F401  (importable from here, too)
-    Recognizer,
-    Spotter,
-    StreamSettings,
-    add_settings_args,
-    settings_from_flags,
-)
-
-
-class TimedModel:
-    """A model whose every predict() is timed."""
-
-    def __init__(self, model):
-        self.model, self.seconds = model, []
-
-    def predict(self, samples):
-        return self._timed(self.model.predict, samples)
-
-    def predict_hop(self, window, advanced):
-        from kws.runtime import predict_hop
-
-        return self._timed(predict_hop, self.model, window, advanced)
-
-    def _timed(self, fn, *args):
-        t0 = time.perf_counter()
-        out = fn(*args)
-        self.seconds.append(time.perf_counter() - t0)
-        return out
-
-
-def noise_blocks(seconds, seed=0, block=SAMPLE_RATE // 10):
-    rng = np.random.default_rng(seed)
-    for _ in range(int(seconds * SAMPLE_RATE) // block):
-        yield (rng.standard_normal(block) * 0.05).astype(np.float32)
+from kws.streaming import Spotter, add_settings_args, settings_from_flags  # noqa: E402
+from kws.timing import TimedModel, noise_blocks  # noqa: E402
 
 
 def main(argv=None):

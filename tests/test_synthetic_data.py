@@ -19,6 +19,7 @@ from kws.audio import read_wav
 from kws.common import UserError, run_cli
 from kws.data import SETS, AudioProcessor
 from kws.folders import speaker_id
+from kws.noise import COLORS, PEAK_LIMIT, make_noise, psd_slope_db_per_octave
 from kws.synthetic.espeak import (
     Espeak,
     espeak_data_path,
@@ -123,7 +124,7 @@ def test_layout(tiny):
         assert len(names) == 6, word
         assert all(CLIP_NAME.match(n) for n in names), names
     noise = sorted(p.name for p in (audio / "_background_noise_").iterdir())
-    assert noise == sorted(f"{c}_noise.wav" for c in generate_noise.COLORS)
+    assert noise == sorted(f"{c}_noise.wav" for c in COLORS)
     assert (tiny / "train" / "validation_list.txt").is_file()
     assert (tiny / "train" / "testing_list.txt").is_file()
     test_clips = sorted(p.name for p in (tiny / "test" / "audio").iterdir())
@@ -214,7 +215,7 @@ def test_audio_processor_reads_it(tiny):
         if item["file"]:
             assert "/".join(Path(item["file"]).parts[-2:]) in validation
     assert not processor.speakers("training") & processor.speakers("validation")
-    assert len(processor.noise_train) == len(generate_noise.COLORS)
+    assert len(processor.noise_train) == len(COLORS)
 
 
 def test_same_seed_same_bytes_and_other_seed_differs(tiny, tmp_path):
@@ -393,18 +394,18 @@ def test_split_counts():
 @pytest.mark.parametrize("color, slope", [("white", 0.0), ("pink", -3.0), ("brown", -6.0),
                                           ("blue", 3.0), ("violet", 6.0)])
 def test_noise_spectral_slope(color, slope):
-    noise = generate_noise.make_noise(color, seconds=8, rms_db=-20, seed=1)
-    measured = generate_noise.psd_slope_db_per_octave(noise)
+    noise = make_noise(color, seconds=8, rms_db=-20, seed=1)
+    measured = psd_slope_db_per_octave(noise)
     assert abs(measured - slope) < 0.5, (color, measured)
     assert abs(20 * np.log10(np.sqrt(np.mean(noise.astype(np.float64) ** 2))) + 20) < 0.1
-    assert np.max(np.abs(noise)) <= generate_noise.PEAK_LIMIT
+    assert np.max(np.abs(noise)) <= PEAK_LIMIT
 
 
 def test_dataset_noise_files_have_their_colour(tiny):
     folder = tiny / "train" / "audio" / "_background_noise_"
-    for color, beta in generate_noise.COLORS.items():
+    for color, beta in COLORS.items():
         noise = read_wav(folder / f"{color}_noise.wav", num_samples=None)
-        slope = generate_noise.psd_slope_db_per_octave(noise)
+        slope = psd_slope_db_per_octave(noise)
         assert abs(slope - 3.01 * beta) < 0.7, (color, slope)
 
 
@@ -413,7 +414,7 @@ def test_noise_cli_deterministic(tmp_path, capsys):
     generate_noise.main(["--out_dir", str(tmp_path / "a")] + run)
     generate_noise.main(["--out_dir", str(tmp_path / "b"), "--colors", "pink,white"] + run)
     a, b = file_hashes(tmp_path / "a"), file_hashes(tmp_path / "b")
-    assert sorted(a) == sorted(f"{c}_noise.wav" for c in generate_noise.COLORS)
+    assert sorted(a) == sorted(f"{c}_noise.wav" for c in COLORS)
     assert b == {k: a[k] for k in ("pink_noise.wav", "white_noise.wav")}
     generate_noise.main(["--out_dir", str(tmp_path / "c"), "--seconds", "2", "--seed", "6"])
     assert file_hashes(tmp_path / "c")["pink_noise.wav"] != a["pink_noise.wav"]
@@ -432,5 +433,5 @@ def test_noise_bad_input_exits_2(tmp_path, flags):
 
 
 def test_loud_noise_is_not_clipped():
-    noise = generate_noise.make_noise("violet", seconds=1, rms_db=-1, seed=0)
-    assert np.max(np.abs(noise)) <= generate_noise.PEAK_LIMIT
+    noise = make_noise("violet", seconds=1, rms_db=-1, seed=0)
+    assert np.max(np.abs(noise)) <= PEAK_LIMIT
