@@ -8,7 +8,8 @@ An interrupted download leaves `<archive>.part`; the next run resumes it with an
 exponential backoff. The archive's size and SHA-256 are checked when known (the table below, or
 `--size` / `--sha256`); a mismatch deletes the download and exits 2. Extraction refuses absolute
 paths, `..`, links and device files, unpacks into a temporary folder beside `--out_dir` and renames
-it into place, so `--out_dir` appears only complete, and never after a refused archive.
+it into place, so `--out_dir` appears only complete, and never after a refused archive. The
+library is kws/download.py (kws.download.resolve and fetch_dataset do the work).
 """
 
 import argparse

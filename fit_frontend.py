@@ -16,7 +16,8 @@ speakers' clips never shape the front end. Reported per set: correlation, RMS of
 the grey-level residual, its median and 90th percentile per clip, and the JPEG noise floor (the
 same RMS between our features and our features saved as JPEG quality 75, as the pack was).
 The constants the models use are kws/pack.py's GREY_SCALE, GREY_OFFSET and LOG_OFFSET: the run
-prints how far the fitted ones are from them.
+prints how far the fitted ones are from them. The fit lives in kws/frontend_fit.py, the pairing
+in kws.pack.paired_audio.
 """
 
 import argparse

@@ -19,6 +19,7 @@ range and rate values never occur in training. The same flags and --seed give th
 Rerunning with the same flags keeps the files already written (all writes are atomic), so an
 interrupted run resumes; other flags regenerate the folder from scratch. Optionally, Piper voices
 (--piper_voice, needs the piper-tts package, not installed by default) add neural-TTS speakers.
+The library is kws/synthetic/ (kws.synthetic.make.build_config and make_dataset do the work).
 """
 
 import argparse

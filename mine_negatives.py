@@ -8,7 +8,8 @@ clip of `--data_dir`, any layout) a hop at a time, keeps the windows whose highe
 probability reaches --threshold (the best one per second), and writes each as a one-second WAV
 under OUT_DIR/hard_negative/ (a folder name that is no command word, so the windows train as
 _unknown_: `train.py --train_only_dir OUT_DIR`). Use recordings of training speakers only.
-OUT_DIR/mined.json lists every window: source, time, the word heard and its score.
+OUT_DIR/mined.json lists every window: source, time, the word heard and its score. The mining
+itself is kws/mining.py.
 """
 
 import argparse
