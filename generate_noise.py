@@ -13,15 +13,7 @@ import argparse
 
 from kws import SAMPLE_RATE
 from kws.common import UserError, run_cli
-from kws.noise import (  # noqa: F401  (make_noise, PEAK_LIMIT, psd_slope_db_per_octave: tests)
-    COLORS,
-    DEFAULT_LOW_HZ,
-    PEAK_LIMIT,
-    make_noise,
-    parse_colors,
-    psd_slope_db_per_octave,
-    write_noise_files,
-)
+from kws.noise import COLORS, DEFAULT_LOW_HZ, parse_colors, write_noise_files
 
 
 def main(argv=None):

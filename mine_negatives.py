@@ -8,23 +8,21 @@ clip of `--data_dir`, any layout) a hop at a time, keeps the windows whose highe
 probability reaches --threshold (the best one per second), and writes each as a one-second WAV
 under OUT_DIR/hard_negative/ (a folder name that is no command word, so the windows train as
 _unknown_: `train.py --train_only_dir OUT_DIR`). Use recordings of training speakers only.
-OUT_DIR/mined.json lists every window: source, time, the word heard and its score.
+OUT_DIR/mined.json lists every window: source, time, the word heard and its score. The mining
+itself is kws/mining.py.
 """
 
 import argparse
 import json
 import os
-import re
 import sys
 
 from kws import SAMPLE_RATE
-from kws.audio import AudioError, read_wav, warn_skipped, write_wav
+from kws.audio import warn_skipped
 from kws.common import UserError, atomic_write_text, run_cli, write_metrics
 from kws.folders import list_test_clips
-from kws.mining import command_scores, hard_windows
+from kws.mining import FOLDER, mine
 from kws.runtime import load_model
-
-FOLDER = "hard_negative"
 
 
 def sources(args):
@@ -34,32 +32,6 @@ def sources(args):
     if not paths:
         raise UserError("give --wav recordings or --data_dir folders to mine")
     return paths
-
-
-def window_name(path, start):
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", os.path.splitext(os.path.basename(path))[0])
-    return f"{stem}_{start * 1000 // SAMPLE_RATE:08d}ms.wav"
-
-
-def mine(model, labels, paths, threshold, hop, out_dir):
-    """Write the hard windows of every readable recording; returns (rows, unreadable errors)."""
-    rows, errors = [], []
-    for path in paths:
-        try:
-            samples = read_wav(path, num_samples=None)
-        except AudioError as e:
-            errors.append(e)
-            continue
-        starts, scores, words = command_scores(model, labels, samples, hop)
-        for i in hard_windows(starts, scores, threshold):
-            start = int(starts[i])
-            name = window_name(path, start)
-            write_wav(os.path.join(out_dir, FOLDER, name),
-                      samples[start:start + SAMPLE_RATE])
-            rows.append({"file": f"{FOLDER}/{name}", "source": path,
-                         "time_ms": start * 1000 // SAMPLE_RATE, "heard": labels[words[i]],
-                         "score": round(float(scores[i]), 4)})
-    return rows, errors
 
 
 def main(argv=None):

@@ -5,9 +5,10 @@
 The recognizer itself lives in kws/streaming.py (`Spotter`: a one-second ring buffer that runs
 the model every --stride_ms; `Recognizer`: the TF speech_commands example's RecognizeCommands
 with the same parameters, re-armed so a word said twice in a row fires twice). This command
-runs it over a recording (or --seconds of generated noise) as label_stream.py would and reports
-the real-time factor (process CPU seconds per second of audio, start-up and model loading
-included) and the per-hop latency (median, p99). Needs numpy and the model's runtime only.
+runs it over a recording (or --seconds of generated noise) as label_stream.py would, timing each
+hop (kws/timing.py), and reports the real-time factor (process CPU seconds per second of audio,
+start-up and model loading included) and the per-hop latency (median, p99). Needs numpy and the
+model's runtime only.
 """
 
 import argparse
@@ -20,33 +21,9 @@ START_CPU = time.process_time()  # before the imports below: start-up counts
 from kws import SAMPLE_RATE  # noqa: E402
 from kws.audio import stream_wav  # noqa: E402
 from kws.common import UserError, run_cli, write_metrics  # noqa: E402
-from kws.runtime import load_streaming_model, predict_hop  # noqa: E402
+from kws.runtime import load_streaming_model  # noqa: E402
 from kws.streaming import Spotter, add_settings_args, settings_from_flags  # noqa: E402
-
-
-class TimedModel:
-    """A model whose every predict() is timed."""
-
-    def __init__(self, model):
-        self.model, self.seconds = model, []
-
-    def predict(self, samples):
-        return self._timed(self.model.predict, samples)
-
-    def predict_hop(self, window, advanced):
-        return self._timed(predict_hop, self.model, window, advanced)
-
-    def _timed(self, fn, *args):
-        t0 = time.perf_counter()
-        out = fn(*args)
-        self.seconds.append(time.perf_counter() - t0)
-        return out
-
-
-def noise_blocks(seconds, seed=0, block=SAMPLE_RATE // 10):
-    rng = np.random.default_rng(seed)
-    for _ in range(int(seconds * SAMPLE_RATE) // block):
-        yield (rng.standard_normal(block) * 0.05).astype(np.float32)
+from kws.timing import TimedModel, noise_blocks  # noqa: E402
 
 
 def main(argv=None):

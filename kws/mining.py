@@ -3,10 +3,16 @@ a command, to train on as unknown words (the wake-word recipe). Mine only record
 training side: windows of held-out or validation audio would leak into training.
 """
 
+import os
+import re
+
 import numpy as np
 
-from kws import CLIP_SAMPLES
+from kws import CLIP_SAMPLES, SAMPLE_RATE
+from kws.audio import AudioError, read_wav, write_wav
 from kws.labels import COMPETITION_WORDS
+
+FOLDER = "hard_negative"  # no command word: its windows train as _unknown_
 
 
 def command_scores(model, labels, samples, hop):
@@ -34,3 +40,30 @@ def hard_windows(starts, scores, threshold, min_gap=CLIP_SAMPLES * 3 // 2):
         if all(abs(int(starts[i]) - int(starts[j])) >= min_gap for j in chosen):
             chosen.append(int(i))
     return sorted(chosen, key=lambda i: starts[i])
+
+
+def window_name(path, start):
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", os.path.splitext(os.path.basename(path))[0])
+    return f"{stem}_{start * 1000 // SAMPLE_RATE:08d}ms.wav"
+
+
+def mine(model, labels, paths, threshold, hop, out_dir):
+    """Write the hard windows of every readable recording under out_dir/hard_negative/; returns
+    (rows of mined.json, unreadable recordings' errors)."""
+    rows, errors = [], []
+    for path in paths:
+        try:
+            samples = read_wav(path, num_samples=None)
+        except AudioError as e:
+            errors.append(e)
+            continue
+        starts, scores, words = command_scores(model, labels, samples, hop)
+        for i in hard_windows(starts, scores, threshold):
+            start = int(starts[i])
+            name = window_name(path, start)
+            write_wav(os.path.join(out_dir, FOLDER, name),
+                      samples[start:start + SAMPLE_RATE])
+            rows.append({"file": f"{FOLDER}/{name}", "source": path,
+                         "time_ms": start * 1000 // SAMPLE_RATE, "heard": labels[words[i]],
+                         "score": round(float(scores[i]), 4)})
+    return rows, errors

@@ -1,4 +1,5 @@
-"""download_data.py against a local HTTP server: resume, retries, verification, safe extraction."""
+"""download_data.py and kws/download.py against a local HTTP server: resume, retries,
+verification, safe extraction."""
 
 import hashlib
 import http.server
@@ -18,8 +19,10 @@ import numpy as np
 import pytest
 
 import download_data as dd
+import kws.download
 from kws.audio import read_wav, write_wav
 from kws.common import UserError
+from kws.download import ARCHIVES, Archive, download, extract
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -189,11 +192,11 @@ def assert_extracted(out_dir):
 
 
 def test_table_has_the_four_official_archives():
-    names = {a.filename for a in dd.ARCHIVES.values()}
+    names = {a.filename for a in ARCHIVES.values()}
     assert names == {"speech_commands_v0.01.tar.gz", "speech_commands_v0.02.tar.gz",
                      "speech_commands_test_set_v0.01.tar.gz",
                      "speech_commands_test_set_v0.02.tar.gz"}
-    for a in dd.ARCHIVES.values():
+    for a in ARCHIVES.values():
         assert a.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", a.sha256)
 
 
@@ -235,7 +238,7 @@ def test_truncated_download_resumes_with_range_on_next_run(tmp_path, server, arc
 
 def test_retries_resume_within_one_run(tmp_path, server, archive, capsys):
     server.actions = [("cut", 30000), ("cut", 30000)]
-    dest = dd.download(server.url("sc.tar.gz"), tmp_path / "a.tar.gz", size=len(archive),
+    dest = download(server.url("sc.tar.gz"), tmp_path / "a.tar.gz", size=len(archive),
                        sha256=sha(archive), backoff=0.01, progress=False)
     assert Path(dest).read_bytes() == archive
     assert server.requests == [None, "bytes=30000-", "bytes=60000-"]
@@ -246,7 +249,7 @@ def test_server_ignoring_range_restarts_from_zero(tmp_path, server, archive, cap
     server.ignore_range = True
     part = tmp_path / "a.tar.gz.part"
     part.write_bytes(b"\xff" * 5000)  # not a prefix of the archive: must be thrown away
-    dest = dd.download(server.url("sc.tar.gz"), tmp_path / "a.tar.gz", sha256=sha(archive),
+    dest = download(server.url("sc.tar.gz"), tmp_path / "a.tar.gz", sha256=sha(archive),
                        backoff=0.01, progress=False)
     assert Path(dest).read_bytes() == archive
     assert server.requests == ["bytes=5000-"]
@@ -255,7 +258,7 @@ def test_server_ignoring_range_restarts_from_zero(tmp_path, server, archive, cap
 
 def test_complete_part_with_unknown_size_gets_416_and_is_kept(tmp_path, server, archive):
     (tmp_path / "a.tar.gz.part").write_bytes(archive)
-    dest = dd.download(server.url("sc.tar.gz"), tmp_path / "a.tar.gz", sha256=sha(archive),
+    dest = download(server.url("sc.tar.gz"), tmp_path / "a.tar.gz", sha256=sha(archive),
                        backoff=0.01, progress=False)
     assert Path(dest).read_bytes() == archive
     assert server.requests == [f"bytes={len(archive)}-"]
@@ -263,7 +266,7 @@ def test_complete_part_with_unknown_size_gets_416_and_is_kept(tmp_path, server, 
 
 def test_complete_part_with_known_size_needs_no_request(tmp_path, server, archive):
     (tmp_path / "a.tar.gz.part").write_bytes(archive)
-    dd.download(server.url("sc.tar.gz"), tmp_path / "a.tar.gz", size=len(archive),
+    download(server.url("sc.tar.gz"), tmp_path / "a.tar.gz", size=len(archive),
                 sha256=sha(archive), progress=False)
     assert server.requests == []
 
@@ -286,14 +289,14 @@ def test_size_mismatch_after_download_deletes_the_part(tmp_path, server, archive
     server.files["sc.tar.gz"] = archive[:-10]  # server announces and sends a shorter file
     server.actions = ["ok"]
     with pytest.raises(UserError, match="expected"):
-        dd.download(server.url("sc.tar.gz"), tmp_path / "a.tar.gz", size=len(archive),
+        download(server.url("sc.tar.gz"), tmp_path / "a.tar.gz", size=len(archive),
                     progress=False)
     assert list(tmp_path.glob("a.tar.gz*")) == []
 
 
 def test_http_404_is_not_retried(tmp_path, server):
     with pytest.raises(UserError, match="HTTP 404"):
-        dd.download(server.url("missing.tar.gz"), tmp_path / "a.tar.gz", progress=False)
+        download(server.url("missing.tar.gz"), tmp_path / "a.tar.gz", progress=False)
     assert len(server.requests) == 1
 
 
@@ -301,14 +304,14 @@ def test_retries_are_bounded(tmp_path, server, archive):
     server.actions = [("status", 503)] * 10
     t0 = time.monotonic()
     with pytest.raises(UserError, match="failed after 3 attempts"):
-        dd.download(server.url("sc.tar.gz"), tmp_path / "a.tar.gz", retries=2, backoff=0.01,
+        download(server.url("sc.tar.gz"), tmp_path / "a.tar.gz", retries=2, backoff=0.01,
                     progress=False)
     assert len(server.requests) == 3 and time.monotonic() - t0 < 5
 
 
 def test_read_timeout_is_retried(tmp_path, server, archive):
     server.actions = [("stall", 1.0)]
-    dest = dd.download(server.url("sc.tar.gz"), tmp_path / "a.tar.gz", sha256=sha(archive),
+    dest = download(server.url("sc.tar.gz"), tmp_path / "a.tar.gz", sha256=sha(archive),
                        timeout=0.2, backoff=0.01, progress=False)
     assert Path(dest).read_bytes() == archive and len(server.requests) == 2
 
@@ -316,7 +319,7 @@ def test_read_timeout_is_retried(tmp_path, server, archive):
 def test_existing_archive_that_fails_verification_is_kept_and_refused(tmp_path, server, archive):
     (tmp_path / "a.tar.gz").write_bytes(b"stale")
     with pytest.raises(UserError, match="checksum mismatch.*delete it to download again"):
-        dd.download(server.url("sc.tar.gz"), tmp_path / "a.tar.gz", sha256=sha(archive),
+        download(server.url("sc.tar.gz"), tmp_path / "a.tar.gz", sha256=sha(archive),
                     progress=False)
     assert (tmp_path / "a.tar.gz").read_bytes() == b"stale" and server.requests == []
 
@@ -330,9 +333,9 @@ def test_bad_flags_exit_2():
 
 
 def test_default_paths_for_official_archive(tmp_path, monkeypatch, server, archive):
-    monkeypatch.setattr(dd, "BASE_URL", server.url(""))
+    monkeypatch.setattr(kws.download, "BASE_URL", server.url(""))
     server.files["speech_commands_test_set_v0.02.tar.gz"] = archive
-    monkeypatch.setitem(dd.ARCHIVES, "test_v0.02", dd.Archive(
+    monkeypatch.setitem(ARCHIVES, "test_v0.02", Archive(
         "speech_commands_test_set_v0.02.tar.gz", len(archive), sha(archive)))
     monkeypatch.chdir(tmp_path)
     assert dd.main(["--dataset", "test_v0.02", "--no_progress", "--delete_archive"]) == 0
@@ -362,7 +365,7 @@ def test_malicious_tar_is_refused_and_leaves_nothing(tmp_path, case):
     path.write_bytes(tar_bytes(MALICIOUS[case]))
     out_dir = tmp_path / "out" / "target"
     with pytest.raises(UserError, match="unsafe archive member") as e:
-        dd.extract(path, out_dir)
+        extract(path, out_dir)
     assert "\n" not in str(e.value)
     assert not out_dir.exists() and list((tmp_path / "out").iterdir()) == []
     assert not (tmp_path / "evil").exists() and not (tmp_path / "out" / "evil").exists()
@@ -372,11 +375,12 @@ def test_malicious_tar_is_refused_and_leaves_nothing(tmp_path, case):
 @pytest.mark.parametrize("case", ["dotdot", "symlink_to_etc", "hardlink", "char_device"])
 def test_stdlib_data_filter_is_a_second_line_of_defence(tmp_path, monkeypatch, case):
     # (The 'data' filter strips a leading '/' rather than refusing, so 'absolute' is ours alone.)
-    monkeypatch.setattr(dd, "_safe_tar_members", lambda tar, root: iter(tar))  # our checks off
+    # our checks off
+    monkeypatch.setattr(kws.download, "_safe_tar_members", lambda tar, root: iter(tar))
     path = tmp_path / "bad.tar.gz"
     path.write_bytes(tar_bytes(MALICIOUS[case]))
     with pytest.raises(UserError, match="unsafe archive bad.tar.gz"):
-        dd.extract(path, tmp_path / "out" / "target")
+        extract(path, tmp_path / "out" / "target")
     assert list((tmp_path / "out").iterdir()) == []
     assert not Path("/tmp/evil_download_data_test").exists()
 
@@ -399,7 +403,7 @@ def test_corrupt_archive_is_refused(tmp_path):
         path = tmp_path / f"{name}.tar.gz"
         path.write_bytes(data)
         with pytest.raises(UserError, match="corrupt or unsupported archive"):
-            dd.extract(path, tmp_path / name)
+            extract(path, tmp_path / name)
         assert not (tmp_path / name).exists()
     assert leftovers(tmp_path) == []
 
@@ -410,9 +414,9 @@ def test_non_empty_out_dir_needs_force(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "mine.txt").write_text("keep")
     with pytest.raises(UserError, match="--force"):
-        dd.extract(path, tmp_path / "out")
+        extract(path, tmp_path / "out")
     assert (tmp_path / "out" / "mine.txt").read_text() == "keep"
-    assert dd.extract(path, tmp_path / "out", force=True) == 1
+    assert extract(path, tmp_path / "out", force=True) == 1
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["yes"]
     assert leftovers(tmp_path) == []
 
@@ -430,7 +434,7 @@ def _zip_bytes(entries):
 def test_zip_archives(tmp_path):
     good = tmp_path / "good.zip"
     good.write_bytes(_zip_bytes([("yes/a.wav", b"abc", 0o100644), ("no/b.wav", b"d", 0o100644)]))
-    assert dd.extract(good, tmp_path / "good") == 2
+    assert extract(good, tmp_path / "good") == 2
     assert (tmp_path / "good" / "yes" / "a.wav").read_bytes() == b"abc"
     for name, entry in [("dotdot", ("../evil", b"x", 0o100644)),
                         ("absolute", ("/evil", b"x", 0o100644)),
@@ -438,6 +442,6 @@ def test_zip_archives(tmp_path):
         bad = tmp_path / f"{name}.zip"
         bad.write_bytes(_zip_bytes([("yes/a.wav", b"abc", 0o100644), entry]))
         with pytest.raises(UserError, match="unsafe archive member"):
-            dd.extract(bad, tmp_path / name)
+            extract(bad, tmp_path / name)
         assert not (tmp_path / name).exists()
     assert not (tmp_path.parent / "evil").exists() and leftovers(tmp_path) == []

@@ -19,6 +19,26 @@ from kws.audio import read_wav
 from kws.common import UserError, run_cli
 from kws.data import SETS, AudioProcessor
 from kws.folders import speaker_id
+from kws.noise import COLORS, PEAK_LIMIT, make_noise, psd_slope_db_per_octave
+from kws.synthetic.espeak import (
+    Espeak,
+    espeak_data_path,
+    find_english_voices,
+    find_variants,
+    probe_espeak,
+)
+from kws.synthetic.forking import run_in_child
+from kws.synthetic.layout import STAMP_NAME
+from kws.synthetic.plan import plan_test, plan_training, split_counts
+from kws.synthetic.render import audible, fit_duration, render_clip, room_impulse, trim_silence
+from kws.synthetic.speakers import (
+    TEST_PITCHES,
+    TEST_RATES,
+    TRAIN_LENGTH_SCALES,
+    TRAIN_PITCHES,
+    PiperSpeaker,
+    Speaker,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = ["yes", "no", "cat"]
@@ -104,7 +124,7 @@ def test_layout(tiny):
         assert len(names) == 6, word
         assert all(CLIP_NAME.match(n) for n in names), names
     noise = sorted(p.name for p in (audio / "_background_noise_").iterdir())
-    assert noise == sorted(f"{c}_noise.wav" for c in generate_noise.COLORS)
+    assert noise == sorted(f"{c}_noise.wav" for c in COLORS)
     assert (tiny / "train" / "validation_list.txt").is_file()
     assert (tiny / "train" / "testing_list.txt").is_file()
     test_clips = sorted(p.name for p in (tiny / "test" / "audio").iterdir())
@@ -156,13 +176,13 @@ def test_test_speakers_are_new():
               "test_speakers": 4, "test_words": ["yes", "no"], "aux_words": ["cat"],
               "unknown_words": ["learn", "follow"]}
     voices, variants = ["en-us", "en"], ["m1", "f2"]
-    _, _, groups = msd.plan_training(config, voices, variants)
-    _, answers, test_speakers = msd.plan_test(config, voices, variants)
+    _, _, groups = plan_training(config, voices, variants)
+    _, answers, test_speakers = plan_test(config, voices, variants)
     train_speakers = [s for group in groups.values() for s in group]
     assert len(train_speakers) == 12 and len(test_speakers) == 4
     assert not {s.id for s in train_speakers} & {s.id for s in test_speakers}
-    assert all(s.pitch in msd.TEST_PITCHES and s.rate in msd.TEST_RATES for s in test_speakers)
-    assert all(s.pitch in msd.TRAIN_PITCHES for s in train_speakers)
+    assert all(s.pitch in TEST_PITCHES and s.rate in TEST_RATES for s in test_speakers)
+    assert all(s.pitch in TRAIN_PITCHES for s in train_speakers)
     assert len(answers) == 24
 
 
@@ -195,7 +215,7 @@ def test_audio_processor_reads_it(tiny):
         if item["file"]:
             assert "/".join(Path(item["file"]).parts[-2:]) in validation
     assert not processor.speakers("training") & processor.speakers("validation")
-    assert len(processor.noise_train) == len(generate_noise.COLORS)
+    assert len(processor.noise_train) == len(COLORS)
 
 
 def test_same_seed_same_bytes_and_other_seed_differs(tiny, tmp_path):
@@ -231,7 +251,7 @@ def test_rerun_resumes_and_other_flags_regenerate(tiny, tmp_path):
     assert not (out / "train" / "audio" / "cat").exists()
     assert len(list(out.glob("train/audio/*/*_nohash_*.wav"))) == 12
     assert len(list(out.glob("test/audio/*.wav"))) == 24
-    stamp = json.loads((out / msd.STAMP_NAME).read_text())
+    stamp = json.loads((out / STAMP_NAME).read_text())
     assert stamp["complete"] and stamp["config"]["words"] == ["yes", "no"]
 
 
@@ -291,8 +311,8 @@ def test_piper_voices_join_the_speakers(tmp_path, piper_voice):
     assert rc == 0, stderr
     assert "1 Piper voice" in stdout
     assert "toy-voice.onnx" in (tmp_path / "a" / "README.md").read_text()
-    piper_ids = {msd.PiperSpeaker(str(model), n, scale).id for n in (0, 1)
-                 for scale in msd.TRAIN_LENGTH_SCALES}
+    piper_ids = {PiperSpeaker(str(model), n, scale).id for n in (0, 1)
+                 for scale in TRAIN_LENGTH_SCALES}
     on_disk = {speaker_id(p) for p in (tmp_path / "a").glob("train/audio/*/*_nohash_*.wav")}
     assert on_disk & piper_ids and on_disk - piper_ids  # both engines speak
     for path in (tmp_path / "a").glob("train/audio/*/*_nohash_*.wav"):
@@ -309,11 +329,11 @@ def test_piper_voice_without_piper_exits_2(tmp_path, piper_voice):
 
 
 def test_voices_and_variants_found():
-    data = msd.espeak_data_path()
-    voices = msd.find_english_voices(data)
+    data = espeak_data_path()
+    voices = find_english_voices(data)
     assert {"en", "en-us", "en-gb-x-rp", "en-029", "en-gb-scotland"} <= set(voices)
-    assert {"m1", "m3", "f1", "f4", "croak", "whisper"} <= set(msd.find_variants(data))
-    probe = msd.run_in_child(msd.probe_espeak, ["en-us", "nosuchvoice"],
+    assert {"m1", "m3", "f1", "f4", "croak", "whisper"} <= set(find_variants(data))
+    probe = run_in_child(probe_espeak, ["en-us", "nosuchvoice"],
                              ["m3", "nosuchvariant"], ["yes", "-"])
     assert probe["sample_rate"] == 22050
     assert probe["voices"] == ["en-us"] and probe["variants"] == ["m3"]
@@ -321,24 +341,24 @@ def test_voices_and_variants_found():
 
 
 def _say_twice(voice, word):
-    engine = msd.Espeak()
+    engine = Espeak()
     assert engine.set_voice(voice)
     return engine.synth(word, seed=1), engine.synth(word, seed=1)
 
 
 def test_espeak_in_a_fresh_process_is_reproducible():
-    first, second = msd.run_in_child(_say_twice, "en-us+m3", "sheila")
-    assert len(first) > 0.3 * 22050 and msd.audible(first, 22050)
-    again, _ = msd.run_in_child(_say_twice, "en-us+m3", "sheila")
+    first, second = run_in_child(_say_twice, "en-us+m3", "sheila")
+    assert len(first) > 0.3 * 22050 and audible(first, 22050)
+    again, _ = run_in_child(_say_twice, "en-us+m3", "sheila")
     assert np.array_equal(first, again)  # same history, same bytes
 
 
 def test_speaker_ids_are_stable():
-    speaker = msd.Speaker("en-us", "m3", 50, 50, 175)
+    speaker = Speaker("en-us", "m3", 50, 50, 175)
     assert speaker.id == "2ad1f471"  # sha1 of "espeak|en-us|m3|50|50|175": never changes
     assert speaker.espeak_name == "en-us+m3"
-    assert msd.Speaker("en-us", "", 50, 50, 175).espeak_name == "en-us"
-    assert msd.Speaker("en-us", "m3", 50, 50, 200).id != speaker.id
+    assert Speaker("en-us", "", 50, 50, 175).espeak_name == "en-us"
+    assert Speaker("en-us", "m3", 50, 50, 200).id != speaker.id
 
 
 def test_clip_rendering():
@@ -346,46 +366,46 @@ def test_clip_rendering():
     rng = np.random.default_rng(0)
     tone = np.sin(2 * np.pi * 220 * np.arange(int(0.4 * rate)) / rate)
     speech = np.concatenate([np.zeros(rate // 2), tone, np.zeros(rate // 2)])
-    trimmed = msd.trim_silence(speech, rate)
+    trimmed = trim_silence(speech, rate)
     assert 0.4 * rate <= len(trimmed) <= 0.45 * rate
     long_word = np.sin(np.arange(int(1.5 * 16000)) / 5.0)
-    assert len(msd.fit_duration(long_word, 15200)) == 15200
+    assert len(fit_duration(long_word, 15200)) == 15200
     options = {"reverb_probability": 1.0, "noise_probability": 1.0}
-    clips = [msd.render_clip(speech, rate, np.random.default_rng(s), options) for s in range(8)]
+    clips = [render_clip(speech, rate, np.random.default_rng(s), options) for s in range(8)]
     assert all(c.shape == (16000,) and c.dtype == np.float32 for c in clips)
     assert all(np.max(np.abs(c)) <= 1.0 for c in clips)
     onsets = {int(np.argmax(np.abs(c) > 0.5 * np.max(np.abs(c)))) for c in clips}
     assert len(onsets) > 4  # random placement
-    impulse = msd.room_impulse(rng)
+    impulse = room_impulse(rng)
     assert impulse[0] == 1.0 and np.sum(impulse[1:] ** 2) < 0.16
-    assert np.array_equal(msd.render_clip(speech, rate, np.random.default_rng(3), options),
-                          msd.render_clip(speech, rate, np.random.default_rng(3), options))
+    assert np.array_equal(render_clip(speech, rate, np.random.default_rng(3), options),
+                          render_clip(speech, rate, np.random.default_rng(3), options))
 
 
 def test_split_counts():
-    assert msd.split_counts(150, 10, 10) == (120, 15, 15)
-    assert msd.split_counts(6, 10, 10) == (4, 1, 1)
-    assert msd.split_counts(6, 0, 0) == (6, 0, 0)
+    assert split_counts(150, 10, 10) == (120, 15, 15)
+    assert split_counts(6, 10, 10) == (4, 1, 1)
+    assert split_counts(6, 0, 0) == (6, 0, 0)
     with pytest.raises(UserError):
-        msd.split_counts(4, 45, 45)
+        split_counts(4, 45, 45)
 
 
 # ---- generate_noise.py --------------------------------------------------------------------------
 @pytest.mark.parametrize("color, slope", [("white", 0.0), ("pink", -3.0), ("brown", -6.0),
                                           ("blue", 3.0), ("violet", 6.0)])
 def test_noise_spectral_slope(color, slope):
-    noise = generate_noise.make_noise(color, seconds=8, rms_db=-20, seed=1)
-    measured = generate_noise.psd_slope_db_per_octave(noise)
+    noise = make_noise(color, seconds=8, rms_db=-20, seed=1)
+    measured = psd_slope_db_per_octave(noise)
     assert abs(measured - slope) < 0.5, (color, measured)
     assert abs(20 * np.log10(np.sqrt(np.mean(noise.astype(np.float64) ** 2))) + 20) < 0.1
-    assert np.max(np.abs(noise)) <= generate_noise.PEAK_LIMIT
+    assert np.max(np.abs(noise)) <= PEAK_LIMIT
 
 
 def test_dataset_noise_files_have_their_colour(tiny):
     folder = tiny / "train" / "audio" / "_background_noise_"
-    for color, beta in generate_noise.COLORS.items():
+    for color, beta in COLORS.items():
         noise = read_wav(folder / f"{color}_noise.wav", num_samples=None)
-        slope = generate_noise.psd_slope_db_per_octave(noise)
+        slope = psd_slope_db_per_octave(noise)
         assert abs(slope - 3.01 * beta) < 0.7, (color, slope)
 
 
@@ -394,7 +414,7 @@ def test_noise_cli_deterministic(tmp_path, capsys):
     generate_noise.main(["--out_dir", str(tmp_path / "a")] + run)
     generate_noise.main(["--out_dir", str(tmp_path / "b"), "--colors", "pink,white"] + run)
     a, b = file_hashes(tmp_path / "a"), file_hashes(tmp_path / "b")
-    assert sorted(a) == sorted(f"{c}_noise.wav" for c in generate_noise.COLORS)
+    assert sorted(a) == sorted(f"{c}_noise.wav" for c in COLORS)
     assert b == {k: a[k] for k in ("pink_noise.wav", "white_noise.wav")}
     generate_noise.main(["--out_dir", str(tmp_path / "c"), "--seconds", "2", "--seed", "6"])
     assert file_hashes(tmp_path / "c")["pink_noise.wav"] != a["pink_noise.wav"]
@@ -413,5 +433,5 @@ def test_noise_bad_input_exits_2(tmp_path, flags):
 
 
 def test_loud_noise_is_not_clipped():
-    noise = generate_noise.make_noise("violet", seconds=1, rms_db=-1, seed=0)
-    assert np.max(np.abs(noise)) <= generate_noise.PEAK_LIMIT
+    noise = make_noise("violet", seconds=1, rms_db=-1, seed=0)
+    assert np.max(np.abs(noise)) <= PEAK_LIMIT
