@@ -135,7 +135,6 @@ def check_size(path, size, max_bytes, allow_large):
 def load_keras(path):
     """(Keras model, labels) of a checkpoint that takes raw audio [batch, 16000]."""
     require_file(path, "checkpoint")
-
     keras_model, labels = load_checkpoint(path)
     shape = tuple(keras_model.input_shape)
     if shape[1:] != (CLIP_SAMPLES,):
