@@ -18,6 +18,7 @@ Writes, beside --frozen_path (tf_files/frozen.pb by default):
 - frozen_labels.txt: one label per line; frozen_info.json: checkpoint, params, MACs, sizes, checks.
 Every file is checked against the Keras model on --num_check clips before anything is written, and a
 float model over --max_bytes (the Pi prize's 5,000,000 bytes) is refused unless --allow_large.
+The work is kws.freeze.freeze (checks and writing) over kws/export.py and kws/calibration.py.
 """
 
 import argparse

@@ -26,6 +26,7 @@ inputs (checkpoint, clips, TTA flags, chunk size) start afresh. The folder goes 
 --test_list FILE labels the paths or URIs it lists (one a line) instead of a folder.
 --runner ray runs the map step (decode a chunk, label it) on Ray Data actors, on this machine
 or a Ray cluster (--ray_address); the driver saves and writes the same files, byte for byte.
+The engine is kws/submission/ (kws.submission.run.make_submission).
 """
 
 import argparse
