@@ -23,9 +23,7 @@ import os
 
 from kws.common import UserError, run_cli
 from kws.labels import COMPETITION_LABELS, UNKNOWN_MODES, submission_labels, to_12_classes
-from kws.probs import output_paths, read_probs, write_outputs, write_probs_csv
-
-__all__ = ["UserError", "main", "to_12_classes", "write_probs_csv"]
+from kws.probs import output_paths, read_probs, write_outputs
 
 
 def main(argv=None):

@@ -14,8 +14,10 @@ import soundfile as sf
 import freeze_graph
 import make_submission_on_rpi as rpi
 from kws.audio import read_wav, write_wav
+from kws.calibration import config_data_dirs
 from kws.checkpoint import load_checkpoint
 from kws.common import UserError
+from kws.export import float_ops, label_folding
 from kws.labels import COMPETITION_LABELS, submission_label
 from kws.runtime import TFLiteModel, load_model
 from kws.zoo import build_model
@@ -86,9 +88,9 @@ def test_writes_every_file_with_labels_and_info(exported):
     assert info["params"] > 0 and info["macs"] > 0 and info["labels"] == COMPETITION_LABELS
     assert info["files"]["int8"]["size_bytes"] < info["files"]["tflite"]["size_bytes"]
     int8_float = info["int8_float_ops"]
-    assert int8_float == freeze_graph.float_ops((out / "frozen_int8.tflite").read_bytes())
+    assert int8_float == float_ops((out / "frozen_int8.tflite").read_bytes())
     assert not {"CONV_2D", "DEPTHWISE_CONV_2D"} & set(int8_float)  # the trunk runs in int8
-    assert "CONV_2D" in freeze_graph.float_ops((out / "frozen.tflite").read_bytes())
+    assert "CONV_2D" in float_ops((out / "frozen.tflite").read_bytes())
     assert info["checks"]["pb"]["max_abs_diff"] < 1e-4
     assert not list(out.glob(".*part*")), "temporary files left behind"
 
@@ -170,9 +172,9 @@ def test_int8_needs_calibration_data(exported, tmp_path):
 
 def test_config_data_dir_is_the_calibration_fallback(exported, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"data_dir": str(exported["data"])}))
-    assert freeze_graph.config_data_dirs(tmp_path / "model.keras") == [str(exported["data"])]
+    assert config_data_dirs(tmp_path / "model.keras") == [str(exported["data"])]
     (tmp_path / "config.json").write_text(json.dumps({"data_dir": str(tmp_path / "gone")}))
-    assert freeze_graph.config_data_dirs(tmp_path / "model.keras") == []
+    assert config_data_dirs(tmp_path / "model.keras") == []
 
 
 def freeze_all_words_model(tmp_path, *flags):
@@ -198,12 +200,12 @@ def test_competition_labels_fold_extra_words_into_unknown(exported, tmp_path):
 
 
 def test_label_folding_matrix():
-    matrix, out = freeze_graph.label_folding(["_silence_", "_unknown_", "yes", "cat", "no"], True)
+    matrix, out = label_folding(["_silence_", "_unknown_", "yes", "cat", "no"], True)
     assert out == ["_silence_", "_unknown_", "yes", "no"]
     np.testing.assert_array_equal(matrix.argmax(axis=1), [0, 1, 2, 1, 3])
-    assert freeze_graph.label_folding(["a", "b"], False) == (None, ["a", "b"])
+    assert label_folding(["a", "b"], False) == (None, ["a", "b"])
     with pytest.raises(UserError, match="_unknown_"):
-        freeze_graph.label_folding(["_silence_", "yes"], True)
+        label_folding(["_silence_", "yes"], True)
 
 
 # ---- make_submission_on_rpi ----------------------------------------------------------------
@@ -303,7 +305,7 @@ def test_the_pi_reads_the_samples_training_reads(tmp_path, subtype, channels, ra
     x = np.random.RandomState(2).uniform(-0.9, 0.9, (int(0.75 * rate), channels))
     path = tmp_path / "x.wav"
     sf.write(path, x, rate, subtype=subtype)
-    ours = rpi.read_wav(str(path))
+    ours = read_wav(str(path))
     assert ours.dtype == np.float32 and ours.shape == (16000,)
     np.testing.assert_array_equal(ours, read_many([str(path)])[0][0])
     assert np.all(ours[12100:] == 0)
@@ -320,9 +322,9 @@ def test_wav_reader_errors_name_the_file(tmp_path):
     for name, content in cases.items():
         (tmp_path / name).write_bytes(content)
         with pytest.raises(AudioError, match=name):
-            rpi.read_wav(str(tmp_path / name))
+            read_wav(str(tmp_path / name))
     with pytest.raises(AudioError, match="missing.wav"):
-        rpi.read_wav(str(tmp_path / "missing.wav"))
+        read_wav(str(tmp_path / "missing.wav"))
 
 
 def test_wav_data_mixes_channels_and_refuses_other_rates(exported, tmp_path):
@@ -345,11 +347,11 @@ def test_wav_data_mixes_channels_and_refuses_other_rates(exported, tmp_path):
     with tf.compat.v1.Session(graph=graph) as sess:
         got = sess.run("labels_softmax:0", {"wav_data:0": (tmp_path / "stereo.wav").read_bytes()})
         np.testing.assert_allclose(got[0], want, atol=1e-4)
-        np.testing.assert_allclose(pb.predict(rpi.read_wav(tmp_path / "stereo.wav")), want,
+        np.testing.assert_allclose(pb.predict(read_wav(tmp_path / "stereo.wav")), want,
                                    atol=1e-4)
         with pytest.raises(tf.errors.InvalidArgumentError, match="16000 Hz 16-bit PCM WAV only"):
             sess.run("labels_softmax:0", {"wav_data:0": (tmp_path / "8k.wav").read_bytes()})
-    samples = rpi.read_wav(tmp_path / "8k.wav")  # resampled to 16 kHz by the project's reader
+    samples = read_wav(tmp_path / "8k.wav")  # resampled to 16 kHz by the project's reader
     np.testing.assert_allclose(pb.predict(samples),
                                keras_probs(exported["keras"], samples[None])[0], atol=1e-4)
 

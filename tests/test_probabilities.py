@@ -11,11 +11,12 @@ from hypothesis import strategies as st
 import convert_to_12_classes as convert
 import create_pseudo_with_thresh as pseudo
 import ensemble
-from convert_to_12_classes import to_12_classes, write_probs_csv
 from kws.audio import read_wav, write_wav
-from kws.common import run_cli
+from kws.common import UserError, run_cli
 from kws.data import AudioProcessor
-from kws.labels import COMPETITION_LABELS
+from kws.labels import COMPETITION_LABELS, to_12_classes
+from kws.probs import read_probs, write_probs_csv
+from kws.pseudo import pseudo_labels, read_input
 
 OTHER_WORDS = ["bed", "bird", "cat", "dog", "eight", "five", "four", "happy", "house", "marvin",
                "nine", "one", "seven", "sheila", "six", "three", "tree", "two", "wow", "zero"]
@@ -91,11 +92,11 @@ def test_rows_sum_to_one_and_silence_kept(weights, mode):
 
 
 def test_to_12_classes_rejects_bad_input():
-    with pytest.raises(convert.UserError):
+    with pytest.raises(UserError):
         to_12_classes(np.ones((2, 3)) / 3, ["_silence_", "yes"])
-    with pytest.raises(convert.UserError):
+    with pytest.raises(UserError):
         to_12_classes(np.ones((1, 2)) / 2, ["yes", "yes"])
-    with pytest.raises(convert.UserError):
+    with pytest.raises(UserError):
         to_12_classes(np.ones((1, 2)) / 2, ["yes", "no"], "mean")
 
 
@@ -247,8 +248,8 @@ def test_pseudo_all_words_space_and_mixed_space(test_folder, tmp_path):
                      LABELS32)
     all_b = write_12(tmp_path / "b.probs.csv", FNAMES,
                      probs_for(["bird"] + winners[1:], [0.8] * 8, LABELS32), LABELS32)
-    inputs = [pseudo.read_input(str(all_a)), pseudo.read_input(str(all_b))]
-    fnames, labels, conf = pseudo.pseudo_labels(inputs, 0.7)
+    inputs = [read_input(str(all_a)), read_input(str(all_b))]
+    fnames, labels, conf = pseudo_labels(inputs, 0.7)
     assert "c0.wav" not in fnames  # bed vs bird: both models' own words disagree
     assert dict(zip(fnames, labels))["c2.wav"] == "cat"  # the word survives
     assert np.all(conf >= 0.7)
@@ -256,15 +257,15 @@ def test_pseudo_all_words_space_and_mixed_space(test_folder, tmp_path):
     twelve = write_12(tmp_path / "t.probs.csv", FNAMES,
                       probs_for(["_unknown_", "yes", "_unknown_", "no", "_unknown_", "go", "yes",
                                  "_silence_"], [0.9] * 8))
-    inputs.append(pseudo.read_input(str(twelve)))
-    fnames, labels, _ = pseudo.pseudo_labels(inputs, 0.7)
+    inputs.append(read_input(str(twelve)))
+    fnames, labels, _ = pseudo_labels(inputs, 0.7)
     assert len(fnames) == 8  # bed and bird are both unknown in 12 classes
     assert dict(zip(fnames, labels))["c0.wav"] == "_unknown_"
     # every probabilities file must pass the threshold (in 12 classes the all-words files' unknown
     # gathers 0.8 plus a share of the rest, so they pass 0.85 where the 12-class file's 0.9 fails)
-    fnames, _, _ = pseudo.pseudo_labels(inputs, 0.85)
+    fnames, _, _ = pseudo_labels(inputs, 0.85)
     assert fnames == ["c0.wav", "c2.wav", "c4.wav"]
-    assert pseudo.pseudo_labels(inputs, 0.95)[0] == []
+    assert pseudo_labels(inputs, 0.95)[0] == []
 
 
 def test_pseudo_bad_input_exits_2(test_folder, tmp_path):
@@ -302,7 +303,7 @@ def test_convert_and_ensemble_write_a_12_class_memmap_that_reads_back(tmp_path):
     write_probs_csv(src, fnames, LABELS32, rng.dirichlet(np.ones(32), 7))
     convert.main(["--probs", str(src), "--submission_fn", str(tmp_path / "s12.csv")])
     got_fnames, labels, u8 = read_probs_u8(str(tmp_path / "s12.probs.json"))
-    want = to_12_classes(convert.read_probs(str(src))[2], LABELS32)
+    want = to_12_classes(read_probs(str(src))[2], LABELS32)
     assert got_fnames == fnames and labels == COMPETITION_LABELS
     assert (tmp_path / "s12.probs.u8").stat().st_size == 7 * 12
     assert np.abs(u8 - want).max() <= 0.5 / 255 + 1e-6

@@ -13,6 +13,7 @@ from conftest import make_speech_commands, tone
 from kws.audio import write_wav
 from kws.common import UserError
 from kws.data import PSEUDO_SOURCES_FILE, AudioProcessor
+from kws.pseudo import write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
@@ -79,12 +80,10 @@ def test_pseudo_pool_clips_match_the_fnames_they_were_cut_from(tmp_path):
 
 
 def test_create_pseudo_records_where_each_clip_came_from(tmp_path):
-    import create_pseudo_with_thresh as pseudo
-
     test = tmp_path / "test"
     write_wav(test / "a" / "b.wav", tone(300))
     write_wav(test / "c.wav", tone(450))
-    counts = pseudo.write_dataset(str(tmp_path / "out"), str(test), ["a/b.wav", "c.wav"],
+    counts = write_dataset(str(tmp_path / "out"), str(test), ["a/b.wav", "c.wav"],
                                   ["yes", "no"])
     assert counts == {"yes": 1, "no": 1}
     with open(tmp_path / "out" / PSEUDO_SOURCES_FILE, newline="") as f:

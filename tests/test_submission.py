@@ -15,6 +15,8 @@ from kws.audio import read_wav, write_wav
 from kws.common import run_cli
 from kws.labels import COMPETITION_LABELS
 from kws.probs import read_probs_u8
+from kws.submission import chunks
+from kws.submission.tta import Variant, shift_clips, tta_variants
 
 LABELS12 = COMPETITION_LABELS
 KERNEL_SCALE = 40.0
@@ -165,7 +167,7 @@ def test_tta_averages_variants_and_keeps_formats(model12, flat_clips, tmp_path):
 def test_stretch_variant_keeps_length_and_formats(model12, flat_clips, tmp_path):
     clips = np.stack([read_wav(p) for p in sorted(flat_clips.glob("*.wav"))[:2]])
     for rate in (0.9, 1.1):
-        stretched = make_submission.Variant("stretch", rate)(clips)
+        stretched = Variant("stretch", rate)(clips)
         assert stretched.shape == clips.shape and stretched.dtype == np.float32
     sub = tmp_path / "stretch.csv"
     run(["--checkpoint", model12, "--test_data", flat_clips, "--submission_fn", sub,
@@ -183,7 +185,7 @@ def test_resume_after_interruption_gives_identical_outputs(model12, flat_clips, 
             "--batch_size", "2"]
     run(args + ["--submission_fn", tmp_path / "whole" / "sub.csv"])
 
-    real = make_submission.predict_chunk
+    real = chunks.predict_chunk
     calls = []
 
     def crash_after_two(*a, **k):
@@ -192,7 +194,7 @@ def test_resume_after_interruption_gives_identical_outputs(model12, flat_clips, 
             raise RuntimeError("killed")
         return real(*a, **k)
 
-    monkeypatch.setattr(make_submission, "predict_chunk", crash_after_two)
+    monkeypatch.setattr(chunks, "predict_chunk", crash_after_two)
     sub = tmp_path / "resumed" / "sub.csv"
     with pytest.raises(RuntimeError, match="killed"):
         run(args + ["--submission_fn", sub])
@@ -201,7 +203,7 @@ def test_resume_after_interruption_gives_identical_outputs(model12, flat_clips, 
     assert not sub.exists()
 
     calls.clear()
-    monkeypatch.setattr(make_submission, "predict_chunk",
+    monkeypatch.setattr(chunks, "predict_chunk",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
     capsys.readouterr()
     run(args + ["--submission_fn", sub])
@@ -217,7 +219,7 @@ def test_changed_inputs_start_afresh(model12, flat_clips, tmp_path, monkeypatch,
     sub = tmp_path / "sub.csv"
     args = ["--checkpoint", model12, "--test_data", flat_clips, "--submission_fn", sub,
             "--chunk_size", "4"]
-    real = make_submission.predict_chunk
+    real = chunks.predict_chunk
     calls = []
 
     def crash_after_one(*a, **k):
@@ -226,11 +228,11 @@ def test_changed_inputs_start_afresh(model12, flat_clips, tmp_path, monkeypatch,
             raise RuntimeError("killed")
         return real(*a, **k)
 
-    monkeypatch.setattr(make_submission, "predict_chunk", crash_after_one)
+    monkeypatch.setattr(chunks, "predict_chunk", crash_after_one)
     with pytest.raises(RuntimeError):
         run(args)
     calls.clear()
-    monkeypatch.setattr(make_submission, "predict_chunk",
+    monkeypatch.setattr(chunks, "predict_chunk",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
     capsys.readouterr()
     run(args + ["--tta_gain", "1.2"])  # other flags: the saved chunk must not be reused
@@ -293,8 +295,10 @@ def test_benchmark_reports_speed_and_writes_nothing(model12, flat_clips, tmp_pat
          "--batch_size", "8"])
     out = capsys.readouterr().out
     assert "benchmark on 25 clips" in out and "clips/s" in out
-    result = make_submission.benchmark(lambda x: np.zeros((len(x), 12), np.float32),
-                                       [str(p) for p in flat_clips.glob("*.wav")], 4, 12)
+    from kws.submission.run import benchmark
+
+    result = benchmark(lambda x: np.zeros((len(x), 12), np.float32),
+                       [str(p) for p in flat_clips.glob("*.wav")], 4, 12)
     assert result["clips"] == 12 and result["total_clips_per_s"] > 0
 
 
@@ -334,8 +338,8 @@ def test_tta_flags_parse():
     assert parse(base + ["--tta_shift", "-1500"]).tta_shift == [-1500]
     assert parse(base + ["--tta_shift=-1500,1500", "--tta_stretch", "0.9,1.1"]).tta_stretch == [
         0.9, 1.1]
-    names = [v.name for v in make_submission.tta_variants([-1500], [1.2], [0.9])]
+    names = [v.name for v in tta_variants([-1500], [1.2], [0.9])]
     assert names == ["identity", "shift:-1500", "gain:1.2", "stretch:0.9"]
     clips = np.arange(2 * 16000, dtype=np.float32).reshape(2, 16000) / 32000
-    np.testing.assert_array_equal(make_submission.shift_clips(clips, 3)[:, :3], 0)
-    np.testing.assert_array_equal(make_submission.shift_clips(clips, -3)[:, :-3], clips[:, 3:])
+    np.testing.assert_array_equal(shift_clips(clips, 3)[:, :3], 0)
+    np.testing.assert_array_equal(shift_clips(clips, -3)[:, :-3], clips[:, 3:])

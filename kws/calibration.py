@@ -1,0 +1,122 @@
+"""Clips for freeze_graph's int8 calibration and export checks: drawn from training data (a data
+dir train.py reads, or a flat WAV folder), with some background-noise crops, or synthetic noise
+and tones when there is no data."""
+
+import json
+import os
+import sys
+
+import numpy as np
+
+from kws import CLIP_SAMPLES, SAMPLE_RATE
+from kws.audio import AudioError, read_many, read_wav
+from kws.common import UserError
+from kws.folders import list_test_clips, scan_data_dir
+
+NOISE_FRACTION = 0.1  # share of calibration clips cut from _background_noise_ (silence-like input)
+
+
+def find_clips(folder):
+    """(clip paths, background-noise paths) of a data dir train.py reads or a flat WAV folder."""
+    if not os.path.isdir(folder):
+        raise UserError(f"calibration folder not found: {folder}")
+    try:
+        data = scan_data_dir(folder)
+    except UserError:  # no word folders: a flat folder of clips
+        return list_test_clips(folder)[0], []
+    paths = [os.path.join(data.root, w, f) for w, files in data.words.items() for f in files]
+    return paths, data.noise_files
+
+
+def config_data_dirs(checkpoint_path):
+    """data_dir from the config.json train.py wrote beside the checkpoint, if it still exists."""
+    config = os.path.join(os.path.dirname(os.path.abspath(checkpoint_path)), "config.json")
+    if not os.path.isfile(config):
+        return []
+    try:
+        with open(config, encoding="utf-8") as f:
+            data_dir = json.load(f).get("data_dir") or ""
+    except (OSError, ValueError):
+        return []
+    dirs = [d for d in str(data_dir).split(",") if d]
+    return dirs if dirs and all(os.path.isdir(d) for d in dirs) else []
+
+
+def noise_crops(noise_paths, count, rng):
+    """count one-second crops of background noise at random gains in [0, 1]."""
+    recordings = []
+    for path in noise_paths:
+        try:
+            recordings.append(read_wav(path, num_samples=None))
+        except AudioError as e:
+            print(f"warning: skipped noise file {e}", file=sys.stderr)
+    recordings = [r for r in recordings if len(r) >= CLIP_SAMPLES]
+    crops = []
+    for _ in range(count if recordings else 0):
+        r = recordings[rng.randint(len(recordings))]
+        start = rng.randint(len(r) - CLIP_SAMPLES + 1)
+        crops.append(r[start:start + CLIP_SAMPLES] * rng.uniform(0, 1))
+    return np.asarray(crops, np.float32).reshape(-1, CLIP_SAMPLES)
+
+
+def load_clips(dirs, num_calibration, num_check, seed):
+    """(calibration clips [n, 16000], check clips [m, 16000]) drawn at random from dirs.
+
+    The two sets are disjoint when there are enough clips; with few, the checks reuse clips.
+    """
+    paths, noise = [], []
+    for d in dirs:
+        p, n = find_clips(d)
+        paths += p
+        noise += n
+    rng = np.random.RandomState(seed)
+    num_noise = int(num_calibration * NOISE_FRACTION) if noise else 0
+    order = rng.permutation(len(paths))
+    calib_idx = order[:num_calibration - num_noise]
+    check_idx = order[len(calib_idx):len(calib_idx) + num_check]
+    if len(check_idx) < num_check:
+        check_idx = np.concatenate([check_idx, order[:num_check - len(check_idx)]])
+    wanted = sorted(set(calib_idx.tolist()) | set(check_idx.tolist()))
+    audio, kept = read_many([paths[i] for i in wanted])
+    row = {wanted[k]: r for r, k in enumerate(kept)}
+    calib = audio[[row[i] for i in calib_idx if i in row]]
+    check = audio[[row[i] for i in check_idx if i in row]]
+    calib = np.concatenate([calib, noise_crops(noise, num_noise, rng)])
+    if (num_calibration and len(calib) == 0) or len(check) == 0:
+        raise UserError(f"no readable clips in {','.join(dirs)}")
+    return calib, check
+
+
+def synthetic_clips(count, seed):
+    """Noise and tones at several volumes: enough to compare float exports with Keras."""
+    rng = np.random.RandomState(seed)
+    t = np.arange(CLIP_SAMPLES) / SAMPLE_RATE
+    clips = []
+    for i in range(count):
+        gain = 10 ** rng.uniform(-3, 0)
+        if i % 2:
+            clip = np.sin(2 * np.pi * rng.uniform(100, 3000) * t) * gain
+        else:
+            clip = rng.uniform(-1, 1, CLIP_SAMPLES) * gain
+        clips.append(clip)
+    return np.asarray(clips, np.float32)
+
+
+def pick_clips(checkpoint, calibration_data, num_calibration, num_check, seed, need_int8):
+    """(calibration clips or None, check clips, description of where they came from), from the
+    comma-separated folders of calibration_data, else the checkpoint's data_dir."""
+    dirs = [d for d in calibration_data.split(",") if d]
+    if not dirs:
+        dirs = config_data_dirs(checkpoint)
+        if dirs:
+            print(f"note: no --calibration_data; using the checkpoint's data_dir {','.join(dirs)}",
+                  file=sys.stderr)
+    if dirs:
+        calib, check = load_clips(dirs, num_calibration if need_int8 else 0, num_check, seed)
+        return calib, check, ",".join(dirs)
+    if need_int8:
+        raise UserError("the int8 model needs --calibration_data DIR (training clips); or leave "
+                        "it out with --formats pb,tflite")
+    print("note: no --calibration_data; checking the float models on synthetic clips",
+          file=sys.stderr)
+    return None, synthetic_clips(num_check, seed), "synthetic"
