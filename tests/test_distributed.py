@@ -193,7 +193,7 @@ def test_a_worker_killed_mid_run_fails_the_run_in_one_line_and_it_resumes_on_one
 ])
 def test_a_wrong_tf_config_is_one_line(tf_config, fragment):
     from kws.common import UserError
-    from train import parse_tf_config
+    from kws.train.cluster import parse_tf_config
 
     text = tf_config if tf_config is None or isinstance(tf_config, str) else json.dumps(tf_config)
     with pytest.raises(UserError, match=fragment.replace("(", r"\(").replace(".", r"\.")):
@@ -201,7 +201,7 @@ def test_a_wrong_tf_config_is_one_line(tf_config, fragment):
 
 
 def test_the_chief_is_the_chief_task_or_else_worker_zero():
-    from train import parse_tf_config
+    from kws.train.cluster import parse_tf_config
 
     two = {"worker": ["a:1", "b:1"]}
     assert parse_tf_config(json.dumps({"cluster": two, "task": {"type": "worker", "index": 0}}))[

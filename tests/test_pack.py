@@ -361,7 +361,7 @@ def test_a_pack_student_distils_from_a_pack_teacher(small_pack, tmp_path):
     error."""
     from conftest import make_speech_commands
 
-    import train
+    from kws.train.distill import pack_teacher, teacher_targets
 
     data = make_speech_commands(tmp_path / "sc", WORDS + ["cat"], small_pack["speakers"] +
                                 [f"{i:08x}" for i in range(10, 20)])
@@ -382,14 +382,14 @@ def test_a_pack_student_distils_from_a_pack_teacher(small_pack, tmp_path):
     assert (tmp_path / "ck" / "student" / "last.keras").is_file()
     # the mixed batches get the teacher's probabilities on both branches
     net, labels = load_checkpoint(checkpoint)
-    pack_net = train.pack_teacher(net)
+    pack_net = pack_teacher(net)
     audio = np.stack([tone(440), tone(660)]).astype(np.float32)
     images = np.zeros((2, 98, 40), np.float32)
     import tensorflow as tf
 
     batch = ((audio, images, np.array([True, False])), -np.ones((2, 1 + len(labels)), np.float32))
-    (_, y), = train.teacher_targets(tf.data.Dataset.from_tensors(batch), [pack_net])
+    (_, y), = teacher_targets(tf.data.Dataset.from_tensors(batch), [pack_net])
     np.testing.assert_allclose(y.numpy()[:, 1:].sum(axis=1), 1.0, rtol=1e-5)
     plain = build_model("edge_tcs", 12, width=0.25, head_channels=16)
     with pytest.raises(UserError, match="needs the pack front end"):
-        train.pack_teacher(plain)
+        pack_teacher(plain)

@@ -96,7 +96,7 @@ def test_the_teacher_changes_the_loss_of_the_batches_it_names(tmp_path):
     """The soft targets reach the batches, and the loss on them is not the hard-label loss."""
     import tensorflow as tf
 
-    from train import make_loss
+    from kws.train.distill import make_loss
 
     root = make_speech_commands(tmp_path / "sc", WORDS, [f"{i:08x}" for i in range(6)])
     processor = AudioProcessor(str(root), validation_percentage=0, testing_percentage=0,

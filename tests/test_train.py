@@ -77,7 +77,7 @@ def test_run_writes_checkpoints_logs_and_resolved_config(whole, data):
     assert len(rows) == 3 and {"accuracy", "loss", "val_accuracy", "val_loss"} <= set(rows[0])
     assert (whole / "logs" / "smoke" / "confusion-ep003.csv").exists()
     assert any(p.name.startswith("events") for p in (whole / "logs" / "smoke").rglob("*"))
-    from train import best_checkpoint
+    from kws.recipe import best_checkpoint
     assert os.path.exists(best_checkpoint(str(exp)))
     again = train(whole, data, *FLAGS, check=False)
     assert again.returncode == 2 and "--resume" in again.stderr
@@ -131,7 +131,7 @@ def test_killed_runs_resume_to_the_same_result(tmp_path, whole, data):
 
 
 def test_cosine_learning_rate_decays_to_the_floor_under_a_warm_up_factor():
-    from train import cosine_learning_rate
+    from kws.train.budget import cosine_learning_rate
 
     rates = [cosine_learning_rate(p, 1e-3, 1e-5) for p in np.linspace(0, 1, 101)]
     assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-5)
@@ -142,7 +142,8 @@ def test_cosine_learning_rate_decays_to_the_floor_under_a_warm_up_factor():
 
 
 def test_budget_spent_only_when_the_saved_time_passes_this_runs_budget():
-    from train import budget_spent, parse_args
+    from kws.train.budget import budget_spent
+    from train import parse_args
 
     args = parse_args(["--data_dir", "x", "--max_minutes", "2"])
     assert not budget_spent(None, args) and not budget_spent({"epoch": 3}, args)
@@ -159,7 +160,7 @@ def test_cosine_final_fit_on_validation_keeps_its_last_epoch(tmp_path, data):
     rates = [float(row["learning_rate"]) for row in log_rows(tmp_path)]
     assert rates[0] == pytest.approx(2e-4) and rates[1] == pytest.approx(0.75 * 2e-3, rel=0.01)
     assert rates[1] > rates[2] > rates[3] and rates[3] == pytest.approx(1e-5)
-    from train import best_checkpoint
+    from kws.recipe import best_checkpoint
     exp = tmp_path / "ck" / "smoke"
     assert best_checkpoint(str(exp)) == str(exp / "last.keras")
     assert same_weights(exp / "last.keras", exp / "resume/model-004.keras")
@@ -192,7 +193,7 @@ def test_distillation_from_probabilities_and_teacher_checkpoint(tmp_path, whole,
 def test_distillation_loss_blends_only_where_a_teacher_speaks():
     import tensorflow as tf
 
-    from train import make_loss
+    from kws.train.distill import make_loss
 
     loss = make_loss(3, 0.0, 2.0, 1.0)
     logits = tf.constant([[2.0, 0.0, -1.0], [2.0, 0.0, -1.0]])
@@ -217,7 +218,7 @@ def test_bad_flags_and_configs_exit_2(tmp_path, data):
 
 
 def test_stop_reason_names_the_budget_that_ended_the_run():
-    from train import stop_reason
+    from kws.train.budget import stop_reason
 
     used = {"wall_seconds": 600, "cpu_seconds": 300}
     assert stop_reason(used, 3, 10, 0, 0, 0) is None
@@ -231,7 +232,8 @@ def test_stop_reason_names_the_budget_that_ended_the_run():
 def test_a_wall_clock_cap_never_shapes_the_cosine_schedule():
     """Epoch budgets give the same model on any CPU: only --max_minutes and --max_cpu_minutes
     (budgets by design) speed up the decay, the --cap_minutes guard does not."""
-    from train import make_budget_callback, parse_args
+    from kws.train.callbacks import make_budget_callback
+    from train import parse_args
 
     args = parse_args(["--data_dir", "x", "--cap_minutes", "0.001", "--epochs", "10"])
     budget = make_budget_callback(args.max_minutes, args.max_cpu_minutes, 64, epochs=10,
