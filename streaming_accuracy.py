@@ -5,7 +5,7 @@
 
 The model scores every hop of each stream once; recognizer settings (from NAME_streaming.json
 beside the model, then flags) turn the scores into detections, which are matched to the ground
-truth (STREAM.csv, `label,time_ms[,clip]`, as make_streaming_test.py writes it):
+truth (STREAM.csv, `label,time_ms[,clip]`, as make_streams.py writes it):
 - the TF speech_commands example's figures: matched / correct / wrong / false positive as a
   share of the ground-truth words, with its +-time tolerance around the window start;
 - the wake-word figures: the share of command words detected with the right label within

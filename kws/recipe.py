@@ -83,14 +83,14 @@ def streaming_figures(py, model, validation, testing, noise_dir, out_dir, minute
                       negative_minutes=60.0, target_fa_per_hour=2.0, recognizer=(),
                       other_speech=None, other_share=None):
     """Keyword spotting on long audio, for a recipe: streams of the validation and the held-out
-    speakers (make_streaming_test.py, noise that training never mixes in), the threshold chosen
+    speakers (make_streams.py, noise that training never mixes in), the threshold chosen
     on the validation streams for target_fa_per_hour and stored beside the model, then the
     held-out streams scored with it and with the TF example's recognizer. Returns the figures.
     validation, testing: a labelled folder or a list of them (the speakers of one set);
     other_speech: {"validation": [folders], "test": [folders]} of speech with no command word
-    that the negative streams mix in (make_streaming_test.py --other_dir); recognizer: extra
+    that the negative streams mix in (make_streams.py --other_dir); recognizer: extra
     streaming_accuracy.py flags (the settings the sweep starts from); other_share:
-    make_streaming_test.py's --other_share for the negative streams (-1: each clip placed
+    make_streams.py's --other_share for the negative streams (-1: each clip placed
     about equally often)."""
     streams = {}
     other_speech = other_speech or {}
@@ -104,7 +104,7 @@ def streaming_figures(py, model, validation, testing, noise_dir, out_dir, minute
             key = f"{name}_negative" if negative else name
             wav = os.path.join(out_dir, f"{key}.wav")
             streams[key] = run_scored_step(f"stream of {key} speakers ({length:g} min)", [
-                py, "make_streaming_test.py", *data, "--noise_dir", noise_dir,
+                py, "make_streams.py", *data, "--noise_dir", noise_dir,
                 "--noise_part", "tail", "--minutes", f"{length:g}", "--out", wav,
                 "--seed", str(2 * seed + negative)] + (["--negative", *other] if negative else []),
                 os.path.join(out_dir, f"{key}.stream.json"))

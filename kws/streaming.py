@@ -295,7 +295,7 @@ def recognize(times, probs, labels, settings):
 def read_ground_truth(path, with_clips=False):
     """[(label, time_ms)] sorted by time, from `label,time_ms` rows (a header line is allowed:
     the TF example's files have none); with_clips, [(label, time_ms, clip)] with the optional
-    third column make_streaming_test.py writes (the clip's file; '' where absent)."""
+    third column make_streams.py writes (the clip's file; '' where absent)."""
     import csv
 
     try:

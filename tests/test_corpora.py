@@ -8,7 +8,7 @@ import csv
 import numpy as np
 import soundfile as sf
 
-import make_streaming_test as streams
+import make_streams as streams
 from kws import corpora
 from kws.audio import read_wav
 from kws.data import AudioProcessor

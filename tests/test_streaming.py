@@ -201,7 +201,7 @@ def test_false_accepts_are_counted_by_the_clip_they_fired_on():
 
 
 def test_rounds_draw_every_clip_once_before_any_repeats():
-    from make_streaming_test import Rounds
+    from make_streams import Rounds
 
     rounds = Rounds(range(7), np.random.RandomState(0))
     for _ in range(3):
@@ -376,13 +376,13 @@ def test_mic_without_sounddevice_says_how_to_install_it(tone_model):
     assert "pip install sounddevice" in done.stderr.strip().splitlines()[-1]
 
 
-def test_make_streaming_test_is_seeded_and_its_truth_is_right(tone_model, tmp_path):
+def test_make_streams_is_seeded_and_its_truth_is_right(tone_model, tmp_path):
     noise = tmp_path / "noise"
     write_wav(noise / "n.wav", np.random.default_rng(3).normal(0, 0.1, 5 * RATE))
     args = ["--data_dir", tone_model["data"], "--noise_dir", noise, "--minutes", "0.5",
             "--snr_db", "20", "--seed", "4"]
-    script("make_streaming_test.py", *args, "--out", tmp_path / "a.wav")
-    script("make_streaming_test.py", *args, "--out", tmp_path / "b.wav", "--metrics_json",
+    script("make_streams.py", *args, "--out", tmp_path / "a.wav")
+    script("make_streams.py", *args, "--out", tmp_path / "b.wav", "--metrics_json",
            tmp_path / "b.json")
     assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
     truth = read_ground_truth(tmp_path / "a.csv")
@@ -394,12 +394,12 @@ def test_make_streaming_test_is_seeded_and_its_truth_is_right(tone_model, tmp_pa
     for _, onset in truth:  # speech starts at each onset: louder than the gap before it
         i = int(onset * 16)
         assert np.abs(audio[i:i + 1600]).max() > 2 * np.abs(audio[i - 3200:i - 1600]).max()
-    script("make_streaming_test.py", *args, "--negative", "--out", tmp_path / "n.wav")
+    script("make_streams.py", *args, "--negative", "--out", tmp_path / "n.wav")
     assert {label for label, _ in read_ground_truth(tmp_path / "n.csv")} == {"_unknown_"}
     # other speech (a flat folder, no labels) joins the negative stream; each clip is named
     for k in range(3):
         write_wav(tmp_path / "other" / f"talk{k}.wav", tone(700 + 50 * k, 0.5))
-    script("make_streaming_test.py", *args, "--negative", "--other_dir", tmp_path / "other",
+    script("make_streams.py", *args, "--negative", "--other_dir", tmp_path / "other",
            "--other_share", "0.5", "--out", tmp_path / "o.wav", "--metrics_json",
            tmp_path / "o.json")
     placed = read_ground_truth(tmp_path / "o.csv", with_clips=True)
@@ -411,7 +411,7 @@ def test_make_streaming_test_is_seeded_and_its_truth_is_right(tone_model, tmp_pa
     n = len(set(unknown))  # shuffled rounds: no clip twice before every clip once
     rounds = [unknown[i:i + n] for i in range(0, len(unknown), n)]
     assert all(len(set(r)) == len(r) for r in rounds)
-    bad = script("make_streaming_test.py", *args, "--minutes", "0", "--out", tmp_path / "x.wav",
+    bad = script("make_streams.py", *args, "--minutes", "0", "--out", tmp_path / "x.wav",
                  check=False)
     assert bad.returncode == 2 and not (tmp_path / "x.wav").exists()
 

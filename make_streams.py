@@ -1,6 +1,6 @@
 """Make long test audio with ground truth: words at random times over background noise.
 
-    python make_streaming_test.py --data_dir data/real/held_out \
+    python make_streams.py --data_dir data/real/held_out \
         --noise_dir ../shared/data/background_noise --minutes 20 --out data/streams/held_out.wav
 
 Like the TF speech_commands example's generate_streaming_test_wav: clips of labelled folders
