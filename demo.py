@@ -80,7 +80,7 @@ def main(argv=None):
         py, int8, sets["validation"], sets["testing"],
         os.path.join(train, "audio", "_background_noise_"), os.path.join(args.out_dir, "streams"),
         args.stream_minutes, args.negative_stream_minutes,
-        recognizer=["--stride_ms", "20", "--suppression_ms", "1000"])
+        recognizer={"stride_ms": 20, "suppression_ms": 1000})
     summary = {
         "checkpoint": checkpoint,
         "accuracy_keras_tta": keras_metrics["accuracy"],

@@ -14,6 +14,7 @@ import soundfile as sf
 
 from kws.audio import read_wav, write_wav
 from kws.common import UserError
+from kws.stream_metrics import TfExampleFigures, WakewordFigures
 from kws.streaming import (
     Detection,
     Recognizer,
@@ -26,8 +27,6 @@ from kws.streaming import (
     save_settings,
     score_stream,
     tf_example_settings,
-    tf_example_stats,
-    wakeword_stats,
 )
 from kws.zoo import build_model
 
@@ -174,13 +173,13 @@ def test_measures_on_hand_made_detections():
              Detection(9700, "left", 0.9),                               # on an unknown: FA
              Detection(13000 + 1750, "go", 0.9),                         # at the edge: hit
              Detection(20000, "_unknown_", 0.8)]                         # not a command
-    ww = wakeword_stats(found, truth, 3600, ["yes", "no", "up", "left", "go"])
-    assert ww["command_words"] == 3 and ww["detected"] == 2 and ww["false_accepts"] == 3
-    assert ww["false_accepts_per_hour"] == 3 and ww["miss_rate_by_word"] == {
+    ww = WakewordFigures.of(found, truth, 3600, ["yes", "no", "up", "left", "go"])
+    assert ww.command_words == 3 and ww.detected == 2 and ww.false_accepts == 3
+    assert ww.false_accepts_per_hour == 3 and ww.miss_rate_by_word == {
         "go": 0.0, "no": 1.0, "yes": 0.0}
-    tf = tf_example_stats(found, truth, tolerance_ms=1500)
-    assert tf["ground_truth_words"] == 4
-    assert tf["correct"] == pytest.approx(2 / 4) and tf["false_positive"] == pytest.approx(1 / 4)
+    tf = TfExampleFigures.of(found, truth, tolerance_ms=1500)
+    assert tf.ground_truth_words == 4
+    assert tf.correct == pytest.approx(2 / 4) and tf.false_positive == pytest.approx(1 / 4)
 
 
 def test_false_accepts_are_counted_by_the_clip_they_fired_on():
@@ -189,15 +188,15 @@ def test_false_accepts_are_counted_by_the_clip_they_fired_on():
     found = [Detection(2200, "right", 0.9), Detection(9900, "right", 0.95),
              Detection(5900, "on", 0.9), Detection(30000, "go", 0.9),  # noise: no word near
              Detection(6000, "_unknown_", 0.9)]
-    ww = wakeword_stats(found, truth, 3600, ["right", "on", "go"])
-    assert ww["false_accepts"] == 4
-    assert ww["false_accepts_by_clip"] == [
+    ww = WakewordFigures.of(found, truth, 3600, ["right", "on", "go"])
+    assert ww.false_accepts == 4
+    assert ww.false_accepts_by_clip == [
         {"heard": "_unknown_/tree_a.wav", "fired": "right", "count": 2},
         {"heard": "six/b.wav", "fired": "on", "count": 1},
         {"heard": "", "fired": "go", "count": 1}]
-    assert ww["distinct_clips"] == 2 and ww["clips_fired_on"] == 2
-    assert "false_accepts_by_clip" not in wakeword_stats(found, [t[:2] for t in truth], 3600,
-                                                         ["right"])
+    assert ww.distinct_clips == 2 and ww.clips_fired_on == 2
+    assert "false_accepts_by_clip" not in WakewordFigures.of(
+        found, [t[:2] for t in truth], 3600, ["right"]).as_json()
 
 
 def test_rounds_draw_every_clip_once_before_any_repeats():
@@ -253,8 +252,8 @@ def test_a_stream_whose_detections_are_known_exactly():
     assert [d.label for d in recognize(times, probs, LABELS, settings)] == words
     tf_found = recognize(*score_stream(ToneModel(), [audio], 30), LABELS, tf_example_settings())
     assert [d.label for d in tf_found] == ["yes", "no", "up", "yes"]  # the quirk: one "no"
-    stats = wakeword_stats(found, truth, len(audio) / RATE, ["yes", "no", "up"])
-    assert stats["detection_rate"] == 1.0 and stats["false_accepts"] == 0
+    stats = WakewordFigures.of(found, truth, len(audio) / RATE, ["yes", "no", "up"])
+    assert stats.detection_rate == 1.0 and stats.false_accepts == 0
 
 
 # ---- the scripts ------------------------------------------------------------------------------
