@@ -547,3 +547,36 @@ def test_streaming_scripts_refuse_what_they_cannot_measure(tone_model, known_str
     done = script("recognize_commands.py", "--model", tone_model["tflite"], "--wav", short,
                   check=False)
     assert done.returncode == 2 and "shorter than one second" in done.stderr
+
+
+def test_a_recipe_measures_streams_in_process_as_streaming_accuracy_does(tone_model, tmp_path,
+                                                                        monkeypatch):
+    """kws.recipe.streaming_figures reads typed figures (kws.stream_eval), not a subprocess's
+    JSON: its metrics files hold what streaming_accuracy.py writes for the same streams."""
+    from kws.recipe import streaming_figures
+
+    noise = tmp_path / "noise"
+    write_wav(noise / "n.wav", np.random.default_rng(3).normal(0, 0.1, 5 * RATE))
+    for name in ("m_int8.tflite", "m_labels.txt", "m_stream_body_int8.tflite", "m_stream.npz"):
+        (tmp_path / name).write_bytes((tone_model["tflite"].parent / name).read_bytes())
+    model, out = tmp_path / "m_int8.tflite", tmp_path / "streams"
+    monkeypatch.chdir(REPO)
+    summary = streaming_figures(sys.executable, str(model), str(tone_model["data"]),
+                                str(tone_model["data"]), str(noise), str(out), minutes=0.5,
+                                negative_minutes=0.5, target_fa_per_hour=1e9,
+                                recognizer={"stride_ms": 20})
+    stored = json.loads((tmp_path / "m_streaming.json").read_text())
+    assert stored["stride_ms"] == 20 == summary["settings"]["stride_ms"]
+    assert stored["detection_threshold"] == summary["chosen_on_validation"]["threshold"]
+    test = json.loads((out / "test.metrics.json").read_text())
+    assert summary["ours"]["detection_rate"] == test["result"]["positive"]["detection_rate"]
+    assert summary["tf_example"]["tf_example_figures"] == \
+        test["tf_example_recognizer"]["tf_example"]
+    assert (out / "validation_det.png").exists() and (out / "test_det.png").exists()
+    script("streaming_accuracy.py", "--model", model, "--wav", out / "test.wav",
+           "--negative_wav", out / "test_negative.wav", "--also_tf_example", "--sweep",
+           "--metrics_json", tmp_path / "script.json")
+    by_script = json.loads((tmp_path / "script.json").read_text())
+    for record in (test, by_script):
+        del record["real_time_factor"]
+    assert by_script == test
