@@ -40,6 +40,7 @@ from kws.folders import (
 )
 from kws.labels import SILENCE_LABEL
 from kws.recipe import (
+    STREAM_RECOGNIZER,
     best_checkpoint,
     print_streaming,
     read_state,
@@ -74,9 +75,6 @@ RECIPES = {  # name -> config; each config's "epochs" is its training budget
 }
 DISTILL = ["--distill_weight", "0.5", "--distill_temperature", "2"]
 TTA = ["--tta_shift=-1600,1600", "--tta_gain", "1.25"]
-# our recognizer: hops of the front end's 20 ms (its frames are cached), a second between two
-# detections; the threshold is chosen on the validation streams
-STREAM_RECOGNIZER = {"stride_ms": 20, "suppression_ms": 1000}  # StreamSettings fields
 
 
 def stage_v001(shared, out):

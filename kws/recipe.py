@@ -18,6 +18,10 @@ from kws.labels import COMPETITION_WORDS
 from kws.stream_eval import describe, measure_streams, plot_det, save_chosen
 from kws.streaming import load_settings
 
+# The recipes' recognizer (StreamSettings fields the threshold sweep starts from): hops of the
+# front end's 20 ms (its frames are cached), a second between two detections
+STREAM_RECOGNIZER = {"stride_ms": 20, "suppression_ms": 1000}
+
 
 def run_step(title, cmd):
     """Run one pipeline script as a subprocess (so each step is exactly what a user would type).
