@@ -200,7 +200,7 @@ def test_false_accepts_are_counted_by_the_clip_they_fired_on():
 
 
 def test_rounds_draw_every_clip_once_before_any_repeats():
-    from make_streams import Rounds
+    from kws.stream_making import Rounds
 
     rounds = Rounds(range(7), np.random.RandomState(0))
     for _ in range(3):
