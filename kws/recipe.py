@@ -1,15 +1,26 @@
 """What the recipes (demo.py, real.py) share: run the pipeline's scripts as a user would, read
-the figures they write as JSON, and read what train.py left in checkpoints/<exp>/.
+the figures they write as JSON, measure streams in this process (kws.stream_eval), and read
+what train.py left in checkpoints/<exp>/.
 """
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
 import subprocess
 
-from kws.common import UserError, require_file
+import soundfile as sf
+
+from kws.common import UserError, require_file, write_metrics
 from kws.data import AudioProcessor
+from kws.labels import COMPETITION_WORDS
+from kws.stream_eval import describe, measure_streams, plot_det, save_chosen
+from kws.streaming import load_settings
+
+# The recipes' recognizer (StreamSettings fields the threshold sweep starts from): hops of the
+# front end's 20 ms (its frames are cached), a second between two detections
+STREAM_RECOGNIZER = {"stride_ms": 20, "suppression_ms": 1000}
 
 
 def run_step(title, cmd):
@@ -80,20 +91,56 @@ def stage_set(data_dir, which, out):
 
 
 def streaming_figures(py, model, validation, testing, noise_dir, out_dir, minutes=20.0,
-                      negative_minutes=60.0, target_fa_per_hour=2.0, recognizer=(),
+                      negative_minutes=60.0, target_fa_per_hour=2.0, recognizer=None,
                       other_speech=None, other_share=None):
     """Keyword spotting on long audio, for a recipe: streams of the validation and the held-out
-    speakers (make_streaming_test.py, noise that training never mixes in), the threshold chosen
-    on the validation streams for target_fa_per_hour and stored beside the model, then the
-    held-out streams scored with it and with the TF example's recognizer. Returns the figures.
-    validation, testing: a labelled folder or a list of them (the speakers of one set);
-    other_speech: {"validation": [folders], "test": [folders]} of speech with no command word
-    that the negative streams mix in (make_streaming_test.py --other_dir); recognizer: extra
-    streaming_accuracy.py flags (the settings the sweep starts from); other_share:
-    make_streaming_test.py's --other_share for the negative streams (-1: each clip placed
+    speakers (make_streams.py, noise that training never mixes in), the threshold chosen on the
+    validation streams for target_fa_per_hour and stored beside the model, then the held-out
+    streams scored with it and with the TF example's recognizer (kws.stream_eval, in this
+    process; each report is also written as streaming_accuracy.py's --metrics_json would be).
+    Returns the figures. validation, testing: a labelled folder or a list of them (the speakers
+    of one set); other_speech: {"validation": [folders], "test": [folders]} of speech with no
+    command word that the negative streams mix in (make_streams.py --other_dir); recognizer:
+    StreamSettings fields the sweep starts from (over those stored beside the model);
+    other_share: make_streams.py's --other_share for the negative streams (-1: each clip placed
     about equally often)."""
+    streams = make_streams(py, validation, testing, noise_dir, out_dir, minutes,
+                           negative_minutes, other_speech or {}, other_share)
+    print("\n=== choose the threshold on the validation streams", flush=True)
+    chosen = measure_streams([model], streams["validation"]["wav"],
+                             streams["validation_negative"]["wav"],
+                             load_settings(model, recognizer), sweep=True,
+                             target_fa_per_hour=target_fa_per_hour)
+    print(describe("this recognizer", chosen.result))
+    write_metrics(os.path.join(out_dir, "validation.metrics.json"), chosen.as_json())
+    plot_det(chosen.sweep, os.path.join(out_dir, "validation_det.png"),
+             f"{os.path.basename(model)} on validation.wav")
+    if chosen.chosen is None:
+        raise UserError(f"no threshold keeps false accepts under {target_fa_per_hour:g} per "
+                        "hour on the validation streams")
+    print(f"threshold {chosen.chosen.threshold:.2f} chosen on the validation streams: wrote "
+          f"{save_chosen(model, chosen, target_fa_per_hour)}")
+    print("\n=== streaming accuracy on the held-out speakers", flush=True)
+    test = measure_streams([model], streams["test"]["wav"], streams["test_negative"]["wav"],
+                           load_settings(model), also_tf_example=True, sweep=True)
+    print(describe("this recognizer", test.result))
+    print(describe("TF example recognizer", test.tf_example_recognizer))
+    write_metrics(os.path.join(out_dir, "test.metrics.json"), test.as_json())
+    plot_det(test.sweep, os.path.join(out_dir, "test_det.png"),
+             f"{os.path.basename(model)} on test.wav")
+    summary = {"streams": streams, "chosen_on_validation": dataclasses.asdict(chosen.chosen),
+               "settings": dataclasses.asdict(test.result.settings),
+               "real_time_factor": test.real_time_factor,
+               "ours": recognizer_summary(test.result),
+               "tf_example": recognizer_summary(test.tf_example_recognizer)}
+    return summary
+
+
+def make_streams(py, validation, testing, noise_dir, out_dir, minutes, negative_minutes,
+                 other_speech, other_share):
+    """make_streams.py for each set: a stream with command words and a negative one; returns
+    {validation, validation_negative, test, test_negative: the figures make_streams.py wrote}."""
     streams = {}
-    other_speech = other_speech or {}
     for seed, (name, folders) in enumerate((("validation", validation), ("test", testing))):
         folders = [folders] if isinstance(folders, str) else list(folders)
         data = [flag for folder in folders for flag in ("--data_dir", folder)]
@@ -104,46 +151,27 @@ def streaming_figures(py, model, validation, testing, noise_dir, out_dir, minute
             key = f"{name}_negative" if negative else name
             wav = os.path.join(out_dir, f"{key}.wav")
             streams[key] = run_scored_step(f"stream of {key} speakers ({length:g} min)", [
-                py, "make_streaming_test.py", *data, "--noise_dir", noise_dir,
+                py, "make_streams.py", *data, "--noise_dir", noise_dir,
                 "--noise_part", "tail", "--minutes", f"{length:g}", "--out", wav,
                 "--seed", str(2 * seed + negative)] + (["--negative", *other] if negative else []),
                 os.path.join(out_dir, f"{key}.stream.json"))
-    chosen = run_scored_step("choose the threshold on the validation streams", [
-        py, "streaming_accuracy.py", "--model", model, "--wav", streams["validation"]["wav"],
-        "--negative_wav", streams["validation_negative"]["wav"], "--sweep", "--save_settings",
-        "--target_fa_per_hour", f"{target_fa_per_hour:g}", "--plot",
-        os.path.join(out_dir, "validation_det.png"), *recognizer],
-        os.path.join(out_dir, "validation.metrics.json"))
-    if chosen.get("chosen") is None:
-        raise UserError(f"no threshold keeps false accepts under {target_fa_per_hour:g} per "
-                        "hour on the validation streams")
-    test = run_scored_step("streaming accuracy on the held-out speakers", [
-        py, "streaming_accuracy.py", "--model", model, "--wav", streams["test"]["wav"],
-        "--negative_wav", streams["test_negative"]["wav"], "--also_tf_example", "--sweep",
-        "--plot", os.path.join(out_dir, "test_det.png")],
-        os.path.join(out_dir, "test.metrics.json"))
-    summary = {"streams": streams, "chosen_on_validation": chosen["chosen"],
-               "settings": test["result"]["settings"], "real_time_factor":
-               test["real_time_factor"]}
-    for name, result in (("ours", test["result"]), ("tf_example", test["tf_example_recognizer"])):
-        summary[name] = {"detection_rate": result["positive"]["detection_rate"],
-                         "false_accepts_per_hour": result["negative"]["false_accepts_per_hour"],
-                         "false_accepts_on_positive_stream": result["positive"]["false_accepts"],
-                         "false_accepts_by_clip": result["negative"].get(
-                             "false_accepts_by_clip", [])[:10],
-                         "miss_rate_by_word": result["positive"]["miss_rate_by_word"],
-                         "tf_example_figures": result["tf_example"]}
-    return summary
+    return streams
+
+
+def recognizer_summary(result):
+    """A recipe's figures of one recognizer on the held-out streams (a StreamResult)."""
+    return {"detection_rate": result.positive.detection_rate,
+            "false_accepts_per_hour": result.negative.false_accepts_per_hour,
+            "false_accepts_on_positive_stream": result.positive.false_accepts,
+            "false_accepts_by_clip": (result.negative.false_accepts_by_clip or [])[:10],
+            "miss_rate_by_word": result.positive.miss_rate_by_word,
+            "tf_example_figures": result.tf_example.as_json()}
 
 
 def running_speech_rate(py, model, wav, csv_path):
     """Command detections per hour on running speech (people talking, no command said as a
     command): label_stream.py with the settings stored beside the model. Its detections of
     _unknown_ are not commands and are not counted."""
-    import soundfile as sf
-
-    from kws.labels import COMPETITION_WORDS
-
     run_step(f"detections on running speech {os.path.basename(wav)}", [
         py, "label_stream.py", "--model", model, "--wav", wav, "--csv", csv_path, "--quiet"])
     with open(csv_path, encoding="utf-8", newline="") as f:

@@ -14,7 +14,6 @@ its smoothed score has fallen back below the threshold and the suppression time 
 Needs numpy only (and the model's runtime).
 """
 
-import bisect
 import collections
 import dataclasses
 import json
@@ -295,7 +294,7 @@ def recognize(times, probs, labels, settings):
 def read_ground_truth(path, with_clips=False):
     """[(label, time_ms)] sorted by time, from `label,time_ms` rows (a header line is allowed:
     the TF example's files have none); with_clips, [(label, time_ms, clip)] with the optional
-    third column make_streaming_test.py writes (the clip's file; '' where absent)."""
+    third column make_streams.py writes (the clip's file; '' where absent)."""
     import csv
 
     try:
@@ -327,79 +326,3 @@ def write_ground_truth(path, truth):
     for label, time_ms, *clip in truth:
         writer.writerow([label, f"{time_ms:.0f}"] + clip[:1])
     atomic_write_text(path, f.getvalue())
-
-
-def tf_example_stats(found, truth, tolerance_ms=1500.0, clip_ms=1000.0):
-    """The TF example's figures (accuracy_utils.StreamingAccuracyStats, whole stream): a
-    detection matches the first ground-truth word within +-tolerance of its window's start;
-    correct if the label agrees and that word was not matched before, else wrong; unmatched
-    detections are false positives. Percentages are of the ground-truth words."""
-    starts = [(d.label, d.time_ms - clip_ms) for d in found]
-    correct = wrong = false_positive = 0
-    matched = []
-    for label, time_ms in starts:
-        hit = next(((gl, gt) for gl, gt, *_ in truth if time_ms - tolerance_ms <= gt
-                    <= time_ms + tolerance_ms), None)
-        if hit is None:
-            false_positive += 1
-            continue
-        if hit[0] == label and hit[1] not in matched:
-            correct += 1
-        else:
-            wrong += 1
-        matched.append(hit[1])
-    n = max(len(truth), 1)
-    return {"ground_truth_words": len(truth), "matched": len(matched) / n, "correct": correct / n,
-            "wrong": wrong / n, "false_positive": false_positive / n}
-
-
-def wakeword_stats(found, truth, duration_s, words, after_ms=1750.0):
-    """Per-word detection and false accepts per hour, as wake-word work reports them.
-
-    A command word of the ground truth is detected when a detection of the same label lies in
-    [its start, its start + after_ms] (each detection serves one word). Every other detection
-    of a command word (the wrong word, a second one, one fired on an unknown word or on noise)
-    is a false accept. Detections of `_unknown_` are not commands and count for nothing. With
-    truth of (label, time_ms, clip), false accepts are also counted by the clip they fired on
-    (the last word that started within after_ms before; '' for noise)."""
-    words = set(words)
-    truth = sorted(truth, key=lambda t: t[1])
-    with_clips = bool(truth) and len(truth[0]) > 2
-    targets = [(w[0], w[1]) for w in truth if w[0] in words]
-    starts = [w[1] for w in truth]
-    used = [False] * len(targets)
-    false_accepts = 0
-    by_clip = collections.Counter()
-    for d in sorted(found, key=lambda d: d.time_ms):
-        if d.label not in words:
-            continue
-        for i, (label, t) in enumerate(targets):
-            if not used[i] and label == d.label and t <= d.time_ms <= t + after_ms:
-                used[i] = True
-                break
-        else:
-            false_accepts += 1
-            if with_clips:
-                j = bisect.bisect_right(starts, d.time_ms) - 1
-                heard = truth[j] if j >= 0 and d.time_ms - starts[j] <= after_ms else None
-                by_clip[((heard[2] or heard[0]) if heard else "", d.label)] += 1
-    per_word = {}
-    for (label, _), hit in zip(targets, used):
-        total, hits = per_word.get(label, (0, 0))
-        per_word[label] = (total + 1, hits + hit)
-    hours = duration_s / 3600
-    result = {"command_words": len(targets), "detected": sum(used),
-              "detection_rate": sum(used) / len(targets) if targets else None,
-              "false_accepts": false_accepts,
-              "false_accepts_per_hour": false_accepts / hours if hours else None,
-              "hours": hours,
-              "miss_rate_by_word": {w: 1 - h / n for w, (n, h) in sorted(per_word.items())}}
-    if with_clips:
-        # One misheard clip placed n times is n false accepts: how many clips fooled it tells
-        # how far the rate rests on a few of them.
-        result["distinct_clips"] = len({w[2] for w in truth if w[2]})
-        result["clips_fired_on"] = len({heard for heard, _ in by_clip if heard})
-        result["false_accepts_by_clip"] = [
-            {"heard": heard, "fired": fired, "count": n}
-            for (heard, fired), n in by_clip.most_common()]
-    return result

@@ -11,6 +11,7 @@ import pytest
 import benchmark
 import freeze_graph
 from kws.audio import write_wav
+from kws.bench import frozen_info, parse_spec
 from kws.common import UserError
 from kws.labels import COMPETITION_LABELS
 from kws.zoo import build_model
@@ -87,22 +88,22 @@ def test_benchmark_refuses_garbage_models(models, tmp_path):
 
 def test_model_specs():
     with pytest.raises(UserError, match="model not found"):
-        benchmark.parse_spec("edge=missing.tflite")
+        parse_spec("edge=missing.tflite")
     with pytest.raises(UserError, match="unknown model format"):
-        benchmark.parse_spec(__file__)
+        parse_spec(__file__)
     with pytest.raises(UserError, match="no model given"):
         benchmark.main(["--runs", "5"])
 
 
 def test_model_spec_names_and_formats(models):
     tf = models["tf"]
-    spec = benchmark.parse_spec(f"edge={tf / 'm.tflite'}")
+    spec = parse_spec(f"edge={tf / 'm.tflite'}")
     assert spec == {"name": "edge", "path": str(tf / "m.tflite"), "format": "tflite"}
-    assert benchmark.parse_spec(str(models["ckpt"]))["name"] == "ckpt/model.keras"
+    assert parse_spec(str(models["ckpt"]))["name"] == "ckpt/model.keras"
     with pytest.raises(UserError, match="a .tflite file given as --pb"):
-        benchmark.parse_spec(str(tf / "m.tflite"), "pb")
-    assert benchmark.frozen_info(str(tf / "m_int8.tflite"))["params"] > 0
-    assert benchmark.frozen_info(str(models["ckpt"])) == {}
+        parse_spec(str(tf / "m.tflite"), "pb")
+    assert frozen_info(str(tf / "m_int8.tflite"))["params"] > 0
+    assert frozen_info(str(models["ckpt"])) == {}
 
 
 def test_cli_missing_model_is_one_line_exit_2(tmp_path):

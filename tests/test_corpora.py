@@ -8,12 +8,12 @@ import csv
 import numpy as np
 import soundfile as sf
 
-import make_streaming_test as streams
 from kws import corpora
 from kws.audio import read_wav
 from kws.data import AudioProcessor
 from kws.pack import Pack, parse_name
 from kws.pack_data import pack_examples
+from kws.stream_making import plan
 
 RATE = 16000
 WORDS = ["yes", "on", "dog"]
@@ -135,7 +135,7 @@ def test_negative_streams_place_every_clip_about_equally_often():
     labels = ["_unknown_"] * 5 + ["_unknown_"] * 50
     other = list(range(5, 55))
     rng = np.random.RandomState(0)
-    even = streams.plan(labels, rng, 300, 1000, True, 0.2, other, -1)
-    half = streams.plan(labels, np.random.RandomState(0), 300, 1000, True, 0.2, other, 0.5)
+    even = plan(labels, rng, 300, 1000, True, 0.2, other, -1)
+    half = plan(labels, np.random.RandomState(0), 300, 1000, True, 0.2, other, 0.5)
     assert max(np.bincount([i for i, _ in even])) <= 3
     assert max(np.bincount([i for i, _ in half])) >= 8

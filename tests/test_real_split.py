@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from conftest import make_speech_commands
 
-import real
+from kws import real
 from kws.audio import read_wav, write_wav
 from kws.data import AudioProcessor
 from kws.folders import speaker_id, which_set

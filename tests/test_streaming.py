@@ -14,6 +14,7 @@ import soundfile as sf
 
 from kws.audio import read_wav, write_wav
 from kws.common import UserError
+from kws.stream_metrics import TfExampleFigures, WakewordFigures
 from kws.streaming import (
     Detection,
     Recognizer,
@@ -26,8 +27,6 @@ from kws.streaming import (
     save_settings,
     score_stream,
     tf_example_settings,
-    tf_example_stats,
-    wakeword_stats,
 )
 from kws.zoo import build_model
 
@@ -174,13 +173,13 @@ def test_measures_on_hand_made_detections():
              Detection(9700, "left", 0.9),                               # on an unknown: FA
              Detection(13000 + 1750, "go", 0.9),                         # at the edge: hit
              Detection(20000, "_unknown_", 0.8)]                         # not a command
-    ww = wakeword_stats(found, truth, 3600, ["yes", "no", "up", "left", "go"])
-    assert ww["command_words"] == 3 and ww["detected"] == 2 and ww["false_accepts"] == 3
-    assert ww["false_accepts_per_hour"] == 3 and ww["miss_rate_by_word"] == {
+    ww = WakewordFigures.of(found, truth, 3600, ["yes", "no", "up", "left", "go"])
+    assert ww.command_words == 3 and ww.detected == 2 and ww.false_accepts == 3
+    assert ww.false_accepts_per_hour == 3 and ww.miss_rate_by_word == {
         "go": 0.0, "no": 1.0, "yes": 0.0}
-    tf = tf_example_stats(found, truth, tolerance_ms=1500)
-    assert tf["ground_truth_words"] == 4
-    assert tf["correct"] == pytest.approx(2 / 4) and tf["false_positive"] == pytest.approx(1 / 4)
+    tf = TfExampleFigures.of(found, truth, tolerance_ms=1500)
+    assert tf.ground_truth_words == 4
+    assert tf.correct == pytest.approx(2 / 4) and tf.false_positive == pytest.approx(1 / 4)
 
 
 def test_false_accepts_are_counted_by_the_clip_they_fired_on():
@@ -189,19 +188,19 @@ def test_false_accepts_are_counted_by_the_clip_they_fired_on():
     found = [Detection(2200, "right", 0.9), Detection(9900, "right", 0.95),
              Detection(5900, "on", 0.9), Detection(30000, "go", 0.9),  # noise: no word near
              Detection(6000, "_unknown_", 0.9)]
-    ww = wakeword_stats(found, truth, 3600, ["right", "on", "go"])
-    assert ww["false_accepts"] == 4
-    assert ww["false_accepts_by_clip"] == [
+    ww = WakewordFigures.of(found, truth, 3600, ["right", "on", "go"])
+    assert ww.false_accepts == 4
+    assert ww.false_accepts_by_clip == [
         {"heard": "_unknown_/tree_a.wav", "fired": "right", "count": 2},
         {"heard": "six/b.wav", "fired": "on", "count": 1},
         {"heard": "", "fired": "go", "count": 1}]
-    assert ww["distinct_clips"] == 2 and ww["clips_fired_on"] == 2
-    assert "false_accepts_by_clip" not in wakeword_stats(found, [t[:2] for t in truth], 3600,
-                                                         ["right"])
+    assert ww.distinct_clips == 2 and ww.clips_fired_on == 2
+    assert "false_accepts_by_clip" not in WakewordFigures.of(
+        found, [t[:2] for t in truth], 3600, ["right"]).as_json()
 
 
 def test_rounds_draw_every_clip_once_before_any_repeats():
-    from make_streaming_test import Rounds
+    from kws.stream_making import Rounds
 
     rounds = Rounds(range(7), np.random.RandomState(0))
     for _ in range(3):
@@ -253,8 +252,8 @@ def test_a_stream_whose_detections_are_known_exactly():
     assert [d.label for d in recognize(times, probs, LABELS, settings)] == words
     tf_found = recognize(*score_stream(ToneModel(), [audio], 30), LABELS, tf_example_settings())
     assert [d.label for d in tf_found] == ["yes", "no", "up", "yes"]  # the quirk: one "no"
-    stats = wakeword_stats(found, truth, len(audio) / RATE, ["yes", "no", "up"])
-    assert stats["detection_rate"] == 1.0 and stats["false_accepts"] == 0
+    stats = WakewordFigures.of(found, truth, len(audio) / RATE, ["yes", "no", "up"])
+    assert stats.detection_rate == 1.0 and stats.false_accepts == 0
 
 
 # ---- the scripts ------------------------------------------------------------------------------
@@ -376,13 +375,13 @@ def test_mic_without_sounddevice_says_how_to_install_it(tone_model):
     assert "pip install sounddevice" in done.stderr.strip().splitlines()[-1]
 
 
-def test_make_streaming_test_is_seeded_and_its_truth_is_right(tone_model, tmp_path):
+def test_make_streams_is_seeded_and_its_truth_is_right(tone_model, tmp_path):
     noise = tmp_path / "noise"
     write_wav(noise / "n.wav", np.random.default_rng(3).normal(0, 0.1, 5 * RATE))
     args = ["--data_dir", tone_model["data"], "--noise_dir", noise, "--minutes", "0.5",
             "--snr_db", "20", "--seed", "4"]
-    script("make_streaming_test.py", *args, "--out", tmp_path / "a.wav")
-    script("make_streaming_test.py", *args, "--out", tmp_path / "b.wav", "--metrics_json",
+    script("make_streams.py", *args, "--out", tmp_path / "a.wav")
+    script("make_streams.py", *args, "--out", tmp_path / "b.wav", "--metrics_json",
            tmp_path / "b.json")
     assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
     truth = read_ground_truth(tmp_path / "a.csv")
@@ -394,12 +393,12 @@ def test_make_streaming_test_is_seeded_and_its_truth_is_right(tone_model, tmp_pa
     for _, onset in truth:  # speech starts at each onset: louder than the gap before it
         i = int(onset * 16)
         assert np.abs(audio[i:i + 1600]).max() > 2 * np.abs(audio[i - 3200:i - 1600]).max()
-    script("make_streaming_test.py", *args, "--negative", "--out", tmp_path / "n.wav")
+    script("make_streams.py", *args, "--negative", "--out", tmp_path / "n.wav")
     assert {label for label, _ in read_ground_truth(tmp_path / "n.csv")} == {"_unknown_"}
     # other speech (a flat folder, no labels) joins the negative stream; each clip is named
     for k in range(3):
         write_wav(tmp_path / "other" / f"talk{k}.wav", tone(700 + 50 * k, 0.5))
-    script("make_streaming_test.py", *args, "--negative", "--other_dir", tmp_path / "other",
+    script("make_streams.py", *args, "--negative", "--other_dir", tmp_path / "other",
            "--other_share", "0.5", "--out", tmp_path / "o.wav", "--metrics_json",
            tmp_path / "o.json")
     placed = read_ground_truth(tmp_path / "o.csv", with_clips=True)
@@ -411,7 +410,7 @@ def test_make_streaming_test_is_seeded_and_its_truth_is_right(tone_model, tmp_pa
     n = len(set(unknown))  # shuffled rounds: no clip twice before every clip once
     rounds = [unknown[i:i + n] for i in range(0, len(unknown), n)]
     assert all(len(set(r)) == len(r) for r in rounds)
-    bad = script("make_streaming_test.py", *args, "--minutes", "0", "--out", tmp_path / "x.wav",
+    bad = script("make_streams.py", *args, "--minutes", "0", "--out", tmp_path / "x.wav",
                  check=False)
     assert bad.returncode == 2 and not (tmp_path / "x.wav").exists()
 
@@ -548,3 +547,36 @@ def test_streaming_scripts_refuse_what_they_cannot_measure(tone_model, known_str
     done = script("recognize_commands.py", "--model", tone_model["tflite"], "--wav", short,
                   check=False)
     assert done.returncode == 2 and "shorter than one second" in done.stderr
+
+
+def test_a_recipe_measures_streams_in_process_as_streaming_accuracy_does(tone_model, tmp_path,
+                                                                        monkeypatch):
+    """kws.recipe.streaming_figures reads typed figures (kws.stream_eval), not a subprocess's
+    JSON: its metrics files hold what streaming_accuracy.py writes for the same streams."""
+    from kws.recipe import streaming_figures
+
+    noise = tmp_path / "noise"
+    write_wav(noise / "n.wav", np.random.default_rng(3).normal(0, 0.1, 5 * RATE))
+    for name in ("m_int8.tflite", "m_labels.txt", "m_stream_body_int8.tflite", "m_stream.npz"):
+        (tmp_path / name).write_bytes((tone_model["tflite"].parent / name).read_bytes())
+    model, out = tmp_path / "m_int8.tflite", tmp_path / "streams"
+    monkeypatch.chdir(REPO)
+    summary = streaming_figures(sys.executable, str(model), str(tone_model["data"]),
+                                str(tone_model["data"]), str(noise), str(out), minutes=0.5,
+                                negative_minutes=0.5, target_fa_per_hour=1e9,
+                                recognizer={"stride_ms": 20})
+    stored = json.loads((tmp_path / "m_streaming.json").read_text())
+    assert stored["stride_ms"] == 20 == summary["settings"]["stride_ms"]
+    assert stored["detection_threshold"] == summary["chosen_on_validation"]["threshold"]
+    test = json.loads((out / "test.metrics.json").read_text())
+    assert summary["ours"]["detection_rate"] == test["result"]["positive"]["detection_rate"]
+    assert summary["tf_example"]["tf_example_figures"] == \
+        test["tf_example_recognizer"]["tf_example"]
+    assert (out / "validation_det.png").exists() and (out / "test_det.png").exists()
+    script("streaming_accuracy.py", "--model", model, "--wav", out / "test.wav",
+           "--negative_wav", out / "test_negative.wav", "--also_tf_example", "--sweep",
+           "--metrics_json", tmp_path / "script.json")
+    by_script = json.loads((tmp_path / "script.json").read_text())
+    for record in (test, by_script):
+        del record["real_time_factor"]
+    assert by_script == test

@@ -1,30 +1,20 @@
-"""Make long test audio with ground truth: words at random times over background noise.
+"""Long test audio with ground truth (what make_streams.py makes): clips of labelled folders
+placed at random times over background noise, as the TF speech_commands example's
+generate_streaming_test_wav, with OUT.csv of `label,time_ms,clip` for each word.
 
-    python make_streaming_test.py --data_dir data/real/held_out \
-        --noise_dir ../shared/data/background_noise --minutes 20 --out data/streams/held_out.wav
-
-Like the TF speech_commands example's generate_streaming_test_wav: clips of labelled folders
-(`<label>/*.wav`: command words, unknown words, silence is simply the gaps; --data_dir may be
-given more than once) are placed one after another with random gaps over background noise at a
-chosen SNR, and OUT.csv lists `label,time_ms,clip` for each word: the moment its speech starts
-in the stream (the first 10 ms frame within 30 dB of the clip's loudest) and the file it came
-from. `--negative` leaves the command words out (unknown words and noise only): the stream to
-count false accepts per hour on. `--other_dir` adds other speech that holds no command word
-(every clip counts as `_unknown_`; --other_share of the non-command placements). Clips are
-drawn in shuffled rounds, each once before any repeats, so an hour of negatives spreads over
-every clip there is rather than leaning on a few. The same flags and --seed give the same bytes;
-the stream is written in blocks, atomically, so an hour of audio never sits in memory whole.
+    summary = make_stream("data/streams/test.wav", ["data/real/held_out"],
+                          "../shared/data/background_noise", minutes=20)
 """
 
-import argparse
 import os
 import sys
 
 import numpy as np
+import soundfile as sf
 
 from kws import CLIP_SAMPLES, SAMPLE_RATE
 from kws.audio import read_many, read_wav
-from kws.common import UserError, atomic_path, require_dir, run_cli, write_metrics
+from kws.common import UserError, atomic_path, require_dir
 from kws.data import EVAL_NOISE_FRACTION
 from kws.folders import clips_in, list_test_clips
 from kws.labels import COMPETITION_WORDS, SILENCE_LABEL, UNKNOWN_LABEL, competition_label
@@ -136,8 +126,6 @@ def read_clips(data_dirs, other_dirs):
 
 def write_stream(out, clips, placed, noise, noise_rms, seconds, rng, block_seconds=60):
     """Mix the placed clips over the noise loop, block by block, into a 16-bit WAV at out."""
-    import soundfile as sf
-
     total = int(seconds * SAMPLE_RATE)
     block = block_seconds * SAMPLE_RATE
     offset = rng.randint(len(noise))
@@ -154,72 +142,33 @@ def write_stream(out, clips, placed, noise, noise_rms, seconds, rng, block_secon
                 f.write(np.clip(mix, -1, 1).astype(np.float32))
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data_dir", required=True, action="append",
-                        help="labelled clips, <label>/*.wav (a held-out set, a test folder); "
-                             "may be given more than once")
-    parser.add_argument("--other_dir", action="append", default=[],
-                        help="other speech with no command word in it (any layout; every clip "
-                             "counts as _unknown_); may be given more than once")
-    parser.add_argument("--other_share", type=float, default=0.5,
-                        help="share of the non-command placements drawn from --other_dir "
-                             "(-1: in proportion to the number of clips, so that each clip is "
-                             "placed about equally often)")
-    parser.add_argument("--noise_dir", required=True, help="background noise recordings")
-    parser.add_argument("--noise_part", choices=NOISE_PARTS, default="all",
-                        help="tail: only the end of each recording that training never mixes "
-                             "in (input_data keeps it for evaluation); head: the rest")
-    parser.add_argument("--minutes", type=float, default=10.0, help="length of the stream")
-    parser.add_argument("--gap_ms", type=float, default=2000.0,
-                        help="mean silence between two clips")
-    parser.add_argument("--snr_db", type=float, default=20.0,
-                        help="the median clip's RMS over the noise's RMS, in dB (20: about what "
-                             "the TF example's background_volume 0.1 gives on the Speech "
-                             "Commands noise recordings, 22 dB)")
-    parser.add_argument("--unknown_share", type=float, default=0.2,
-                        help="share of placed clips that are unknown words")
-    parser.add_argument("--negative", action="store_true",
-                        help="no command words: unknown words and noise only")
-    parser.add_argument("--out", required=True, help="the stream to write; OUT.csv beside it")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--metrics_json", default="", help="also write a summary as JSON")
-    args = parser.parse_args(argv)
-    if not (0 < args.minutes < 1e4 and 0 < args.gap_ms < 1e7 and 0 <= args.unknown_share <= 1
-            and (0 <= args.other_share <= 1 or args.other_share == -1)
-            and -60 < args.snr_db < 120):
-        raise UserError("need --minutes in (0, 10000), --gap_ms > 0, --unknown_share in "
-                        "[0, 1], --other_share in [0, 1] or -1, and --snr_db in (-60, 120)")
-
-    clips, labels, paths, other = read_clips(args.data_dir, args.other_dir)
-    rng = np.random.RandomState(args.seed)
-    seconds = args.minutes * 60
-    placed = plan(labels, rng, seconds, args.gap_ms, args.negative, args.unknown_share, other,
-                  args.other_share)
+def make_stream(out, data_dirs, noise_dir, other_dirs=None, minutes=10.0, gap_ms=2000.0,
+                snr_db=20.0, unknown_share=0.2, other_share=0.5, negative=False,
+                noise_part="all", seed=0):
+    """Write the stream `out` and its ground truth OUT.csv (make_streams.py's flags, checked
+    there); returns the summary make_streams.py writes as --metrics_json."""
+    clips, labels, paths, other = read_clips(list(data_dirs), list(other_dirs or []))
+    rng = np.random.RandomState(seed)
+    seconds = minutes * 60
+    placed = plan(labels, rng, seconds, gap_ms, negative, unknown_share, other, other_share)
     rms = np.sqrt(np.mean(clips.astype(np.float64) ** 2, axis=1))
-    noise_rms = float(np.median(rms) / 10 ** (args.snr_db / 20))
-    noise = load_noise(args.noise_dir, args.noise_part, EVAL_NOISE_FRACTION)
+    noise_rms = float(np.median(rms) / 10 ** (snr_db / 20))
+    noise = load_noise(noise_dir, noise_part, EVAL_NOISE_FRACTION)
     truth = [(labels[i], (t + speech_onset(clips[i])) * 1000 / SAMPLE_RATE, clip_name(paths[i]))
              for i, t in placed]
-    truth_path = os.path.splitext(args.out)[0] + ".csv"
+    truth_path = os.path.splitext(out)[0] + ".csv"
     if os.path.exists(truth_path):
         os.remove(truth_path)  # never an old ground truth beside new audio, even if killed
-    write_stream(args.out, clips, placed, noise, noise_rms, seconds, rng)
+    write_stream(out, clips, placed, noise, noise_rms, seconds, rng)
     write_ground_truth(truth_path, truth)
     commands = sum(label in COMPETITION_WORDS for label, _, _ in truth)
     other = set(other)
-    summary = {"wav": args.out, "ground_truth": truth_path, "seconds": seconds,
+    summary = {"wav": out, "ground_truth": truth_path, "seconds": seconds,
                "words": len(truth), "command_words": commands, "unknown_words": len(truth) -
                commands, "other_speech": sum(i in other for i, _ in placed),
-               "distinct_clips": len({i for i, _ in placed}), "negative": args.negative,
+               "distinct_clips": len({i for i, _ in placed}), "negative": negative,
                "max_placements": int(np.bincount([i for i, _ in placed]).max()) if placed else 0,
-               "snr_db": args.snr_db,
-               "noise_part": args.noise_part, "seed": args.seed}
-    write_metrics(args.metrics_json, summary)
-    print(f"wrote {args.out} ({seconds / 60:.1f} min) and {truth_path}: {commands} command words, "
+               "snr_db": snr_db, "noise_part": noise_part, "seed": seed}
+    print(f"wrote {out} ({seconds / 60:.1f} min) and {truth_path}: {commands} command words, "
           f"{len(truth) - commands} unknown words", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    run_cli(main)
+    return summary

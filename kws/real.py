@@ -1,0 +1,379 @@
+"""The real-speech recipe (what real.py runs): stage the real corpora into an honest split by
+speaker, train the recipes' models, score them on held-out speakers, freeze and score the edge
+model as int8, measure keyword spotting on long audio and on running speech, and ship the edge
+model when it beats the shipped one on the same validation speakers. real.py's docstring tells
+the recipe; here is how.
+
+    results = run_recipe("../shared/data", "data/real", ["edge"], cap_minutes=90)
+
+Light: every step that trains or freezes runs as the script a user would type (kws.recipe), so
+this process never loads TensorFlow (the zoo comparison, kws.zoo_compare, does).
+"""
+
+import json
+import os
+import re
+import shutil
+import sys
+
+import numpy as np
+from scipy import fft
+
+from kws import CLIP_SAMPLES
+from kws.audio import read_wav
+from kws.common import atomic_write_text, require_dir, require_file
+from kws.corpora import (
+    EXTRA_SALT,
+    EXTRA_VALIDATION_PERCENT,
+    link_into,
+    stage_extra,
+    stage_other_speech,
+    stage_running_speech,
+)
+from kws.data import EVAL_NOISE_FRACTION
+from kws.folders import (
+    REAL_SALT,
+    REAL_TESTING_PERCENT,
+    REAL_VALIDATION_PERCENT,
+    scan_data_dir,
+    which_set,
+)
+from kws.labels import SILENCE_LABEL
+from kws.recipe import (
+    STREAM_RECOGNIZER,
+    best_checkpoint,
+    print_streaming,
+    read_state,
+    run_scored_step,
+    run_step,
+    running_speech_rate,
+    stage_set,
+    streaming_figures,
+    training_record,
+)
+from kws.shipped import AUDIO_DATA, PACK_DATA, ship
+
+DIGITS = "zero one two three four five six seven eight nine".split()
+# The split, stated once: speakers by a salted hash; silence by where its noise came from
+SPLIT_SALT, VALIDATION_PERCENT, TESTING_PERCENT = REAL_SALT, REAL_VALIDATION_PERCENT, \
+    REAL_TESTING_PERCENT
+# the spoken-digit speakers kept out of training, as other speech for the negative streams
+DIGIT_SPEAKERS = {"validation": ("lucas",), "testing": ("theo",)}
+# the validation speakers, named: a model is shipped by its accuracy on them, compared only
+# with a model chosen on the same speakers
+VALIDATION_SPLIT = (f"dev:{SPLIT_SALT}/{VALIDATION_PERCENT:g}%"
+                    f"+extra:{EXTRA_SALT}/{EXTRA_VALIDATION_PERCENT:g}%")
+CROP_MATCH = 0.99  # normalised correlation above which a silence clip is a crop of a recording
+RECIPES = {  # name -> config; each config's "epochs" is its training budget
+    "edge": "experiments/real_edge_voices.json",  # the pack and the extra voices too
+    "seed195": "experiments/real_seed195.json",
+    "tutorial_conv": "experiments/real_tutorial_conv.json",
+    # the edge model without the spectrogram pack, the same model and steps: the pack's gain
+    "edge_audio_only": "experiments/real_edge_pack_audio_only.json",
+    # a wider edge model, trained first: the edge model then distils from it
+    "teacher": "experiments/real_teacher.json",
+}
+DISTILL = ["--distill_weight", "0.5", "--distill_temperature", "2"]
+TTA = ["--tta_shift=-1600,1600", "--tta_gain", "1.25"]
+
+
+def stage_v001(shared, out):
+    """The v0.01 sample as out/<set>/<word>/<file> links, its speakers split by the same salted
+    hash as the dev speakers: the training part trains, the others join their set's streams."""
+    source = require_dir(os.path.join(shared, "speech_commands_v0.01_sample"), "v0.01 sample")
+    if os.path.isdir(out):
+        shutil.rmtree(out)
+    for word in sorted(os.listdir(source)):
+        folder = os.path.join(source, word)
+        if not os.path.isdir(folder) or word.startswith("_"):
+            continue
+        for name in sorted(os.listdir(folder)):
+            if name.lower().endswith(".wav"):
+                which = which_set(name, VALIDATION_PERCENT, TESTING_PERCENT, SPLIT_SALT)
+                link_into(os.path.join(folder, name), os.path.join(out, which, word, name))
+    return set_folders(out)
+
+
+def stage_digits(shared, out):
+    """Free Spoken Digits as out/<set>/<word>/<speaker>_nohash_<n>.wav links, so they read as
+    words: DIGIT_SPEAKERS name the speakers of the validation and the testing streams' other
+    speech, the rest train (as unknown words)."""
+    source = require_dir(os.path.join(shared, "free_spoken_digits", "recordings"),
+                         "free spoken digits")
+    if os.path.isdir(out):
+        shutil.rmtree(out)
+    for name in sorted(os.listdir(source)):
+        match = re.fullmatch(r"(\d)_([a-z]+)_(\d+)\.wav", name)
+        if not match:
+            continue
+        digit, speaker, n = match.groups()
+        which = next((w for w, names in DIGIT_SPEAKERS.items() if speaker in names), "training")
+        link_into(os.path.join(source, name),
+                  os.path.join(out, which, DIGITS[int(digit)], f"{speaker}_nohash_{n}.wav"))
+    return set_folders(out)
+
+
+def set_folders(out):
+    return {which: os.path.join(out, which) for which in ("training", "validation", "testing")}
+
+
+def noise_spectra(noise_dir):
+    """{name: (samples, their rFFT, FFT size, running sum of squares)} of the noise recordings."""
+    spectra = {}
+    for name in sorted(os.listdir(noise_dir)):
+        if name.lower().endswith(".wav"):
+            r = read_wav(os.path.join(noise_dir, name), num_samples=None).astype(np.float64)
+            n = fft.next_fast_len(len(r) + CLIP_SAMPLES)
+            spectra[name] = (r, fft.rfft(r, n), n, np.concatenate([[0.0], np.cumsum(r * r)]))
+    return spectra
+
+
+def locate_crop(clip, spectra, threshold=CROP_MATCH):
+    """(recording name, start sample) where clip is a scaled crop of a noise recording, or None.
+
+    Normalised cross-correlation against every recording (one FFT each); a crop at any gain
+    scores 1.0, other audio stays far below (under 0.2 on the Speech Commands silence clips)."""
+    clip = np.asarray(clip, np.float64)
+    norm = np.linalg.norm(clip)
+    best = (threshold, None)
+    for name, (r, spectrum, n, squares) in spectra.items():
+        if norm == 0 or len(r) < len(clip):
+            continue
+        corr = fft.irfft(spectrum * fft.rfft(clip[::-1], n), n)[len(clip) - 1:len(r)]
+        energy = squares[len(clip):] - squares[:-len(clip)]
+        ncc = corr / np.sqrt(np.maximum(energy, 1e-20)) / norm
+        start = int(np.argmax(ncc))
+        if ncc[start] > best[0]:
+            best = (ncc[start], (name, start))
+    return best[1]
+
+
+def split_of(folder, fname, source, spectra, eval_fraction):
+    """'training', 'validation', 'testing' or None (left out) for one clip of the dev folder.
+
+    Speakers split by the salted hash. A silence clip cut from a noise recording is held out
+    only when it lies in the recording's tail, which training never mixes in (input_data keeps
+    the last eval_fraction for evaluation); one from the head trains or validates. A silence
+    clip of unknown source may share audio with its siblings, so it is held out or left out."""
+    which = which_set(fname, VALIDATION_PERCENT, TESTING_PERCENT, SPLIT_SALT)
+    if folder != SILENCE_LABEL:
+        return which
+    if source is None:
+        return "testing" if which == "testing" else None
+    name, start = source
+    cut = int(len(spectra[name][0]) * (1 - eval_fraction))
+    if start >= cut:
+        return "testing"
+    if start + CLIP_SAMPLES > cut:
+        return None  # straddles the cut: it holds audio that held-out crops come from
+    return "training" if which == "testing" else which
+
+
+def stage_dev_split(dev_dir, noise_dir, out):
+    """Link the dev clips into out/<folder>/<file> with validation_list.txt and testing_list.txt
+    (lists win over hashing in kws.data), so every script reads the same honest split."""
+    summary_path = os.path.join(out, "split.json")
+    recipe = {"source": os.path.abspath(dev_dir), "noise": os.path.abspath(noise_dir),
+              "salt": SPLIT_SALT, "validation_percent": VALIDATION_PERCENT,
+              "testing_percent": TESTING_PERCENT, "eval_noise_fraction": EVAL_NOISE_FRACTION,
+              "crop_match": CROP_MATCH}
+    if os.path.isfile(summary_path):
+        with open(summary_path, encoding="utf-8") as f:
+            summary = json.load(f)
+        if all(summary.get(k) == v for k, v in recipe.items()):
+            return out, summary
+    if os.path.isdir(out):
+        shutil.rmtree(out)
+    counts, sources = link_dev_split(dev_dir, noise_spectra(noise_dir), out)
+    summary = {**recipe, "counts": counts, "silence_sources": sources}
+    atomic_write_text(summary_path, json.dumps(summary, indent=1))
+    return out, summary
+
+
+def link_dev_split(dev_dir, spectra, out):
+    """Link each kept dev clip into out/ and write the validation and testing lists; returns
+    (clips per set/folder, the source found for each silence clip)."""
+    scanned = scan_data_dir(dev_dir)
+    lists = {"validation": [], "testing": []}
+    counts, sources = {}, {}
+    for folder, files in sorted(scanned.words.items()):
+        for fname in files:
+            path = os.path.join(scanned.root, folder, fname)
+            source = None
+            if folder == SILENCE_LABEL:
+                source = locate_crop(read_wav(path), spectra)
+                sources[fname] = list(source) if source else None
+            which = split_of(folder, fname, source, spectra, EVAL_NOISE_FRACTION)
+            counts[f"{which}/{folder}"] = counts.get(f"{which}/{folder}", 0) + 1
+            if which is None:
+                continue
+            link_into(path, os.path.join(out, folder, fname))
+            if which in lists:
+                lists[which].append(f"{folder}/{fname}")
+    for which, lines in lists.items():
+        atomic_write_text(os.path.join(out, f"{which}_list.txt"), "\n".join(lines) + "\n")
+    return counts, sources
+
+
+def uses_pack(config):
+    with open(config, encoding="utf-8") as f:
+        return "pack_frequency" in json.load(f)
+
+
+def train_command(py, config, data_args, exp_name, cap_minutes=0, seed=None):
+    cmd = [py, "train.py", "--config", config, "--exp_name", exp_name,
+           "--data_dir", data_args["data_dir"], "--cap_minutes", f"{cap_minutes:g}",
+           "--checkpoint_dir", "checkpoints", "--log_dir", "logs", "--resume"]
+    if uses_pack(config):
+        cmd += ["--pack", data_args["pack"]]
+    if seed is not None:
+        cmd += ["--seed", str(seed)]
+    for d in data_args["train_only"]:
+        cmd += ["--train_only_dir", d]
+    return cmd + ["--noise_dir", data_args["noise"]]
+
+
+def stage_inputs(py, shared, out_dir, models, synthetic_dir):
+    """Stage every corpus of the shared folder under out_dir; returns (data_args for
+    train_command, the staged sets {v001, digits, other, running: {set: folder}}, noise)."""
+    shared = require_dir(shared, "shared data folder")
+    noise = require_dir(os.path.join(shared, "background_noise"), "background noise")
+    dev = require_dir(os.path.join(shared, "speech_commands_test_v0.02_dev"), "v0.02 test clips")
+    staged = {"v001": stage_v001(shared, os.path.join(out_dir, "v001")),
+              "digits": stage_digits(shared, os.path.join(out_dir, "digits"))}
+    extra = stage_extra(shared, os.path.join(out_dir, "extra"))
+    staged["other"] = stage_other_speech(shared, os.path.join(out_dir, "other_speech"))
+    staged["running"] = stage_running_speech(shared, os.path.join(out_dir, "running_speech"))
+    print(f"extra speakers: {extra['speakers']}; running speech speakers: "
+          f"{staged['running']['speakers']}")
+    data_args = {
+        "pack": require_file(os.path.join(shared, "speech_commands_v0.02_spectrograms.zip"),
+                             "spectrogram pack") if any(uses_pack(RECIPES[m]) for m in models)
+        else None,
+        "data_dir": ",".join([stage_dev_split(dev, noise, os.path.join(out_dir, "dev"))[0],
+                              extra["dir"]]),
+        "noise": noise,
+        "train_only": [staged["v001"]["training"], staged["digits"]["training"],
+                       staged["other"]["training"], staged["running"]["training"],
+                       os.path.join(synthetic_dir, "train", "audio")],
+    }
+    if not os.path.isdir(data_args["train_only"][-1]):
+        run_step("synthetic speech", [py, "make_synthetic_data.py", "--out_dir", synthetic_dir])
+    return data_args, staged
+
+
+def train_and_score(py, name, data_args, held_out, out_dir, cap_minutes, seed, teacher=None):
+    """Train one recipe (distilled from teacher's checkpoint for edge) and score its best
+    checkpoint on the held-out speakers with TTA; returns its results entry."""
+    distils = name == "edge" and teacher is not None
+    exp = f"real_{name}" + ("_kd" if distils else "") + \
+        (f"_s{seed}" if seed is not None else "")
+    cmd = train_command(py, RECIPES[name], data_args, exp, cap_minutes, seed)
+    if distils:
+        cmd += ["--teacher_checkpoint", teacher, *DISTILL]
+    run_step(f"train {name}" + (" (distilled from the teacher)" if distils else ""), cmd)
+    checkpoint = best_checkpoint(os.path.join("checkpoints", exp))
+    scored = run_scored_step(f"score {name} on held-out speakers (TTA)", [
+        py, "make_submission.py", "--checkpoint", checkpoint, "--test_data", held_out,
+        "--submission_fn", os.path.join(out_dir, name, "held_out.csv"), *TTA,
+        "--fresh"], os.path.join(out_dir, name, "held_out.metrics.json"))
+    return {"checkpoint": checkpoint, "accuracy_tta": scored["accuracy"],
+            "recall_tta": scored["recall"], "validation_accuracy":
+            read_state(os.path.join("checkpoints", exp))["best_val_accuracy"],
+            **training_record(os.path.join("checkpoints", exp))}
+
+
+def edge_figures(py, results, data_args, staged, held_out, out_dir, tf_dir, stream_minutes,
+                 negative_stream_minutes):
+    """Freeze and score the edge model as int8, then its keyword spotting on long audio and on
+    running speech; adds them to results."""
+    v001, digits, other, running = (staged[k] for k in ("v001", "digits", "other", "running"))
+    results["edge_int8"] = freeze_and_score_edge(py, results["models"]["edge"]["checkpoint"],
+                                                 data_args, held_out, out_dir, tf_dir)
+    validation = stage_set(data_args["data_dir"], "validation",
+                           os.path.join(out_dir, "validation"))[0]
+    results["validation"] = {"accuracy": results["models"]["edge"]["validation_accuracy"],
+                             "split": VALIDATION_SPLIT}
+    model = os.path.join(tf_dir, "model_int8.tflite")
+    results["streaming"] = streaming_figures(
+        py, model, [validation, v001["validation"]], [held_out, v001["testing"]],
+        data_args["noise"], os.path.join(out_dir, "streams"), stream_minutes,
+        negative_stream_minutes, recognizer=STREAM_RECOGNIZER,
+        other_speech={"validation": [digits["validation"], other["validation"]],
+                      "test": [digits["testing"], other["testing"]]}, other_share=-1)
+    results["running_speech"] = {
+        which: running_speech_rate(py, model, running[which],
+                                   os.path.join(out_dir, "streams", f"running_{which}.csv"))
+        for which in ("validation", "testing")}
+
+
+def run_recipe(shared, out_dir, models, cap_minutes=90.0, stream_minutes=20.0,
+               negative_stream_minutes=120.0, seed=None, synthetic_dir="data/synthetic",
+               ship_model=True):
+    """The whole recipe (real.py without --zoo_cpu_minutes); writes out_dir/results.json and
+    returns the results."""
+    py = sys.executable
+    data_args, staged = stage_inputs(py, shared, out_dir, models, synthetic_dir)
+    held_out, n_speakers, n_clips = stage_set(data_args["data_dir"], "testing",
+                                              os.path.join(out_dir, "held_out"))
+    data_args["calibration"] = stage_set(data_args["data_dir"], "training",
+                                         os.path.join(out_dir, "calibration"))[0]
+    results = {"held_out_speakers": n_speakers, "held_out_clips": n_clips, "models": {}}
+    tf_dir = tf_dir_of(out_dir)
+    for name in sorted(models, key=lambda m: m != "teacher"):  # a teacher trains first
+        teacher = results["models"].get("teacher", {}).get("checkpoint")
+        results["models"][name] = train_and_score(py, name, data_args, held_out, out_dir,
+                                                  cap_minutes, seed, teacher)
+    if "edge" in models:
+        edge_figures(py, results, data_args, staged, held_out, out_dir, tf_dir, stream_minutes,
+                     negative_stream_minutes)
+    results["tf_dir"] = tf_dir
+    path = os.path.join(out_dir, "results.json")
+    atomic_write_text(path, json.dumps(results, indent=1))
+    print_summary(results, path)
+    if "edge" in models and ship_model:
+        data = AUDIO_DATA + (PACK_DATA if uses_pack(RECIPES["edge"]) else "")
+        print(ship(tf_dir, results, data=data)[1])
+    return results
+
+
+def tf_dir_of(out_dir):
+    """Where a run's frozen models go: tf_files/<name of its out_dir> (data/real ->
+    tf_files/real), so runs of other seeds keep theirs apart."""
+    return os.path.join("tf_files", os.path.basename(os.path.normpath(out_dir)))
+
+
+def freeze_and_score_edge(py, checkpoint, data_args, held_out, out_dir, tf_dir):
+    os.makedirs(tf_dir, exist_ok=True)
+    run_step("freeze the edge model", [
+        py, "freeze_graph.py", "--checkpoint", checkpoint, "--frozen_path",
+        os.path.join(tf_dir, "model.pb"), "--output_labels", os.path.join(tf_dir, "labels.txt"),
+        "--calibration_data", data_args["calibration"], "--num_calibration", "300"])
+    result = {}
+    for kind, model_file in (("float", "model.tflite"), ("int8", "model_int8.tflite")):
+        scored = run_scored_step(f"score the {kind} .tflite one clip at a time", [
+            py, "make_submission_on_rpi.py", "--model", os.path.join(tf_dir, model_file),
+            "--test_data", held_out, "--labels", os.path.join(tf_dir, "labels.txt"),
+            "--submission_fn", os.path.join(out_dir, "edge", f"held_out_{kind}.csv")],
+            os.path.join(out_dir, "edge", f"held_out_{kind}.metrics.json"))
+        result[kind] = {"accuracy": scored["accuracy"], "recall": scored["recall"],
+                        "latency_ms": scored["latency_ms_median"],
+                        "size_bytes": scored["model_bytes"]}
+    return result
+
+
+def print_summary(results, path):
+    print(f"\n=== results on {results['held_out_clips']} clips of "
+          f"{results['held_out_speakers']} held-out speakers")
+    for name, r in results["models"].items():
+        print(f"{name:<14} accuracy with TTA {r['accuracy_tta']:.4f} after {r['epochs']} epochs "
+              f"(stopped by {r['stopped_by']}, {r['train_wall_minutes']} min)")
+    for kind, r in results.get("edge_int8", {}).items():
+        print(f"edge .tflite {kind:<6} accuracy {r['accuracy']:.4f} (no TTA), "
+              f"{r['latency_ms']:.3f} ms/clip, {r['size_bytes']:,} bytes")
+    if "streaming" in results:
+        print_streaming(results["streaming"])
+    for which, r in results.get("running_speech", {}).items():
+        print(f"running speech ({which} speakers, {r['minutes']} min): "
+              f"{r['detections_per_hour']} command detections per hour {r['by_word']}")
+    print(f"results: {path}; frozen models: {results.get('tf_dir')}")

@@ -1,0 +1,236 @@
+"""Score long audio streams with a model and measure its recognizer on them, in this process:
+what streaming_accuracy.py runs and what the recipes (demo.py, real.py) call. The figures are
+typed (kws.stream_metrics); `StreamReport.as_json()` is streaming_accuracy.py's --metrics_json.
+
+    report = measure_streams(["model_int8.tflite"], "test.wav", "test_negative.wav",
+                             load_settings("model_int8.tflite"), sweep=True)
+    print(report.result.positive.detection_rate, report.chosen)
+"""
+
+import dataclasses
+import os
+import time
+
+import numpy as np
+import soundfile as sf
+
+from kws import SAMPLE_RATE
+from kws.audio import stream_wav
+from kws.common import UserError, atomic_path
+from kws.labels import COMPETITION_WORDS
+from kws.runtime import load_streaming_models
+from kws.stream_metrics import TfExampleFigures, WakewordFigures
+from kws.streaming import (
+    StreamSettings,
+    read_ground_truth,
+    recognize,
+    save_settings,
+    score_stream,
+    tf_example_settings,
+)
+
+SWEEP = np.round(np.concatenate([np.arange(0.30, 0.89, 0.05), np.arange(0.90, 0.995, 0.01)]), 2)
+
+
+@dataclasses.dataclass
+class ScoredStream:
+    """One stream's ground truth and the model's scores of every hop."""
+    wav: str
+    truth: list
+    times: np.ndarray
+    probs: np.ndarray
+    seconds: float
+    cpu_seconds: float
+
+
+@dataclasses.dataclass
+class StreamResult:
+    """The figures of one recognizer over a positive stream (and a negative one)."""
+    settings: StreamSettings
+    tf_example: TfExampleFigures
+    positive: WakewordFigures
+    negative: WakewordFigures | None
+    detections: list  # (time_ms, label, score) on the positive stream
+
+    def as_json(self):
+        record = {"settings": dataclasses.asdict(self.settings),
+                  "tf_example": self.tf_example.as_json(), "positive": self.positive.as_json()}
+        if self.negative is not None:
+            record["negative"] = self.negative.as_json()
+        record["detections"] = self.detections
+        return record
+
+
+@dataclasses.dataclass
+class SweepPoint:
+    threshold: float
+    detection_rate: float | None
+    false_accepts_per_hour: float | None
+
+
+@dataclasses.dataclass
+class StreamReport:
+    """Everything streaming_accuracy.py measures; its JSON keys are the field names."""
+    model: str
+    also_models: list
+    wav: str
+    negative_wav: str | None
+    real_time_factor: float
+    hops: int
+    result: StreamResult
+    tf_example_recognizer: StreamResult | None = None
+    sweep: list | None = None  # [SweepPoint]; None: no sweep was asked for
+    chosen: SweepPoint | None = None
+
+    def as_json(self):
+        record = {"model": self.model, "also_models": self.also_models, "wav": self.wav,
+                  "negative_wav": self.negative_wav, "real_time_factor": self.real_time_factor,
+                  "hops": self.hops, "result": self.result.as_json()}
+        if self.tf_example_recognizer is not None:
+            record["tf_example_recognizer"] = self.tf_example_recognizer.as_json()
+        if self.sweep is not None:
+            record["sweep"] = [dataclasses.asdict(p) for p in self.sweep]
+            record["chosen"] = dataclasses.asdict(self.chosen) if self.chosen else None
+        return record
+
+
+def stream_duration_s(path):
+    try:
+        return sf.info(path).duration
+    except Exception as e:
+        raise UserError(f"{path}: not readable audio ({e})") from None
+
+
+def load_stream(model, wav, truth_path, stride_ms, negative=False):
+    """Score one stream (truth_path: default WAV's .csv); a positive one must hold a command."""
+    truth_path = truth_path or os.path.splitext(wav)[0] + ".csv"
+    truth = read_ground_truth(truth_path, with_clips=True)
+    if not negative and not any(label in COMPETITION_WORDS for label, _, _ in truth):
+        raise UserError(f"{truth_path} names no command word: pass a stream without any as "
+                        "--negative_wav")
+    t0 = time.process_time()
+    times, probs = score_stream(model, stream_wav(wav, SAMPLE_RATE), stride_ms)
+    seconds = stream_duration_s(wav)
+    cpu_seconds = time.process_time() - t0
+    if not len(times):
+        raise UserError(f"{wav}: shorter than one second, nothing to score")
+    return ScoredStream(wav, truth, times, probs, seconds, cpu_seconds)
+
+
+def evaluate(labels, settings, positive, negative, after_ms=1750.0, tolerance_ms=1500.0):
+    """The figures of one recognizer over the scored streams (negative may be None)."""
+    found = recognize(positive.times, positive.probs, labels, settings)
+    negative_figures = None
+    if negative:
+        false_found = recognize(negative.times, negative.probs, labels, settings)
+        negative_figures = WakewordFigures.of(false_found, negative.truth, negative.seconds,
+                                              COMPETITION_WORDS, after_ms)
+    return StreamResult(
+        settings=settings, tf_example=TfExampleFigures.of(found, positive.truth, tolerance_ms),
+        positive=WakewordFigures.of(found, positive.truth, positive.seconds, COMPETITION_WORDS,
+                                    after_ms),
+        negative=negative_figures, detections=[(d.time_ms, d.label, d.score) for d in found])
+
+
+def sweep_thresholds(labels, settings, positive, negative, after_ms, tolerance_ms):
+    """A SweepPoint for every threshold of SWEEP (false accepts: on the negative stream)."""
+    points = []
+    for threshold in SWEEP:
+        s = dataclasses.replace(settings, detection_threshold=float(threshold))
+        r = evaluate(labels, s, positive, negative, after_ms, tolerance_ms)
+        points.append(SweepPoint(float(threshold), r.positive.detection_rate,
+                                 (r.negative or r.positive).false_accepts_per_hour))
+    return points
+
+
+def choose_threshold(points, target_fa_per_hour):
+    """The sweep point that detects most within the false-accept budget (None if none fits)."""
+    fits = [p for p in points if p.false_accepts_per_hour <= target_fa_per_hour]
+    return max(fits, key=lambda p: (p.detection_rate, p.threshold)) if fits else None
+
+
+def measure_streams(models, wav, negative_wav, settings, *, labels_path=None, threads=1,
+                    ground_truth="", negative_ground_truth="", after_ms=1750.0,
+                    tolerance_ms=1500.0, also_tf_example=False, sweep=False,
+                    target_fa_per_hour=2.0):
+    """Score the streams with models (several: an averaged ensemble) and measure `settings`,
+    and with also_tf_example the TF example's recognizer, and with sweep every threshold."""
+    def scored(stride_ms):
+        model, labels = load_streaming_models(models, labels_path, threads, stride_ms)
+        pos = load_stream(model, wav, ground_truth, stride_ms)
+        neg = load_stream(model, negative_wav, negative_ground_truth, stride_ms,
+                          negative=True) if negative_wav else None
+        return labels, pos, neg
+
+    labels, positive, negative = scored(settings.stride_ms)
+    streams = [s for s in (positive, negative) if s]
+    report = StreamReport(
+        model=models[0], also_models=list(models[1:]), wav=wav,
+        negative_wav=negative_wav or None,
+        real_time_factor=sum(s.cpu_seconds for s in streams) / sum(s.seconds for s in streams),
+        hops=len(positive.times),
+        result=evaluate(labels, settings, positive, negative, after_ms, tolerance_ms))
+    if also_tf_example:
+        base = tf_example_settings()
+        base_labels, pos, neg = scored(base.stride_ms) \
+            if base.stride_ms != settings.stride_ms else (labels, positive, negative)
+        report.tf_example_recognizer = evaluate(base_labels, base, pos, neg, after_ms,
+                                                tolerance_ms)
+    if sweep:
+        report.sweep = sweep_thresholds(labels, settings, positive, negative, after_ms,
+                                        tolerance_ms)
+        report.chosen = choose_threshold(report.sweep, target_fa_per_hour)
+    return report
+
+
+def save_chosen(model, report, target_fa_per_hour):
+    """Store the report's settings with its chosen threshold beside the model; returns the
+    path."""
+    picked = dataclasses.replace(report.result.settings,
+                                 detection_threshold=report.chosen.threshold)
+    return save_settings(model, picked, {"chosen_on": [report.wav, report.negative_wav or ""],
+                                         "target_fa_per_hour": target_fa_per_hour})
+
+
+def plot_det(points, path, title):
+    """The DET curve of a sweep (miss rate against false accepts per hour) as a PNG."""
+    import matplotlib  # heavy, and pyplot must come after use("Agg"): only a plot needs it
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fa = [max(p.false_accepts_per_hour, 0.1) for p in points]
+    miss = [1 - p.detection_rate for p in points]
+    ax.plot(fa, miss, "o-", ms=3)
+    for p, x, y in zip(points, fa, miss):
+        if round(p.threshold * 100) % 10 == 0 or p.threshold >= 0.95:
+            ax.annotate(f"{p.threshold:.2f}", (x, y), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("false accepts per hour (negative stream)")
+    ax.set_ylabel("miss rate (command words)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def describe(name, r):
+    """Lines that tell one StreamResult."""
+    tf, pos, neg = r.tf_example, r.positive, r.negative
+    lines = [f"{name}: {pos.detected}/{pos.command_words} command words detected "
+             f"({pos.detection_rate:.1%}), {pos.false_accepts} false accepts on the stream"
+             + (f"; negative stream: {neg.false_accepts} in {neg.hours:.2f} h = "
+                f"{neg.false_accepts_per_hour:.1f} per hour" if neg else "")]
+    worst = ((neg and neg.false_accepts_by_clip) or [])[:3]
+    if worst:
+        lines.append(f"  negative stream: false accepts on {neg.clips_fired_on} of its "
+                     f"{neg.distinct_clips} distinct clips, most often on: " + "; ".join(
+                         f"{w['heard'] or 'noise'} as {w['fired']} ({w['count']})"
+                         for w in worst))
+    lines.append(f"  TF example figures: {tf.matched:.1%} matched, {tf.correct:.1%} correct, "
+                 f"{tf.wrong:.1%} wrong, {tf.false_positive:.1%} false positive")
+    return "\n".join(lines)
