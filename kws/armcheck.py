@@ -22,6 +22,7 @@ within int8 rounding of the x86 run's.
 
 import csv
 import dataclasses
+import glob
 import hashlib
 import os
 import re
@@ -196,8 +197,6 @@ def debian_userland(cache=CACHE, arch=ARCHES["arm64"]):
 def link_alternatives(rootfs):
     """The links update-alternatives would make for BLAS and LAPACK (numpy's): dpkg -x runs no
     maintainer script, and Debian's libblas.so.3 lives in <triplet>/blas/ behind one."""
-    import glob
-
     for library in glob.glob(os.path.join(rootfs, "usr", "lib", "*", "*", "lib*.so.3")):
         folder = os.path.dirname(library)
         if os.path.basename(folder) not in ("blas", "lapack"):

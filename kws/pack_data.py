@@ -14,7 +14,7 @@ from kws.pack import GREY_CENTRE, GREY_OFFSET, GREY_SCALE, GREY_SPREAD, PACK_FRA
 
 def mix_with_pack(processor, train, val, front, pack, frequency, batch_size, seed,
                   train_on_validation=False, with_silence=False, shift_frames=10):
-    """(training batches, validation batches, report) for model.pack_trainer: batches of
+    """(training batches, validation batches, report) for kws.layers.pack_trainer: batches of
     ((audio, image features, from_audio), labels), `frequency` of the training batches drawn
     from the pack (pack_dataset, augmented as features), the others audio clips of `train`
     (their front end, the PackFeatures layer `front`, runs in the train step); `val` is audio.

@@ -15,7 +15,9 @@ Needs numpy only (and the model's runtime).
 """
 
 import collections
+import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -295,8 +297,6 @@ def read_ground_truth(path, with_clips=False):
     """[(label, time_ms)] sorted by time, from `label,time_ms` rows (a header line is allowed:
     the TF example's files have none); with_clips, [(label, time_ms, clip)] with the optional
     third column make_streams.py writes (the clip's file; '' where absent)."""
-    import csv
-
     try:
         with open(path, newline="", encoding="utf-8") as f:
             rows = [r for r in csv.reader(f) if r]
@@ -316,9 +316,6 @@ def read_ground_truth(path, with_clips=False):
 
 def write_ground_truth(path, truth):
     """`label,time_ms` rows, or `label,time_ms,clip` when truth holds (label, time_ms, clip)."""
-    import csv
-    import io
-
     clips = bool(truth) and len(truth[0]) > 2
     f = io.StringIO()
     writer = csv.writer(f, lineterminator="\n")
