@@ -59,7 +59,7 @@ def build_parser():
     parser.add_argument("--ship", action=argparse.BooleanOptionalAction, default=True,
                         help="copy the int8 edge model into models/ (the model serve.py and "
                              "label_stream.py use by default) when it beats the shipped one on "
-                             "the held-out speakers")
+                             "the same validation speakers (the held-out figure never chooses)")
     parser.add_argument("--seed", type=int, default=None,
                         help="training seed of every model (default: each config's); a run "
                              "of another seed keeps its checkpoints apart (real_<model>_s<seed>)"
