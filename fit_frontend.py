@@ -17,13 +17,13 @@ the grey-level residual, its median and 90th percentile per clip, and the JPEG n
 same RMS between our features and our features saved as JPEG quality 75, as the pack was).
 The constants the models use are kws/pack.py's GREY_SCALE, GREY_OFFSET and LOG_OFFSET: the run
 prints how far the fitted ones are from them. The fit lives in kws/frontend_fit.py, the pairing
-in kws.pack.paired_audio.
+in kws.pack_data.paired_audio.
 """
 
 import argparse
 
 from kws.common import UserError, run_cli, write_metrics
-from kws.pack import paired_audio
+from kws.pack_data import paired_audio
 
 
 def comma_floats(text):

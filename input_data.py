@@ -9,7 +9,8 @@ import sys
 
 from kws.augment import RANDOM_SEED
 from kws.common import run_cli
-from kws.data import SETS, AudioProcessor, add_data_args
+from kws.data import AudioProcessor, add_data_args
+from kws.folders import SETS
 
 
 def main(argv=None):

@@ -106,11 +106,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     config = config_from_args(args)
     try:  # aiohttp: after the flags are checked, so that a missing one is a one-line error
-        from kws.serve.server import serve_forever
-    except ModuleNotFoundError as e:
-        if e.name != "aiohttp":
-            raise
+        import aiohttp  # noqa: F401
+    except ImportError:
         raise UserError("serve.py needs aiohttp: pip install -r requirements.txt") from None
+    from kws.serve.server import serve_forever
     if not is_loopback(args.host):
         print(f"warning: --host {args.host} exposes the page, its microphone streams and its "
               "uploads to the network, unencrypted; serve it behind a TLS reverse proxy "

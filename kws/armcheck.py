@@ -35,6 +35,7 @@ import time
 import numpy as np
 
 from kws.common import UserError
+from kws.runtime import load_model
 
 CACHE = os.environ.get("KWS_ARM_CACHE") or os.path.join(
     os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kws-arm")
@@ -352,8 +353,7 @@ def rounding_envelope(model_path, paths, draws=ENVELOPE_DRAWS, relative=ENVELOPE
     before the model's int8 layers (its float front end, the input's quantization) can move
     each output on this machine. A clip near a quantization boundary moves by several output
     steps; where another CPU's rounding differs, it moves as much there."""
-    from kws.audio import read_wav
-    from kws.runtime import load_model
+    from kws.audio import read_wav  # soundfile: only where the envelope is measured
 
     model, _ = load_model(model_path)
     rng = np.random.default_rng(seed)

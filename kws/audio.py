@@ -27,6 +27,14 @@ MAX_DECODED_SAMPLES = MAX_SECONDS * 48000 * 2  # frames x channels read at once 
 MAX_RESAMPLE_FACTOR = 1000  # polyphase up/down bound: all common rates are exact (44.1k: 160/441)
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # scheme://..., RFC 3986
 _TRUNCATED = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+ENERGY_FRAME = SAMPLE_RATE // 100  # 10 ms: the frames loudness is measured in
+
+
+def frame_energy(samples):
+    """Energy (sum of squares, float64) of each whole 10 ms frame of samples."""
+    frames = len(samples) // ENERGY_FRAME
+    whole = samples[:frames * ENERGY_FRAME].astype(np.float64)
+    return np.square(whole).reshape(frames, ENERGY_FRAME).sum(1)
 
 
 class AudioError(UserError, ValueError):

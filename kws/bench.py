@@ -20,7 +20,6 @@ import time
 
 import numpy as np
 
-from kws.audio import read_many
 from kws.common import UserError
 from kws.folders import list_test_clips
 from kws.labels import truth_label
@@ -54,7 +53,7 @@ def memory_kb(field):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-class KerasModel:
+class TimedKerasModel:
     """A checkpoint loaded with load_checkpoint, called through one traced tf.function."""
 
     def __init__(self, path, threads):
@@ -119,7 +118,7 @@ def measure(spec):
     _import_runtime(fmt, threads)
     rss_runtime = memory_kb("VmRSS")
     if fmt == "keras":
-        model = KerasModel(spec["path"], threads)
+        model = TimedKerasModel(spec["path"], threads)
         labels, stats = model.labels, model.stats
     else:
         model, labels = load_model(spec["path"], num_threads=threads)
@@ -197,6 +196,8 @@ def prepare_accuracy_data(folder, out_path):
     paths, folders = list_test_clips(folder)
     if folders is None:
         raise UserError(f"--accuracy_data needs <label>/*.wav folders, {folder} is flat")
+    from kws.audio import read_many  # soundfile: kept out of the measuring workers
+
     clips, kept = read_many(paths)
     if len(kept) == 0:
         raise UserError(f"no readable clips in {folder}")

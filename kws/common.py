@@ -13,6 +13,8 @@ import signal
 import sys
 import tempfile
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository root
+
 
 class UserError(Exception):
     """Bad input from the user: a missing path, an empty folder, a bad flag value."""

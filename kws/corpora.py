@@ -16,9 +16,9 @@ import sys
 import numpy as np
 
 from kws import CLIP_SAMPLES, SAMPLE_RATE
-from kws.audio import AudioError, read_wav, warn_skipped, write_wav
+from kws.audio import ENERGY_FRAME, AudioError, frame_energy, read_wav, warn_skipped, write_wav
 from kws.common import UserError, atomic_write_text, require_dir, require_file
-from kws.folders import is_audio_name, which_set
+from kws.folders import SETS, is_audio_name, which_set
 
 # The extra speakers (outside the official test set) and the pack's images of them: a salted
 # speaker hash sends this share to validation, the rest trains. Hundreds of validation speakers
@@ -31,8 +31,6 @@ OTHER_SPEECH_GROUPS = {"validation": ("alexa", "smart mirror"),
                        "testing": ("jarvis", "snowboy", "view glass")}
 # running speech (LibriSpeech): speakers by a salted hash
 RUNNING_SALT, RUNNING_VALIDATION_PERCENT, RUNNING_TESTING_PERCENT = "running", 20.0, 30.0
-SETS = ("training", "validation", "testing")
-FRAME = SAMPLE_RATE // 100
 
 
 def extra_split(speaker):
@@ -76,7 +74,7 @@ def link_into(path, link):
 
 def stage_extra(shared, out):
     """speech_commands_extra as a data folder out/<word>/<speaker>_nohash_<n>.opus of links with
-    validation_list.txt naming the validation speakers' clips (the rest train), so input_data
+    validation_list.txt naming the validation speakers' clips (the rest train), so kws.data
     splits it as the dev folder, and the pack loses the validation speakers' images through
     the same speaker set. Returns {"dir", "speakers": {set: n}, "clips": {set: n}}."""
     source = require_dir(os.path.join(shared, "speech_commands_extra"), "extra speech commands")
@@ -101,11 +99,10 @@ def loudest_second(samples, num_samples=CLIP_SAMPLES):
     training or stream clip of a longer phrase holds its speech, not its leading silence."""
     if len(samples) <= num_samples:
         return np.pad(samples, (0, num_samples - len(samples)))
-    frames = len(samples) // FRAME
-    energy = np.square(samples[:frames * FRAME].astype(np.float64)).reshape(frames, FRAME).sum(1)
-    width = num_samples // FRAME
+    energy = frame_energy(samples)
+    width = num_samples // ENERGY_FRAME
     sums = np.convolve(energy, np.ones(width), "valid")
-    start = int(np.argmax(sums)) * FRAME
+    start = int(np.argmax(sums)) * ENERGY_FRAME
     return samples[start:start + num_samples]
 
 

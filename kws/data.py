@@ -31,6 +31,7 @@ from kws.augment import (
 from kws.common import UserError
 from kws.folders import (
     BACKGROUND_NOISE_DIR_NAME,
+    SETS,
     clips_in,
     scan_data_dir,
     speaker_id,
@@ -42,9 +43,6 @@ from kws.labels import (
     UNKNOWN_LABEL,
     model_label,
 )
-
-SETS = ("training", "validation", "testing")
-
 
 EVAL_NOISE_FRACTION = 0.2  # the tail of each noise recording: evaluation silence only
 

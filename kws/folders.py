@@ -15,6 +15,8 @@ import sys
 
 from kws.common import UserError
 
+SETS = ("training", "validation", "testing")  # the three sides of every split
+
 BACKGROUND_NOISE_DIR_NAME = "_background_noise_"
 MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # ~134M
 # what a data folder's clips may be: anything kws.audio reads (soundfile: WAV, FLAC, Ogg Vorbis

@@ -109,7 +109,7 @@ def print_report(record):
 
 
 def fit_front_end(data, log_offsets, pack_path):
-    """Fit on the paired audio (kws.pack.paired_audio), print the figures; return the record
+    """Fit on the paired audio (kws.pack_data.paired_audio), print the figures; return the record
     that fit_frontend.py writes as JSON."""
     offset, scale, bias, logs = best_fit(data, log_offsets)
     record = {"machine": machine_description(), "pack": pack_path,

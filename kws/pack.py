@@ -9,7 +9,7 @@ the models' PackFeatures front end.
 Names are `<folder>/<speaker>_nohash_<take>.<word>.jpg` (`unknown/` holds 25 other words,
 `_background_noise_/<n>_background.jpg` one-second noise crops, used as silence). The images are
 decoded once (about 10 s for 50k) and kept as one uint8 array in <zip name>.images.npz in the
-caller's cache folder, keyed by the zip's path, size and mtime. PackFeatures (model.py) computes
+caller's cache folder, keyed by the zip's path, size and mtime. PackFeatures (kws.layers) computes
 the same grey levels from 16 kHz audio: clip(GREY_SCALE * log(mel power + LOG_OFFSET) +
 GREY_OFFSET, 0, 255) on 40 HTK-mel bands over 0-4000 Hz of 30 ms Hann frames every 10 ms;
 fit_frontend.py fits the two constants on paired clips of training speakers.
@@ -23,9 +23,7 @@ import zipfile
 
 import numpy as np
 
-from kws.audio import read_many
 from kws.common import UserError, atomic_path
-from kws.folders import real_split
 from kws.labels import COMPETITION_WORDS, SILENCE_LABEL, UNKNOWN_LABEL
 
 PACK_FRAMES, PACK_CHANNELS = 98, 40
@@ -166,28 +164,3 @@ def paired_clips(pack, dev_dir):
         if os.path.isfile(path):
             pairs.append((i, path))
     return pairs
-
-
-@dataclasses.dataclass
-class PairedAudio:
-    """The paired clips of a pack: audio, the pack's grey levels, and make real's set of each."""
-    clips: np.ndarray  # float32 [n, 16000]
-    grey: np.ndarray   # float64 [n, 98, 40]
-    paths: list        # the clips' audio files
-    sets: np.ndarray   # "training", "validation" or "testing" per clip
-
-
-def paired_audio(pack_path, dev_dir, cache_dir):
-    """Read the pack and the audio of every one of its images whose clip is in dev_dir."""
-    if not os.path.isdir(dev_dir):
-        raise UserError(f"dev clips not found: {dev_dir}")
-    pack = read_pack(pack_path, cache_dir)
-    pairs = paired_clips(pack, dev_dir)
-    if not pairs:
-        raise UserError(f"no image of {pack_path} has its audio in {dev_dir}")
-    clips, kept = read_many([path for _, path in pairs])
-    pairs = [pairs[i] for i in kept]
-    paths = [path for _, path in pairs]
-    sets = np.array([real_split(os.path.basename(p)) for p in paths])
-    grey = pack.images[[i for i, _ in pairs]].astype(np.float64)
-    return PairedAudio(clips, grey, paths, sets)

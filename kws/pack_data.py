@@ -1,15 +1,28 @@
 """Training on the spectrogram pack: its images as examples (split by speaker like audio), noise
-images for silence, shifted and gained batches, and epochs that mix pack and audio batches."""
+images for silence, shifted and gained batches, epochs that mix pack and audio batches, and the
+pack's images paired with the same takes' audio (fit_frontend.py)."""
 
+import dataclasses
 import math
+import os
 
 import numpy as np
 
 from kws import CLIP_SAMPLES
+from kws.audio import read_many
 from kws.common import UserError
+from kws.folders import real_split
 from kws.frontend import FrontEnd
 from kws.labels import SILENCE_LABEL
-from kws.pack import GREY_CENTRE, GREY_OFFSET, GREY_SCALE, GREY_SPREAD, PACK_FRAMES
+from kws.pack import (
+    GREY_CENTRE,
+    GREY_OFFSET,
+    GREY_SCALE,
+    GREY_SPREAD,
+    PACK_FRAMES,
+    paired_clips,
+    read_pack,
+)
 
 
 def mix_with_pack(processor, train, val, front, pack, frequency, batch_size, seed,
@@ -143,3 +156,28 @@ def pack_dataset(images, labels, batch_size, seed, noise=None, shift_frames=10, 
 
     return tf.data.Dataset.range(1 << 40).map(augment, num_parallel_calls=tf.data.AUTOTUNE,
                                               deterministic=True)
+
+
+@dataclasses.dataclass
+class PairedAudio:
+    """The paired clips of a pack: audio, the pack's grey levels, and make real's set of each."""
+    clips: np.ndarray  # float32 [n, 16000]
+    grey: np.ndarray   # float64 [n, 98, 40]
+    paths: list        # the clips' audio files
+    sets: np.ndarray   # "training", "validation" or "testing" per clip
+
+
+def paired_audio(pack_path, dev_dir, cache_dir):
+    """Read the pack and the audio of every one of its images whose clip is in dev_dir."""
+    if not os.path.isdir(dev_dir):
+        raise UserError(f"dev clips not found: {dev_dir}")
+    pack = read_pack(pack_path, cache_dir)
+    pairs = paired_clips(pack, dev_dir)
+    if not pairs:
+        raise UserError(f"no image of {pack_path} has its audio in {dev_dir}")
+    clips, kept = read_many([path for _, path in pairs])
+    pairs = [pairs[i] for i in kept]
+    paths = [path for _, path in pairs]
+    sets = np.array([real_split(os.path.basename(p)) for p in paths])
+    grey = pack.images[[i for i, _ in pairs]].astype(np.float64)
+    return PairedAudio(clips, grey, paths, sets)

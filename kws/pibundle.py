@@ -29,11 +29,10 @@ import sys
 import tarfile
 import tomllib
 
-from kws.common import UserError, atomic_path
+from kws.common import REPO, UserError, atomic_path
 from kws.runtime import labels_path_for, load_model, stream_files_for
 from kws.streaming import settings_path
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = ("make_submission_on_rpi.py", "label_stream.py")
 REQUIREMENTS = "requirements-pi.txt"  # 64-bit Raspberry Pi OS (aarch64): ai-edge-litert
 REQUIREMENTS_ARMV7 = "requirements-pi-armv7.txt"  # 32-bit (armv7l): tflite-runtime, apt numpy

@@ -152,7 +152,7 @@ def split_of(folder, fname, source, spectra, eval_fraction):
     """'training', 'validation', 'testing' or None (left out) for one clip of the dev folder.
 
     Speakers split by the salted hash. A silence clip cut from a noise recording is held out
-    only when it lies in the recording's tail, which training never mixes in (input_data keeps
+    only when it lies in the recording's tail, which training never mixes in (kws.data keeps
     the last eval_fraction for evaluation); one from the head trains or validates. A silence
     clip of unknown source may share audio with its siblings, so it is held out or left out."""
     which = which_set(fname, VALIDATION_PERCENT, TESTING_PERCENT, SPLIT_SALT)

@@ -16,9 +16,8 @@ import os
 import shutil
 import subprocess
 
-from kws.common import UserError, atomic_path, atomic_write_text, machine_description
+from kws.common import REPO, UserError, atomic_path, atomic_write_text, machine_description
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS_DIR = os.path.join(REPO, "models")
 NAME = "edge"
 DEFAULT_MODEL = os.path.join(MODELS_DIR, f"{NAME}_int8.tflite")

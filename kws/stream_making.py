@@ -13,7 +13,7 @@ import numpy as np
 import soundfile as sf
 
 from kws import CLIP_SAMPLES, SAMPLE_RATE
-from kws.audio import read_many, read_wav
+from kws.audio import ENERGY_FRAME, frame_energy, read_many, read_wav
 from kws.common import UserError, atomic_path, require_dir
 from kws.data import EVAL_NOISE_FRACTION
 from kws.folders import clips_in, list_test_clips
@@ -21,14 +21,12 @@ from kws.labels import COMPETITION_WORDS, SILENCE_LABEL, UNKNOWN_LABEL, competit
 from kws.streaming import write_ground_truth
 
 NOISE_PARTS = ("all", "head", "tail")
-FRAME = SAMPLE_RATE // 100
 
 
 def speech_onset(clip, floor_db=30.0):
     """Offset in samples of the first 10 ms frame within floor_db of the clip's loudest."""
-    frames = clip[:len(clip) // FRAME * FRAME].reshape(-1, FRAME)
-    energy = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
-    return int(np.argmax(energy >= energy.max() - floor_db)) * FRAME
+    energy = 10 * np.log10(frame_energy(clip) / ENERGY_FRAME + 1e-12)
+    return int(np.argmax(energy >= energy.max() - floor_db)) * ENERGY_FRAME
 
 
 def clip_name(path):

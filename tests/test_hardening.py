@@ -24,8 +24,9 @@ from conftest import make_speech_commands, tone
 
 from kws.audio import write_wav
 from kws.checkpoint import load_checkpoint
-from kws.data import SETS, AudioProcessor
+from kws.data import AudioProcessor
 from kws.export import tflite_bytes
+from kws.folders import SETS
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CI="1")

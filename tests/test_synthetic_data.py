@@ -17,8 +17,8 @@ import generate_noise
 import make_synthetic_data as msd
 from kws.audio import read_wav
 from kws.common import UserError, run_cli
-from kws.data import SETS, AudioProcessor
-from kws.folders import speaker_id
+from kws.data import AudioProcessor
+from kws.folders import SETS, speaker_id
 from kws.noise import COLORS, PEAK_LIMIT, make_noise, psd_slope_db_per_octave
 from kws.synthetic.espeak import (
     Espeak,

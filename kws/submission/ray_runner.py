@@ -9,11 +9,10 @@ import tempfile
 
 import numpy as np
 
+from kws.common import REPO
 from kws.submission.chunks import chunk_probabilities, decode_chunk
 from kws.submission.inputs import import_ray
 from kws.submission.predictor import configure_threads, load_model, make_predictor
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class ChunkLabeller:

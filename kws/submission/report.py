@@ -2,7 +2,6 @@
 against known labels (accuracy, recall per class, a confusion-matrix PNG)."""
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from kws.common import UserError, atomic_path
 from kws.labels import (
@@ -76,6 +75,8 @@ def save_confusion_png(confusion, path, title):
     names = [submission_label(label) for label in COMPETITION_LABELS]
     rows = confusion.sum(axis=1, keepdims=True)
     share = np.divide(confusion, rows, out=np.zeros(confusion.shape), where=rows > 0)
+    from matplotlib.figure import Figure  # only where a confusion PNG is drawn
+
     fig = Figure(figsize=(8, 7))  # no pyplot: no GUI backend, nothing global to close
     ax = fig.subplots()
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)

@@ -31,6 +31,7 @@ def budget_spent(state, args):
 
 def cosine_learning_rate(progress, peak, floor, warmup=1.0):
     """A half cosine from peak (progress 0) to floor (progress 1), times a warm-up factor
-    in [0.1, 1] that train.py raises linearly over the first --warmup_epochs."""
+    in [0.1, 1] that kws.train.callbacks.make_cosine_callback raises linearly over the first
+    --warmup_epochs."""
     rate = floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
     return rate * warmup
