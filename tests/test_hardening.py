@@ -236,6 +236,9 @@ def cli_cases(tmp):
                                                          "--out_dir", tmp / "dist"], "not found"),
         "make_pi_bundle-bad": ("make_pi_bundle.py", ["--model", a_file, "--out_dir",
                                                      tmp / "dist"], ".tflite"),
+        "summarize_seeds-missing": ("summarize_seeds.py", [missing / "results.json"],
+                                    "results not found"),
+        "summarize_seeds-bad": ("summarize_seeds.py", [a_file], "not a results.json"),
         "arm_check-missing": ("arm_check.py", ["--clips", missing, "--work_dir", tmp / "arm"],
                               "not found"),
         "arm_check-bad": ("arm_check.py", ["--num_clips", "0"], "--num_clips"),
@@ -261,7 +264,7 @@ ROOT_SCRIPTS = ["input_data.py", "model.py", "train.py", "generate_noise.py",
                 "make_submission_on_rpi.py", "benchmark.py", "download_data.py", "demo.py",
                 "real.py", "make_streams.py", "recognize_commands.py", "label_stream.py",
                 "streaming_accuracy.py", "serve.py", "benchmark_serve.py", "fit_frontend.py",
-                "make_pi_bundle.py", "arm_check.py", "mine_negatives.py"]
+                "make_pi_bundle.py", "arm_check.py", "mine_negatives.py", "summarize_seeds.py"]
 CASE_IDS = list(cli_cases(Path("/nonexistent")))  # the table only names paths
 
 
