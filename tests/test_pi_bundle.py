@@ -229,6 +229,14 @@ def test_a_differently_rounding_runtime_is_bounded_by_another_on_x86():
     assert not compare_detections(found, moved)["ok"]
     assert compare_detections(found, moved, tolerance=1.0, shift_ms=20)["ok"]
     assert not compare_detections(found, [(2380, "go", 0.5), (6120, "up", 0.5)], 1.0, 20)["ok"]
+    # a detection scoring within the runtimes' gap of the threshold may move, change or vanish
+    marginal = [(2400, "stop", 0.62), (4560, "unknown", 0.5006), (6120, "up", 0.61)]
+    shifted = [(2400, "stop", 0.62), (4480, "off", 0.5056), (6120, "up", 0.62)]
+    assert not compare_detections(marginal, shifted, 1.0, 20)["ok"]
+    result = compare_detections(marginal, shifted, 1.0, 20, marginal_below=0.59)
+    assert result["ok"] and result["marginal_left_out"] == 2 and result["x86"] == 2
+    assert compare_detections(marginal, [shifted[0], shifted[2]], 1.0, 20, 0.59)["ok"]
+    assert not compare_detections(marginal, shifted[:2], 1.0, 20, marginal_below=0.59)["ok"]
     assert largest_shift(found, moved) == 20
     assert largest_shift(found, moved[:1]) is None
 
