@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import soundfile as sf
 
-from kws.audio import SAMPLE_RATE, AudioError, read_many, read_wav, warn_skipped, write_wav
+from kws import SAMPLE_RATE
+from kws.audio import AudioError, read_many, read_wav, warn_skipped, write_wav
 from kws.common import UserError, atomic_write_text
 from kws.data import PSEUDO_SOURCES_FILE
 from kws.folders import BACKGROUND_NOISE_DIR_NAME

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from kws.audio import CLIP_SAMPLES
+from kws import CLIP_SAMPLES
 from kws.checkpoint import load_checkpoint
 from kws.common import require_file
 from kws.labels import model_label

@@ -10,7 +10,8 @@ import time
 
 import numpy as np
 
-from kws.audio import CLIP_SAMPLES, read_many
+from kws import CLIP_SAMPLES
+from kws.audio import read_many
 from kws.common import UserError, write_metrics
 from kws.labels import read_answers
 from kws.probs import (

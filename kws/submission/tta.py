@@ -3,7 +3,7 @@
 import librosa
 import numpy as np
 
-from kws.audio import CLIP_SAMPLES
+from kws import CLIP_SAMPLES
 from kws.common import UserError
 
 
