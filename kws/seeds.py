@@ -6,8 +6,8 @@ per figure, its value in every run, mean, sample standard deviation, min and max
 """
 
 import json
-import math
 import os
+import statistics
 from dataclasses import asdict, dataclass
 
 from kws.common import UserError
@@ -41,9 +41,8 @@ def spread(values):
     values = [float(v) for v in values]
     if not values:
         raise UserError("no values to summarise")
-    mean = sum(values) / len(values)
-    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
-    return Spread(values, mean, math.sqrt(var), min(values), max(values))
+    deviation = statistics.stdev(values) if len(values) > 1 else 0.0
+    return Spread(values, statistics.fmean(values), deviation, min(values), max(values))
 
 
 def lookup(results, keys):
