@@ -17,6 +17,10 @@ speaker, in either form, so the validation speakers stay unseen voices for choos
 checkpoints and the detection threshold. Held-out silence is cut from noise audio that
 training never uses (the tail of each recording, or a source training never sees), and int8
 calibration uses training speakers only.
+With `--models teacher,edge` a wider teacher trains first, mines hard negatives (the windows of
+the training side's other and running speech it hears as a command, kws.corpora
+.training_recordings) and the edge model learns from them as unknown words while it distils the
+teacher's soft targets (distillation, as the entry did).
 Each model trains for the epochs of its config (a wall-clock cap only guards against a stuck
 run), is scored on the held-out speakers with test-time augmentation, and the edge model is
 frozen to tf_files/<out_dir's name>/ (model.pb, model.tflite, model_int8.tflite, labels.txt)
@@ -45,7 +49,8 @@ def build_parser():
     parser.add_argument("--out_dir", default="data/real", help="staging and results")
     parser.add_argument("--models", default="edge,seed195,tutorial_conv",
                         help=f"comma-separated, from {','.join(RECIPES)}; edge is frozen; "
-                             "with teacher, the teacher trains first and edge distils from it")
+                             "with teacher, the teacher trains first, mines hard negatives and "
+                             "edge distils from it")
     parser.add_argument("--cap_minutes", type=float, default=90.0,
                         help="wall-clock safety cap for each model's training; the budget is "
                              "the epochs in its config, so results do not depend on the CPU")

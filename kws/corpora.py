@@ -125,11 +125,10 @@ def stage_other_speech(shared, out):
     rows = existing_rows(read_manifest(os.path.join(source, "manifest.csv"),
                                        ("file", "phrase")), source, "other speech")
     fresh_dir(out)
-    group = {p: which for which, phrases in OTHER_SPEECH_GROUPS.items() for p in phrases}
     counts, errors = {}, []
     for n, row in enumerate(rows):
         phrase = row["phrase"].strip().lower()
-        which = group.get(phrase, "training")
+        which = other_speech_split(phrase)
         try:
             samples = read_wav(os.path.join(source, row["file"]), num_samples=None)
         except AudioError as e:
@@ -145,6 +144,36 @@ def stage_other_speech(shared, out):
     atomic_write_text(os.path.join(out, "summary.json"),
                       json.dumps({"recipe": recipe, "clips": counts}, indent=1))
     return folders
+
+
+def other_speech_split(phrase):
+    """The set of an other_speech phrase (lower case): its group's, or training."""
+    return next((which for which, phrases in OTHER_SPEECH_GROUPS.items() if phrase in phrases),
+                "training")
+
+
+def running_speech_files(source):
+    """[(speaker, path)] of every running-speech recording under source, sorted by path."""
+    found = []
+    for root, _, files in os.walk(source):
+        for name in sorted(files):
+            if is_audio_name(name):
+                found.append((name.split("-")[0], os.path.join(root, name)))
+    return sorted(found, key=lambda item: item[1])
+
+
+def training_recordings(shared):
+    """The whole recordings of the training side of other_speech (every phrase group but the
+    validation and held-out ones) and running_speech (its training speakers): where hard
+    negatives may be mined, since no validation or held-out voice or phrase is among them."""
+    source = require_dir(os.path.join(shared, "other_speech"), "other speech")
+    rows = existing_rows(read_manifest(os.path.join(source, "manifest.csv"),
+                                       ("file", "phrase")), source, "other speech")
+    paths = [os.path.join(source, row["file"]) for row in rows
+             if other_speech_split(row["phrase"].strip().lower()) == "training"]
+    running = require_dir(os.path.join(shared, "running_speech"), "running speech")
+    return paths + [path for speaker, path in running_speech_files(running)
+                    if running_split(speaker) == "training"]
 
 
 def read_summary(out):
@@ -178,11 +207,8 @@ def stage_running_speech(shared, out):
     if summary.get("recipe") == recipe:
         return {**staged, **summary["figures"]}
     utterances = {which: [] for which in SETS}
-    for root, _, files in os.walk(source):
-        for name in sorted(files):
-            if is_audio_name(name):
-                speaker = name.split("-")[0]
-                utterances[running_split(speaker)].append((speaker, os.path.join(root, name)))
+    for speaker, path in running_speech_files(source):
+        utterances[running_split(speaker)].append((speaker, path))
     if not any(utterances.values()):
         raise UserError(f"no running-speech clips in {source}")
     fresh_dir(out)

@@ -29,6 +29,7 @@ from kws.corpora import (
     stage_extra,
     stage_other_speech,
     stage_running_speech,
+    training_recordings,
 )
 from kws.data import EVAL_NOISE_FRACTION
 from kws.folders import (
@@ -67,6 +68,7 @@ CROP_MATCH = 0.99  # normalised correlation above which a silence clip is a crop
 RECIPES = {  # name -> config; each config's "epochs" is its training budget
     "edge": "experiments/real_edge_voices.json",  # the pack and the extra voices too
     "seed195": "experiments/real_seed195.json",
+    "seed106": "experiments/real_seed106.json",  # the entry's ensemble member, on 12 classes
     "tutorial_conv": "experiments/real_tutorial_conv.json",
     # the edge model without the spectrogram pack, the same model and steps: the pack's gain
     "edge_audio_only": "experiments/real_edge_pack_audio_only.json",
@@ -74,6 +76,8 @@ RECIPES = {  # name -> config; each config's "epochs" is its training budget
     "teacher": "experiments/real_teacher.json",
 }
 DISTILL = ["--distill_weight", "0.5", "--distill_temperature", "2"]
+# hard negatives for the student: windows of training-side speech the teacher hears as a command
+MINING = ["--threshold", "0.5", "--hop_ms", "100"]
 TTA = ["--tta_shift=-1600,1600", "--tta_gain", "1.25"]
 
 
@@ -283,6 +287,22 @@ def train_and_score(py, name, data_args, held_out, out_dir, cap_minutes, seed, t
             **training_record(os.path.join("checkpoints", exp))}
 
 
+def mine_hard_negatives(py, shared, teacher, out_dir):
+    """The windows of the training side's other and running speech (never a validation or
+    held-out voice or phrase) that the teacher hears as a command, for the student to learn
+    as unknown words; returns (mine_negatives.py's figures, the folder to train on)."""
+    out = os.path.join(out_dir, "hard_negatives")
+    if os.path.isdir(out):
+        shutil.rmtree(out)  # windows another teacher mined must not train this student
+    os.makedirs(out)
+    listing = os.path.join(out_dir, "mining_recordings.txt")
+    atomic_write_text(listing, "\n".join(training_recordings(shared)) + "\n")
+    figures = run_scored_step("mine hard negatives with the teacher", [
+        py, "mine_negatives.py", "--model", teacher, "--wav_list", listing, "--out_dir", out,
+        *MINING], os.path.join(out_dir, "hard_negatives.json"))
+    return figures, out
+
+
 def edge_figures(py, results, data_args, staged, held_out, out_dir, tf_dir, stream_minutes,
                  negative_stream_minutes):
     """Freeze and score the edge model as int8, then its keyword spotting on long audio and on
@@ -322,7 +342,11 @@ def run_recipe(shared, out_dir, models, cap_minutes=90.0, stream_minutes=20.0,
     tf_dir = tf_dir_of(out_dir)
     for name in sorted(models, key=lambda m: m != "teacher"):  # a teacher trains first
         teacher = results["models"].get("teacher", {}).get("checkpoint")
-        results["models"][name] = train_and_score(py, name, data_args, held_out, out_dir,
+        model_data = data_args
+        if name == "edge" and teacher:
+            results["hard_negatives"], mined = mine_hard_negatives(py, shared, teacher, out_dir)
+            model_data = {**data_args, "train_only": data_args["train_only"] + [mined]}
+        results["models"][name] = train_and_score(py, name, model_data, held_out, out_dir,
                                                   cap_minutes, seed, teacher)
     if "edge" in models:
         edge_figures(py, results, data_args, staged, held_out, out_dir, tf_dir, stream_minutes,
@@ -368,6 +392,10 @@ def print_summary(results, path):
     for name, r in results["models"].items():
         print(f"{name:<14} accuracy with TTA {r['accuracy_tta']:.4f} after {r['epochs']} epochs "
               f"(stopped by {r['stopped_by']}, {r['train_wall_minutes']} min)")
+    if "hard_negatives" in results:
+        mined = results["hard_negatives"]
+        print(f"hard negatives mined with the teacher: {mined['windows']} windows of "
+              f"{mined['recordings']} training-side recordings {mined['heard']}")
     for kind, r in results.get("edge_int8", {}).items():
         print(f"edge .tflite {kind:<6} accuracy {r['accuracy']:.4f} (no TTA), "
               f"{r['latency_ms']:.3f} ms/clip, {r['size_bytes']:,} bytes")

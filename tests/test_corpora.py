@@ -4,6 +4,7 @@ running speech by speaker; missing manifest files are one named warning; negativ
 place every clip about equally often."""
 
 import csv
+import os
 
 import numpy as np
 import soundfile as sf
@@ -129,6 +130,26 @@ def test_running_speech_splits_by_speaker(tmp_path):
     for which in ("validation", "testing"):
         if expected[which]:
             assert sf.info(staged[which]).duration == 2.5 * len(expected[which])
+
+
+def test_hard_negatives_are_mined_only_from_training_side_recordings(tmp_path):
+    shared = tmp_path / "shared"
+    rows = []
+    for p, phrase in enumerate(["alexa", "jarvis", "amelia", "Computer"]):
+        name = f"set/{phrase}/0.opus"
+        opus(shared / "other_speech" / name, voice(p, seconds=2.0))
+        rows.append({"file": name, "phrase": phrase, "source": "test"})
+    write_manifest(shared / "other_speech" / "manifest.csv", rows)
+    speakers = [str(100 + i) for i in range(12)]
+    for s, speaker in enumerate(speakers):
+        opus(shared / "running_speech" / "books" / speaker / f"{speaker}-1-0000.opus",
+             voice(s, seconds=1.5))
+    found = corpora.training_recordings(str(shared))
+    trained = [s for s in speakers if corpora.running_split(s) == "training"]
+    assert 0 < len(trained) < len(speakers)
+    assert sorted(os.path.relpath(f, shared) for f in found) == sorted(
+        [os.path.join("other_speech", "set", p, "0.opus") for p in ("amelia", "Computer")]
+        + [os.path.join("running_speech", "books", s, f"{s}-1-0000.opus") for s in trained])
 
 
 def test_negative_streams_place_every_clip_about_equally_often():

@@ -70,8 +70,25 @@ def test_the_script_writes_unknown_word_windows_and_a_list(tmp_path):
     assert "skipped 1 unreadable recordings" in done.stderr
 
 
+def test_a_checkpoint_mines_the_recordings_a_list_names(tmp_path):
+    rng = np.random.default_rng(4)
+    for n in range(2):
+        write_wav(tmp_path / f"talk{n}.wav", rng.normal(0, 0.2, 2 * RATE).astype(np.float32))
+    (tmp_path / "list.txt").write_text(f"{tmp_path / 'talk0.wav'}\n\n{tmp_path / 'talk1.wav'}\n")
+    checkpoint = REPO / "tests" / "fixtures" / "saved_models" / "seed195" / "last.keras"
+    done = run("--model", checkpoint, "--wav_list", tmp_path / "list.txt", "--threshold",
+               "0.01", "--hop_ms", "500", "--out_dir", tmp_path / "mined",
+               "--metrics_json", tmp_path / "m.json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = json.loads((tmp_path / "m.json").read_text())
+    rows = json.loads((tmp_path / "mined" / "mined.json").read_text())
+    assert figures["recordings"] == 2 and figures["windows"] == len(rows) >= 2
+    assert {Path(row["source"]).name for row in rows} == {"talk0.wav", "talk1.wav"}
+
+
 def test_bad_input_is_one_line(tmp_path):
-    for args, message in [((), "give --wav recordings or --data_dir"),
+    for args, message in [((), "give --wav recordings, a --wav_list or --data_dir"),
+                          (("--wav_list", tmp_path / "none.txt"), "--wav_list not found"),
                           (("--wav", tmp_path / "x.wav", "--threshold", "2"), "--threshold"),
                           (("--data_dir", tmp_path / "none"), "not found")]:
         done = run("--model", REPO / "models" / "edge_int8.tflite", "--out_dir", tmp_path / "o",

@@ -100,3 +100,31 @@ def test_v001_and_digit_speakers_split_so_stream_speakers_never_train(tmp_path):
         assert found == names and digits[which].endswith(which)
     assert {p.parent.name for p in (tmp_path / "digits").rglob("*.wav")} == {"zero", "one", "two"}
     real.stage_digits(str(shared), str(tmp_path / "digits"))  # staging again starts afresh
+
+
+def test_only_the_student_learns_the_hard_negatives_its_teacher_mined(tmp_path, monkeypatch):
+    trained, mined_with = {}, []
+    data = {"train_only": ["train_a"], "data_dir": "dev", "noise": "noise"}
+
+    def train_and_score(py, name, data_args, *args):
+        trained[name] = (list(data_args["train_only"]), args[-1])
+        return {"checkpoint": f"{name}.keras"}
+
+    def mine(py, shared, teacher, out_dir):
+        mined_with.append((shared, teacher))
+        return {"windows": 3}, "mined_dir"
+
+    monkeypatch.setattr(real, "stage_inputs", lambda *a: (dict(data), {}))
+    monkeypatch.setattr(real, "stage_set", lambda *a: ("held_out", 2, 3))
+    monkeypatch.setattr(real, "train_and_score", train_and_score)
+    monkeypatch.setattr(real, "mine_hard_negatives", mine)
+    monkeypatch.setattr(real, "edge_figures", lambda *a: None)
+    monkeypatch.setattr(real, "print_summary", lambda *a: None)
+    results = real.run_recipe("shared", str(tmp_path), ["edge", "teacher"], ship_model=False)
+    assert trained == {"teacher": (["train_a"], None),
+                       "edge": (["train_a", "mined_dir"], "teacher.keras")}
+    assert mined_with == [("shared", "teacher.keras")] and results["hard_negatives"] == {
+        "windows": 3}
+    trained.clear()
+    real.run_recipe("shared", str(tmp_path), ["edge"], ship_model=False)
+    assert trained == {"edge": (["train_a"], None)} and len(mined_with) == 1
