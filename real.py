@@ -20,7 +20,8 @@ calibration uses training speakers only.
 With `--models teacher,edge` a wider teacher trains first, mines hard negatives (the windows of
 the training side's other and running speech it hears as a command, kws.corpora
 .training_recordings) and the edge model learns from them as unknown words while it distils the
-teacher's soft targets (distillation, as the entry did).
+teacher's soft targets (distillation, as the entry did); `--models edge --teacher_checkpoint
+C` reuses a trained teacher, e.g. for students of other seeds.
 Each model trains for the epochs of its config (a wall-clock cap only guards against a stuck
 run), is scored on the held-out speakers with test-time augmentation, and the edge model is
 frozen to tf_files/<out_dir's name>/ (model.pb, model.tflite, model_int8.tflite, labels.txt)
@@ -39,7 +40,7 @@ validation speakers, it replaces it (unless --no-ship); the held-out figure neve
 import argparse
 import sys
 
-from kws.common import UserError, run_cli
+from kws.common import UserError, require_file, run_cli
 from kws.real import RECIPES, run_recipe, stage_inputs
 
 
@@ -51,6 +52,10 @@ def build_parser():
                         help=f"comma-separated, from {','.join(RECIPES)}; edge is frozen; "
                              "with teacher, the teacher trains first, mines hard negatives and "
                              "edge distils from it")
+    parser.add_argument("--teacher_checkpoint", default="",
+                        help="with --models edge (no teacher): distil from this trained teacher "
+                             "(e.g. another seed's checkpoints/real_teacher_s1/ep-*.keras) and "
+                             "mine hard negatives with it, instead of training one")
     parser.add_argument("--cap_minutes", type=float, default=90.0,
                         help="wall-clock safety cap for each model's training; the budget is "
                              "the epochs in its config, so results do not depend on the CPU")
@@ -82,6 +87,10 @@ def main(argv=None):
         raise UserError(f"unknown models {unknown}; choose from {sorted(RECIPES)}")
     if args.cap_minutes <= 0:
         raise UserError("--cap_minutes must be > 0")
+    if args.teacher_checkpoint:
+        if "teacher" in models or "edge" not in models:
+            raise UserError("--teacher_checkpoint needs edge among --models and no teacher")
+        require_file(args.teacher_checkpoint, "--teacher_checkpoint")
     if args.zoo_cpu_minutes > 0:
         # TensorFlow: after the flags are checked
         from kws.zoo_compare import compare_zoo
@@ -90,7 +99,8 @@ def main(argv=None):
                                     args.synthetic_dir)
         return compare_zoo(sys.executable, data_args, args.zoo_cpu_minutes, args.out_dir)
     run_recipe(args.shared, args.out_dir, models, args.cap_minutes, args.stream_minutes,
-               args.negative_stream_minutes, args.seed, args.synthetic_dir, args.ship)
+               args.negative_stream_minutes, args.seed, args.synthetic_dir, args.ship,
+               args.teacher_checkpoint or None)
     return 0
 
 

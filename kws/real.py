@@ -329,9 +329,10 @@ def edge_figures(py, results, data_args, staged, held_out, out_dir, tf_dir, stre
 
 def run_recipe(shared, out_dir, models, cap_minutes=90.0, stream_minutes=20.0,
                negative_stream_minutes=120.0, seed=None, synthetic_dir="data/synthetic",
-               ship_model=True):
+               ship_model=True, teacher_checkpoint=None):
     """The whole recipe (real.py without --zoo_cpu_minutes); writes out_dir/results.json and
-    returns the results."""
+    returns the results. teacher_checkpoint: a trained teacher the edge model distils from
+    (and mines hard negatives with) when "teacher" is not among models."""
     py = sys.executable
     data_args, staged = stage_inputs(py, shared, out_dir, models, synthetic_dir)
     held_out, n_speakers, n_clips = stage_set(data_args["data_dir"], "testing",
@@ -341,7 +342,9 @@ def run_recipe(shared, out_dir, models, cap_minutes=90.0, stream_minutes=20.0,
     results = {"held_out_speakers": n_speakers, "held_out_clips": n_clips, "models": {}}
     tf_dir = tf_dir_of(out_dir)
     for name in sorted(models, key=lambda m: m != "teacher"):  # a teacher trains first
-        teacher = results["models"].get("teacher", {}).get("checkpoint")
+        teacher = results["models"].get("teacher", {}).get("checkpoint", teacher_checkpoint)
+        if name == "edge" and teacher:
+            results["teacher_checkpoint"] = teacher
         model_data = data_args
         if name == "edge" and teacher:
             results["hard_negatives"], mined = mine_hard_negatives(py, shared, teacher, out_dir)

@@ -128,3 +128,8 @@ def test_only_the_student_learns_the_hard_negatives_its_teacher_mined(tmp_path, 
     trained.clear()
     real.run_recipe("shared", str(tmp_path), ["edge"], ship_model=False)
     assert trained == {"edge": (["train_a"], None)} and len(mined_with) == 1
+    results = real.run_recipe("shared", str(tmp_path), ["edge"], ship_model=False,
+                              teacher_checkpoint="kept.keras")  # another seed's teacher
+    assert trained == {"edge": (["train_a", "mined_dir"], "kept.keras")}
+    assert mined_with[-1] == ("shared", "kept.keras")
+    assert results["teacher_checkpoint"] == "kept.keras"
