@@ -12,19 +12,20 @@ from dataclasses import asdict, dataclass
 
 from kws.common import UserError
 
-# figure name -> path of keys in results.json
+# figure name -> path of keys in results.json; every model of a run also gives
+# <model>_<figure> for each of MODEL_FIGURES (edge_tta_accuracy, seed195_tta_accuracy, ...)
 FIGURES = {
     "edge_int8_accuracy": ("edge_int8", "int8", "accuracy"),
     "edge_float_accuracy": ("edge_int8", "float", "accuracy"),
-    "edge_tta_accuracy": ("models", "edge", "accuracy_tta"),
-    "edge_validation_accuracy": ("models", "edge", "validation_accuracy"),
-    "edge_epochs": ("models", "edge", "epochs"),
-    "edge_train_wall_minutes": ("models", "edge", "train_wall_minutes"),
     "stream_threshold": ("streaming", "chosen_on_validation", "threshold"),
     "stream_detection_rate": ("streaming", "ours", "detection_rate"),
     "stream_false_accepts_per_hour": ("streaming", "ours", "false_accepts_per_hour"),
     "running_speech_detections_per_hour": ("running_speech", "testing", "detections_per_hour"),
 }
+
+
+MODEL_FIGURES = {"tta_accuracy": "accuracy_tta", "validation_accuracy": "validation_accuracy",
+                 "epochs": "epochs", "train_wall_minutes": "train_wall_minutes"}
 
 
 @dataclass
@@ -76,8 +77,11 @@ def summarize_runs(paths):
     """{"runs": [path...], "figures": {name: Spread as a dict}, "weakest_word": [...]} over
     the runs that have each figure (a figure missing from every run is left out)."""
     runs = [read_results(p) for p in paths]
-    figures = {}
-    for name, keys in FIGURES.items():
+    figures, paths_of = {}, dict(FIGURES)
+    for model in sorted({m for r in runs for m in (r.get("models") or {})}):
+        paths_of.update({f"{model}_{figure}": ("models", model, key)
+                         for figure, key in MODEL_FIGURES.items()})
+    for name, keys in paths_of.items():
         values = [v for v in (lookup(r, keys) for r in runs) if isinstance(v, (int, float))]
         if values:
             figures[name] = asdict(spread(values))

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def write_run(path, int8, fa_per_hour, go_recall):
     results = {"edge_int8": {"int8": {"accuracy": int8, "recall": {"yes": 1.0, "go": go_recall}}},
-               "models": {"edge": {"epochs": 22}},
+               "models": {"edge": {"epochs": 22}, "seed195": {"accuracy_tta": int8 - 0.05}},
                "streaming": {"ours": {"false_accepts_per_hour": fa_per_hour}}}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results))
@@ -40,6 +40,7 @@ def test_three_runs_are_summarised_figure_by_figure(tmp_path):
     assert summary["figures"]["stream_false_accepts_per_hour"]["max"] == 18.0
     assert summary["figures"]["edge_epochs"]["std"] == 0.0
     assert "edge_tta_accuracy" not in summary["figures"]  # in no run
+    assert summary["figures"]["seed195_tta_accuracy"]["mean"] == pytest.approx(0.925)
     assert summary["weakest_word"][0] == {"word": "go", "recall": 0.88}
 
 
