@@ -21,7 +21,8 @@ With `--models teacher,edge` a wider teacher trains first, mines hard negatives 
 the training side's other and running speech it hears as a command, kws.corpora
 .training_recordings) and the edge model learns from them as unknown words while it distils the
 teacher's soft targets (distillation, as the entry did); `--models edge --teacher_checkpoint
-C` reuses a trained teacher, e.g. for students of other seeds.
+C` reuses a trained teacher, e.g. for students of other seeds. `--frozen teacher` freezes,
+streams and may ship the teacher itself (749 KB as int8) instead of the edge model.
 Each model trains for the epochs of its config (a wall-clock cap only guards against a stuck
 run), is scored on the held-out speakers with test-time augmentation, and the edge model is
 frozen to tf_files/<out_dir's name>/ (model.pb, model.tflite, model_int8.tflite, labels.txt)
@@ -56,6 +57,9 @@ def build_parser():
                         help="with --models edge (no teacher): distil from this trained teacher "
                              "(e.g. another seed's checkpoints/real_teacher_s1/ep-*.keras) and "
                              "mine hard negatives with it, instead of training one")
+    parser.add_argument("--frozen", default="",
+                        help="the trained model that is frozen, streamed and may ship (default "
+                             "edge): e.g. teacher, edge_tcs at width 3 (749 KB as int8)")
     parser.add_argument("--cap_minutes", type=float, default=90.0,
                         help="wall-clock safety cap for each model's training; the budget is "
                              "the epochs in its config, so results do not depend on the CPU")
@@ -87,6 +91,8 @@ def main(argv=None):
         raise UserError(f"unknown models {unknown}; choose from {sorted(RECIPES)}")
     if args.cap_minutes <= 0:
         raise UserError("--cap_minutes must be > 0")
+    if args.frozen and args.frozen not in models:
+        raise UserError(f"--frozen {args.frozen} is not among --models {args.models}")
     if args.teacher_checkpoint:
         if "teacher" in models or "edge" not in models:
             raise UserError("--teacher_checkpoint needs edge among --models and no teacher")
@@ -100,7 +106,8 @@ def main(argv=None):
         return compare_zoo(sys.executable, data_args, args.zoo_cpu_minutes, args.out_dir)
     run_recipe(args.shared, args.out_dir, models, args.cap_minutes, args.stream_minutes,
                args.negative_stream_minutes, args.seed, args.synthetic_dir, args.ship,
-               args.teacher_checkpoint or None)
+               args.teacher_checkpoint or None, args.frozen or "edge",
+               "python real.py " + " ".join(sys.argv[1:] if argv is None else argv))
     return 0
 
 

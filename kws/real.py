@@ -304,15 +304,17 @@ def mine_hard_negatives(py, shared, teacher, out_dir):
 
 
 def edge_figures(py, results, data_args, staged, held_out, out_dir, tf_dir, stream_minutes,
-                 negative_stream_minutes):
-    """Freeze and score the edge model as int8, then its keyword spotting on long audio and on
-    running speech; adds them to results."""
+                 negative_stream_minutes, frozen="edge"):
+    """Freeze and score the edge model (or the trained model `frozen` names) as int8, then its
+    keyword spotting on long audio and on running speech; adds them to results (its int8
+    figures as results["edge_int8"]: the model that may ship)."""
     v001, digits, other, running = (staged[k] for k in ("v001", "digits", "other", "running"))
-    results["edge_int8"] = freeze_and_score_edge(py, results["models"]["edge"]["checkpoint"],
+    results["frozen"] = frozen
+    results["edge_int8"] = freeze_and_score_edge(py, results["models"][frozen]["checkpoint"],
                                                  data_args, held_out, out_dir, tf_dir)
     validation = stage_set(data_args["data_dir"], "validation",
                            os.path.join(out_dir, "validation"))[0]
-    results["validation"] = {"accuracy": results["models"]["edge"]["validation_accuracy"],
+    results["validation"] = {"accuracy": results["models"][frozen]["validation_accuracy"],
                              "split": VALIDATION_SPLIT}
     model = os.path.join(tf_dir, "model_int8.tflite")
     results["streaming"] = streaming_figures(
@@ -327,12 +329,28 @@ def edge_figures(py, results, data_args, staged, held_out, out_dir, tf_dir, stre
         for which in ("validation", "testing")}
 
 
+def train_models(py, shared, models, data_args, held_out, out_dir, cap_minutes, seed,
+                 teacher_checkpoint, results):
+    """Train and score every model, a teacher first: the edge model then distils from it (or
+    from teacher_checkpoint) and learns the hard negatives it mines."""
+    for name in sorted(models, key=lambda m: m != "teacher"):
+        teacher = results["models"].get("teacher", {}).get("checkpoint", teacher_checkpoint)
+        model_data = data_args
+        if name == "edge" and teacher:
+            results["teacher_checkpoint"] = teacher
+            results["hard_negatives"], mined = mine_hard_negatives(py, shared, teacher, out_dir)
+            model_data = {**data_args, "train_only": data_args["train_only"] + [mined]}
+        results["models"][name] = train_and_score(py, name, model_data, held_out, out_dir,
+                                                  cap_minutes, seed, teacher)
+
+
 def run_recipe(shared, out_dir, models, cap_minutes=90.0, stream_minutes=20.0,
                negative_stream_minutes=120.0, seed=None, synthetic_dir="data/synthetic",
-               ship_model=True, teacher_checkpoint=None):
+               ship_model=True, teacher_checkpoint=None, frozen="edge", command="make real"):
     """The whole recipe (real.py without --zoo_cpu_minutes); writes out_dir/results.json and
     returns the results. teacher_checkpoint: a trained teacher the edge model distils from
-    (and mines hard negatives with) when "teacher" is not among models."""
+    (and mines hard negatives with) when "teacher" is not among models. frozen: the model
+    that is frozen, streamed and may ship (its int8 file under 1 MB); command: the card's."""
     py = sys.executable
     data_args, staged = stage_inputs(py, shared, out_dir, models, synthetic_dir)
     held_out, n_speakers, n_clips = stage_set(data_args["data_dir"], "testing",
@@ -341,26 +359,18 @@ def run_recipe(shared, out_dir, models, cap_minutes=90.0, stream_minutes=20.0,
                                          os.path.join(out_dir, "calibration"))[0]
     results = {"held_out_speakers": n_speakers, "held_out_clips": n_clips, "models": {}}
     tf_dir = tf_dir_of(out_dir)
-    for name in sorted(models, key=lambda m: m != "teacher"):  # a teacher trains first
-        teacher = results["models"].get("teacher", {}).get("checkpoint", teacher_checkpoint)
-        if name == "edge" and teacher:
-            results["teacher_checkpoint"] = teacher
-        model_data = data_args
-        if name == "edge" and teacher:
-            results["hard_negatives"], mined = mine_hard_negatives(py, shared, teacher, out_dir)
-            model_data = {**data_args, "train_only": data_args["train_only"] + [mined]}
-        results["models"][name] = train_and_score(py, name, model_data, held_out, out_dir,
-                                                  cap_minutes, seed, teacher)
-    if "edge" in models:
+    train_models(py, shared, models, data_args, held_out, out_dir, cap_minutes, seed,
+                 teacher_checkpoint, results)
+    if frozen in models:
         edge_figures(py, results, data_args, staged, held_out, out_dir, tf_dir, stream_minutes,
-                     negative_stream_minutes)
+                     negative_stream_minutes, frozen)
     results["tf_dir"] = tf_dir
     path = os.path.join(out_dir, "results.json")
     atomic_write_text(path, json.dumps(results, indent=1))
     print_summary(results, path)
-    if "edge" in models and ship_model:
-        data = AUDIO_DATA + (PACK_DATA if uses_pack(RECIPES["edge"]) else "")
-        print(ship(tf_dir, results, data=data)[1])
+    if frozen in models and ship_model:
+        data = AUDIO_DATA + (PACK_DATA if uses_pack(RECIPES[frozen]) else "")
+        print(ship(tf_dir, results, command=command, data=data)[1])
     return results
 
 
@@ -400,7 +410,8 @@ def print_summary(results, path):
         print(f"hard negatives mined with the teacher: {mined['windows']} windows of "
               f"{mined['recordings']} training-side recordings {mined['heard']}")
     for kind, r in results.get("edge_int8", {}).items():
-        print(f"edge .tflite {kind:<6} accuracy {r['accuracy']:.4f} (no TTA), "
+        print(f"{results.get('frozen', 'edge')} .tflite {kind:<6} "
+              f"accuracy {r['accuracy']:.4f} (no TTA), "
               f"{r['latency_ms']:.3f} ms/clip, {r['size_bytes']:,} bytes")
     if "streaming" in results:
         print_streaming(results["streaming"])

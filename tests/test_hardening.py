@@ -213,6 +213,8 @@ def cli_cases(tmp):
         "real-bad": ("real.py", ["--shared", data, "--cap_minutes", "0"], "--cap_minutes"),
         "real-two-teachers": ("real.py", ["--models", "teacher,edge", "--teacher_checkpoint",
                                           missing], "--teacher_checkpoint needs edge"),
+        "real-frozen": ("real.py", ["--models", "edge", "--frozen", "teacher"],
+                        "--frozen teacher is not among --models"),
         "real-no-teacher": ("real.py", ["--models", "edge", "--teacher_checkpoint", missing],
                             "--teacher_checkpoint not found"),
         "make_streams-missing": ("make_streams.py",

@@ -133,3 +133,18 @@ def test_only_the_student_learns_the_hard_negatives_its_teacher_mined(tmp_path, 
     assert trained == {"edge": (["train_a", "mined_dir"], "kept.keras")}
     assert mined_with[-1] == ("shared", "kept.keras")
     assert results["teacher_checkpoint"] == "kept.keras"
+
+
+def test_the_frozen_model_is_the_one_scored_streamed_and_shipped(tmp_path, monkeypatch):
+    frozen, shipped = [], []
+    monkeypatch.setattr(real, "stage_inputs", lambda *a: ({"data_dir": "d", "train_only": []}, {}))
+    monkeypatch.setattr(real, "stage_set", lambda *a: ("held_out", 2, 3))
+    monkeypatch.setattr(real, "train_and_score",
+                        lambda py, name, *a: {"checkpoint": f"{name}.keras"})
+    monkeypatch.setattr(real, "mine_hard_negatives", lambda *a: ({}, "mined"))
+    monkeypatch.setattr(real, "edge_figures", lambda *a: frozen.append(a[-1]))
+    monkeypatch.setattr(real, "print_summary", lambda *a: None)
+    monkeypatch.setattr(real, "ship", lambda *a, **k: shipped.append(k["command"]) or (1, ""))
+    real.run_recipe("shared", str(tmp_path), ["teacher"], frozen="teacher", command="c")
+    real.run_recipe("shared", str(tmp_path), ["seed195"], command="d")  # no edge: nothing
+    assert frozen == ["teacher"] and shipped == ["c"]
