@@ -58,7 +58,7 @@ def card_from_results(results, tf_dir, command="make real", commit=None, when=No
                       data=AUDIO_DATA):
     """A model card of the edge model a `make real` run froze into tf_dir."""
     int8 = results["edge_int8"]["int8"]
-    edge = results["models"]["edge"]
+    edge = results["models"][results.get("frozen", "edge")]  # the model frozen into tf_dir
     card = {
         "model": f"{NAME}_int8.tflite",
         "labels": f"{NAME}_labels.txt",

@@ -488,6 +488,12 @@ def test_a_recipe_ships_only_a_model_better_on_validation(tmp_path):
     assert not ship(str(tf_dir), no_validation, str(out))[0]
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [*FILES.values(), "README.md", "edge_card.json"])
+    frozen_teacher = results(0.99)  # real.py --frozen teacher: the teacher's record
+    frozen_teacher["models"] = {"teacher": {"epochs": 7, "train_wall_minutes": 2.0}}
+    frozen_teacher["frozen"] = "teacher"
+    assert ship(str(tf_dir), frozen_teacher, str(out), command="real.py --frozen teacher")[0]
+    assert read_card(str(out))["epochs"] == 7
+    assert read_card(str(out))["command"] == "real.py --frozen teacher"
     (tf_dir / "model_stream.npz").unlink()
     with pytest.raises(UserError, match="missing model_stream.npz"):
         ship(str(tf_dir), results(0.99), str(out))
