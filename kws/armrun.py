@@ -259,7 +259,7 @@ def report(results):
                   + f"; {len(r['rows_beyond_envelope'])} beyond x86's rounding envelope; "
                   f"{len(r['label_differences'])} label differences ("
                   + (f"{len(r['label_differences_beyond_a_tie'])} where x86's top two differ "
-                     "by more than that" if "reference_max_abs_difference" in r else
+                     "by more than twice that" if "reference_max_abs_difference" in r else
                      f"{len(r['label_differences_beyond_envelope'])} beyond the envelope")
                   + ")")
         d = c["detections"]

@@ -224,6 +224,17 @@ def test_a_differently_rounding_runtime_is_bounded_by_another_on_x86():
     result = compare_within_reference(tied, flipped, reference, labels)
     assert result["ok"] and result["label_differences"] == ["1"]
     assert not result["label_differences_beyond_a_tie"]
+    # each of the top two may move by the bound (0.04 + a step), so a gap under twice it
+    # may flip, a wider one may not
+    def away(row, by=0.04):
+        return {"1": row["1"] + [-by, by], "2": row["2"]}
+
+    close = {"1": np.array([0.54, 0.46]), "2": x86["2"]}       # a gap of 0.08
+    swapped = {"1": np.array([0.497, 0.503]), "2": x86["2"]}   # 0.043 away
+    assert compare_within_reference(close, swapped, away(close), labels)["ok"]
+    apart = {"1": np.array([0.55, 0.45]), "2": x86["2"]}       # a gap of 0.10
+    result = compare_within_reference(apart, away(apart, 0.06), away(apart), labels)
+    assert result["label_differences_beyond_a_tie"] == ["1"] and not result["ok"]
     found = [(2400, "stop", 0.52), (6120, "up", 0.51)]
     moved = [(2380, "stop", 0.50), (6120, "up", 0.52)]
     assert not compare_detections(found, moved)["ok"]
