@@ -17,15 +17,17 @@ speaker, in either form, so the validation speakers stay unseen voices for choos
 checkpoints and the detection threshold. Held-out silence is cut from noise audio that
 training never uses (the tail of each recording, or a source training never sees), and int8
 calibration uses training speakers only.
-With `--models teacher,edge` a wider teacher trains first, mines hard negatives (the windows of
+By default (`make real`) it trains the teacher (edge_tcs at width 3 on the pack front end,
+749 KB as int8: the model that ships), the entry's seed195 and the TF tutorial's conv model.
+With `--models teacher,edge` the teacher trains first, mines hard negatives (the windows of
 the training side's other and running speech it hears as a command, kws.corpora
 .training_recordings) and the edge model learns from them as unknown words while it distils the
 teacher's soft targets (distillation, as the entry did); `--models edge --teacher_checkpoint
-C` reuses a trained teacher, e.g. for students of other seeds. `--frozen teacher` freezes,
-streams and may ship the teacher itself (749 KB as int8) instead of the edge model.
+C` reuses a trained teacher, e.g. for students of other seeds. The frozen model is the edge
+model when it trains, else the teacher (`--frozen` names another).
 Each model trains for the epochs of its config (a wall-clock cap only guards against a stuck
-run), is scored on the held-out speakers with test-time augmentation, and the edge model is
-frozen to tf_files/<out_dir's name>/ (model.pb, model.tflite, model_int8.tflite, labels.txt)
+run), is scored on the held-out speakers with test-time augmentation, and the frozen model is
+exported to tf_files/<out_dir's name>/ (model.pb, model.tflite, model_int8.tflite, labels.txt)
 and scored again as int8 through make_submission_on_rpi.py.
 Then keyword spotting on long audio: streams of the validation and of the held-out speakers
 (dev, extra and v0.01 clips) over noise training never hears, and two-hour negative streams of
@@ -34,7 +36,7 @@ phrase groups (each clip placed about equally often); the detection threshold is
 validation streams (stored beside the model as model_streaming.json) and the held-out streams
 are scored with it and with the TF example's recognizer; then command detections per hour on
 the validation and held-out speakers' running speech. Results: <out_dir>/results.json and a
-table on stdout. When the edge model beats the shipped one (models/edge_card.json) on the same
+table on stdout. When the frozen model beats the shipped one (models/edge_card.json) on the same
 validation speakers, it replaces it (unless --no-ship); the held-out figure never chooses.
 """
 
@@ -42,24 +44,25 @@ import argparse
 import sys
 
 from kws.common import UserError, require_file, run_cli
-from kws.real import RECIPES, run_recipe, stage_inputs
+from kws.real import RECIPES, default_frozen, run_recipe, stage_inputs
 
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shared", default="../shared/data", help="folder of the real clips")
     parser.add_argument("--out_dir", default="data/real", help="staging and results")
-    parser.add_argument("--models", default="edge,seed195,tutorial_conv",
-                        help=f"comma-separated, from {','.join(RECIPES)}; edge is frozen; "
-                             "with teacher, the teacher trains first, mines hard negatives and "
-                             "edge distils from it")
+    parser.add_argument("--models", default="teacher,seed195,tutorial_conv",
+                        help=f"comma-separated, from {','.join(RECIPES)}; with teacher and "
+                             "edge, the teacher trains first, mines hard negatives and edge "
+                             "distils from it")
     parser.add_argument("--teacher_checkpoint", default="",
                         help="with --models edge (no teacher): distil from this trained teacher "
                              "(e.g. another seed's checkpoints/real_teacher_s1/ep-*.keras) and "
                              "mine hard negatives with it, instead of training one")
     parser.add_argument("--frozen", default="",
-                        help="the trained model that is frozen, streamed and may ship (default "
-                             "edge): e.g. teacher, edge_tcs at width 3 (749 KB as int8)")
+                        help="the trained model that is frozen, streamed and may ship (default: "
+                             "edge if trained, else teacher, edge_tcs at width 3 and 749 KB as "
+                             "int8)")
     parser.add_argument("--cap_minutes", type=float, default=90.0,
                         help="wall-clock safety cap for each model's training; the budget is "
                              "the epochs in its config, so results do not depend on the CPU")
@@ -106,7 +109,7 @@ def main(argv=None):
         return compare_zoo(sys.executable, data_args, args.zoo_cpu_minutes, args.out_dir)
     run_recipe(args.shared, args.out_dir, models, args.cap_minutes, args.stream_minutes,
                args.negative_stream_minutes, args.seed, args.synthetic_dir, args.ship,
-               args.teacher_checkpoint or None, args.frozen or "edge",
+               args.teacher_checkpoint or None, args.frozen or default_frozen(models),
                "python real.py " + " ".join(sys.argv[1:] if argv is None else argv))
     return 0
 

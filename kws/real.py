@@ -344,6 +344,12 @@ def train_models(py, shared, models, data_args, held_out, out_dir, cap_minutes, 
                                                   cap_minutes, seed, teacher)
 
 
+def default_frozen(models):
+    """The model a run freezes when --frozen is not given: the edge model (the student, when a
+    teacher trains too), else the teacher, else none of them ("")."""
+    return next((name for name in ("edge", "teacher") if name in models), "")
+
+
 def run_recipe(shared, out_dir, models, cap_minutes=90.0, stream_minutes=20.0,
                negative_stream_minutes=120.0, seed=None, synthetic_dir="data/synthetic",
                ship_model=True, teacher_checkpoint=None, frozen="edge", command="make real"):

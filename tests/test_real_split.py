@@ -148,3 +148,17 @@ def test_the_frozen_model_is_the_one_scored_streamed_and_shipped(tmp_path, monke
     real.run_recipe("shared", str(tmp_path), ["teacher"], frozen="teacher", command="c")
     real.run_recipe("shared", str(tmp_path), ["seed195"], command="d")  # no edge: nothing
     assert frozen == ["teacher"] and shipped == ["c"]
+
+
+def test_make_real_trains_and_freezes_the_teacher_unless_an_edge_model_trains(monkeypatch):
+    import real as real_script
+
+    frozen = []
+    monkeypatch.setattr(real_script, "run_recipe", lambda *a: frozen.append((a[2], a[10])))
+    real_script.main([])  # make real
+    real_script.main(["--models", "teacher,edge"])  # distillation: the student
+    real_script.main(["--models", "seed195"])
+    real_script.main(["--models", "teacher,edge", "--frozen", "teacher"])
+    assert frozen == [(["teacher", "seed195", "tutorial_conv"], "teacher"),
+                      (["teacher", "edge"], "edge"), (["seed195"], ""),
+                      (["teacher", "edge"], "teacher")]
