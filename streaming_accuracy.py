@@ -67,7 +67,7 @@ def report_sweep(args, report):
         print(f"no threshold keeps false accepts under {args.target_fa_per_hour:g}/h",
               file=sys.stderr)
         return
-    print(f"threshold {chosen.threshold:.2f}: {chosen.detection_rate:.1%} detected"
+    print(f"threshold {chosen.threshold:g}: {chosen.detection_rate:.1%} detected"
           f" at {chosen.false_accepts_per_hour:.2f} false accepts per hour")
     if args.save_settings:
         print(f"wrote {save_chosen(args.model, report, args.target_fa_per_hour)}")

@@ -118,7 +118,7 @@ def streaming_figures(py, model, validation, testing, noise_dir, out_dir, minute
     if chosen.chosen is None:
         raise UserError(f"no threshold keeps false accepts under {target_fa_per_hour:g} per "
                         "hour on the validation streams")
-    print(f"threshold {chosen.chosen.threshold:.2f} chosen on the validation streams: wrote "
+    print(f"threshold {chosen.chosen.threshold:g} chosen on the validation streams: wrote "
           f"{save_chosen(model, chosen, target_fa_per_hour)}")
     print("\n=== streaming accuracy on the held-out speakers", flush=True)
     test = measure_streams([model], streams["test"]["wav"], streams["test_negative"]["wav"],

@@ -29,7 +29,9 @@ from kws.streaming import (
     tf_example_settings,
 )
 
-SWEEP = np.round(np.concatenate([np.arange(0.30, 0.89, 0.05), np.arange(0.90, 0.995, 0.01)]), 2)
+# Finest near the top: label smoothing (0.05) caps a model's probability near 0.955, where the
+# detection rate falls fastest, and a 0.01 step there chose 0.95 over a 0.945 that kept the budget.
+SWEEP = np.round(np.concatenate([np.arange(0.30, 0.89, 0.05), np.arange(0.90, 0.9951, 0.005)]), 3)
 
 
 @dataclasses.dataclass
@@ -205,7 +207,7 @@ def plot_det(points, path, title):
     ax.plot(fa, miss, "o-", ms=3)
     for p, x, y in zip(points, fa, miss):
         if round(p.threshold * 100) % 10 == 0 or p.threshold >= 0.95:
-            ax.annotate(f"{p.threshold:.2f}", (x, y), fontsize=7, xytext=(3, 3),
+            ax.annotate(f"{p.threshold:g}", (x, y), fontsize=7, xytext=(3, 3),
                         textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel("false accepts per hour (negative stream)")
