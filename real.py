@@ -18,7 +18,8 @@ checkpoints and the detection threshold. Held-out silence is cut from noise audi
 training never uses (the tail of each recording, or a source training never sees), and int8
 calibration uses training speakers only.
 By default (`make real`) it trains the teacher (edge_tcs at width 3 on the pack front end,
-749 KB as int8: the model that ships), the entry's seed195 and the TF tutorial's conv model.
+749 KB as int8: the model that ships) and the entry's seed195 (`--models` adds others, e.g.
+tutorial_conv, the TF tutorial's conv model: 23 more minutes).
 With `--models teacher,edge` the teacher trains first, mines hard negatives (the windows of
 the training side's other and running speech it hears as a command, kws.corpora
 .training_recordings) and the edge model learns from them as unknown words while it distils the
@@ -51,7 +52,7 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shared", default="../shared/data", help="folder of the real clips")
     parser.add_argument("--out_dir", default="data/real", help="staging and results")
-    parser.add_argument("--models", default="teacher,seed195,tutorial_conv",
+    parser.add_argument("--models", default="teacher,seed195",
                         help=f"comma-separated, from {','.join(RECIPES)}; with teacher and "
                              "edge, the teacher trains first, mines hard negatives and edge "
                              "distils from it")

@@ -159,6 +159,6 @@ def test_make_real_trains_and_freezes_the_teacher_unless_an_edge_model_trains(mo
     real_script.main(["--models", "teacher,edge"])  # distillation: the student
     real_script.main(["--models", "seed195"])
     real_script.main(["--models", "teacher,edge", "--frozen", "teacher"])
-    assert frozen == [(["teacher", "seed195", "tutorial_conv"], "teacher"),
+    assert frozen == [(["teacher", "seed195"], "teacher"),
                       (["teacher", "edge"], "edge"), (["seed195"], ""),
                       (["teacher", "edge"], "teacher")]
