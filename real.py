@@ -45,7 +45,7 @@ import argparse
 import sys
 
 from kws.common import UserError, require_file, run_cli
-from kws.real import RECIPES, default_frozen, run_recipe, stage_inputs
+from kws.real import RECIPES, run_recipe, stage_inputs
 
 
 def build_parser():
@@ -110,7 +110,7 @@ def main(argv=None):
         return compare_zoo(sys.executable, data_args, args.zoo_cpu_minutes, args.out_dir)
     run_recipe(args.shared, args.out_dir, models, args.cap_minutes, args.stream_minutes,
                args.negative_stream_minutes, args.seed, args.synthetic_dir, args.ship,
-               args.teacher_checkpoint or None, args.frozen or default_frozen(models),
+               args.teacher_checkpoint or None, args.frozen or None,
                "python real.py " + " ".join(sys.argv[1:] if argv is None else argv))
     return 0
 

@@ -352,11 +352,13 @@ def default_frozen(models):
 
 def run_recipe(shared, out_dir, models, cap_minutes=90.0, stream_minutes=20.0,
                negative_stream_minutes=120.0, seed=None, synthetic_dir="data/synthetic",
-               ship_model=True, teacher_checkpoint=None, frozen="edge", command="make real"):
+               ship_model=True, teacher_checkpoint=None, frozen=None, command="make real"):
     """The whole recipe (real.py without --zoo_cpu_minutes); writes out_dir/results.json and
     returns the results. teacher_checkpoint: a trained teacher the edge model distils from
     (and mines hard negatives with) when "teacher" is not among models. frozen: the model
-    that is frozen, streamed and may ship (its int8 file under 1 MB); command: the card's."""
+    that is frozen, streamed and may ship (its int8 file under 1 MB; None: default_frozen);
+    command: the card's."""
+    frozen = default_frozen(models) if frozen is None else frozen
     py = sys.executable
     data_args, staged = stage_inputs(py, shared, out_dir, models, synthetic_dir)
     held_out, n_speakers, n_clips = stage_set(data_args["data_dir"], "testing",

@@ -2,7 +2,7 @@
 without training, and how a recipe ships a better one in its place.
 
     from kws.shipped import DEFAULT_MODEL      # models/edge_int8.tflite
-    ship("tf_files/real", results)   # a run's results.json, read: when its validation beats
+    ship("tf_files/real", results)   # results: a run's results.json; ships if validation wins
 
 models/ holds the int8 edge model (edge_int8.tflite), its labels (edge_labels.txt), the two files
 that let a stream reuse front-end frames from hop to hop (edge_stream_body_int8.tflite,

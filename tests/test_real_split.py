@@ -135,30 +135,37 @@ def test_only_the_student_learns_the_hard_negatives_its_teacher_mined(tmp_path, 
     assert results["teacher_checkpoint"] == "kept.keras"
 
 
-def test_the_frozen_model_is_the_one_scored_streamed_and_shipped(tmp_path, monkeypatch):
-    frozen, shipped = [], []
+def stub_recipe_steps(monkeypatch):
+    """run_recipe with every step stubbed; returns (models trained per run, model frozen per
+    run ("" for none), ship commands)."""
+    trained, frozen, shipped = [], [], []
     monkeypatch.setattr(real, "stage_inputs", lambda *a: ({"data_dir": "d", "train_only": []}, {}))
     monkeypatch.setattr(real, "stage_set", lambda *a: ("held_out", 2, 3))
-    monkeypatch.setattr(real, "train_and_score",
-                        lambda py, name, *a: {"checkpoint": f"{name}.keras"})
-    monkeypatch.setattr(real, "mine_hard_negatives", lambda *a: ({}, "mined"))
-    monkeypatch.setattr(real, "edge_figures", lambda *a: frozen.append(a[-1]))
+    monkeypatch.setattr(real, "train_models", lambda py, shared, models, *a: (
+        trained.append(list(models)), frozen.append("")))
+    monkeypatch.setattr(real, "edge_figures", lambda *a: frozen.__setitem__(-1, a[-1]))
     monkeypatch.setattr(real, "print_summary", lambda *a: None)
     monkeypatch.setattr(real, "ship", lambda *a, **k: shipped.append(k["command"]) or (1, ""))
+    return trained, frozen, shipped
+
+
+def test_the_frozen_model_is_the_one_scored_streamed_and_shipped(tmp_path, monkeypatch):
+    _, frozen, shipped = stub_recipe_steps(monkeypatch)
     real.run_recipe("shared", str(tmp_path), ["teacher"], frozen="teacher", command="c")
     real.run_recipe("shared", str(tmp_path), ["seed195"], command="d")  # no edge: nothing
-    assert frozen == ["teacher"] and shipped == ["c"]
+    assert frozen == ["teacher", ""] and shipped == ["c"]
 
 
-def test_make_real_trains_and_freezes_the_teacher_unless_an_edge_model_trains(monkeypatch):
+def test_make_real_trains_and_freezes_the_teacher_unless_an_edge_model_trains(tmp_path,
+                                                                              monkeypatch):
     import real as real_script
 
-    frozen = []
-    monkeypatch.setattr(real_script, "run_recipe", lambda *a: frozen.append((a[2], a[10])))
-    real_script.main([])  # make real
-    real_script.main(["--models", "teacher,edge"])  # distillation: the student
-    real_script.main(["--models", "seed195"])
-    real_script.main(["--models", "teacher,edge", "--frozen", "teacher"])
-    assert frozen == [(["teacher", "seed195"], "teacher"),
-                      (["teacher", "edge"], "edge"), (["seed195"], ""),
-                      (["teacher", "edge"], "teacher")]
+    trained, frozen, _ = stub_recipe_steps(monkeypatch)
+    out = ["--out_dir", str(tmp_path), "--no-ship"]
+    real_script.main(out)  # make real
+    real_script.main(out + ["--models", "teacher,edge"])  # distillation: the student
+    real_script.main(out + ["--models", "seed195"])
+    real_script.main(out + ["--models", "teacher,edge", "--frozen", "teacher"])
+    assert list(zip(trained, frozen)) == [(["teacher", "seed195"], "teacher"),
+                                          (["teacher", "edge"], "edge"), (["seed195"], ""),
+                                          (["teacher", "edge"], "teacher")]
