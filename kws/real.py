@@ -74,6 +74,8 @@ RECIPES = {  # name -> config; each config's "epochs" is its training budget
     "edge_audio_only": "experiments/real_edge_pack_audio_only.json",
     # a wider edge model, trained first: the edge model then distils from it
     "teacher": "experiments/real_teacher.json",
+    # the same teacher trained twice as long (over make real's budget): does more training pay?
+    "teacher_long": "experiments/real_teacher_long.json",
 }
 DISTILL = ["--distill_weight", "0.5", "--distill_temperature", "2"]
 # hard negatives for the student: windows of training-side speech the teacher hears as a command

@@ -169,3 +169,20 @@ def test_make_real_trains_and_freezes_the_teacher_unless_an_edge_model_trains(tm
     assert list(zip(trained, frozen)) == [(["teacher", "seed195"], "teacher"),
                                           (["teacher", "edge"], "edge"), (["seed195"], ""),
                                           (["teacher", "edge"], "teacher")]
+
+
+def test_every_recipe_config_reads_as_train_flags(tmp_path):
+    from train import parse_args
+
+    repo = Path(real.__file__).resolve().parents[1]
+    for name, config in real.RECIPES.items():
+        args = parse_args(["--config", str(repo / config), "--data_dir", str(tmp_path)])
+        assert args.epochs >= 1 and args.model, name
+
+
+def test_the_long_teacher_differs_from_the_teacher_only_in_its_epochs():
+    repo = Path(real.__file__).resolve().parents[1]
+    teacher, long = ({k: v for k, v in json.loads((repo / real.RECIPES[name]).read_text()).items()
+                      if k != "description"} for name in ("teacher", "teacher_long"))
+    assert long.pop("epochs") == 2 * teacher.pop("epochs")
+    assert long == teacher
