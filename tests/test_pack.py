@@ -393,3 +393,19 @@ def test_a_pack_student_distils_from_a_pack_teacher(small_pack, tmp_path):
     plain = build_model("edge_tcs", 12, width=0.25, head_channels=16)
     with pytest.raises(UserError, match="needs the pack front end"):
         pack_teacher(plain)
+
+
+def test_pack_mixing_still_draws_audio_after_the_finite_audio_epochs_run_out():
+    import tensorflow as tf
+
+    from kws.pack_data import mix_batches
+    audio = tf.data.Dataset.range(20)  # a run of epochs x steps: 20 audio batches in all
+    pack = tf.data.Dataset.from_tensors(tf.constant(-1, tf.int64)).repeat()
+    drawn = np.array(list(mix_batches(audio, pack, 0.5, seed=3).take(120).as_numpy_iterator()))
+    assert 0.3 < (drawn[60:] >= 0).mean() < 0.7  # the tail is not pack images alone
+    without_repeat = tf.data.Dataset.sample_from_datasets([audio, pack], [0.5, 0.5], seed=3)
+    before = np.array(list(without_repeat.take(120).as_numpy_iterator()))
+    ran_out = int(np.flatnonzero(before == 19)[0])  # the last audio batch, then only pack
+    assert ran_out < 60
+    assert (before[ran_out + 1:] == -1).all()
+    np.testing.assert_array_equal(drawn[:ran_out + 1], before[:ran_out + 1])
