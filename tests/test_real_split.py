@@ -9,6 +9,7 @@ from conftest import make_speech_commands
 
 from kws import real
 from kws.audio import read_wav, write_wav
+from kws.common import REPO
 from kws.data import AudioProcessor
 from kws.folders import speaker_id, which_set
 from kws.recipe import stage_set
@@ -174,15 +175,14 @@ def test_make_real_trains_and_freezes_the_teacher_unless_an_edge_model_trains(tm
 def test_every_recipe_config_reads_as_train_flags(tmp_path):
     from train import parse_args
 
-    repo = Path(real.__file__).resolve().parents[1]
     for name, config in real.RECIPES.items():
-        args = parse_args(["--config", str(repo / config), "--data_dir", str(tmp_path)])
+        args = parse_args(["--config", str(Path(REPO, config)), "--data_dir", str(tmp_path)])
         assert args.epochs >= 1 and args.model, name
 
 
 def test_the_long_teacher_differs_from_the_teacher_only_in_its_epochs():
-    repo = Path(real.__file__).resolve().parents[1]
-    teacher, long = ({k: v for k, v in json.loads((repo / real.RECIPES[name]).read_text()).items()
-                      if k != "description"} for name in ("teacher", "teacher_long"))
+    configs = (json.loads(Path(REPO, real.RECIPES[name]).read_text())
+               for name in ("teacher", "teacher_long"))
+    teacher, long = ({k: v for k, v in c.items() if k != "description"} for c in configs)
     assert long.pop("epochs") == 2 * teacher.pop("epochs")
     assert long == teacher
