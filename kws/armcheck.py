@@ -65,8 +65,9 @@ class Arch:
     cpu: str             # the core qemu emulates: the oldest the bundle targets
     packages: tuple      # Debian packages of the userland (apt adds their dependencies)
     requirements: str    # the bundle's lock for this architecture
-    # another runtime on x86 whose distance from this one's x86 run bounds the ARM run's (None:
-    # the ARM run must agree within int8 rounding itself)
+    # another runtime on x86: with both runtimes' kernel sets it measures how far int8 kernels
+    # that round differently move the model, which bounds the ARM run (None: the ARM run must
+    # agree within int8 rounding itself); see kws.armrun.compare_with_reference
     reference: str = None
 
     def wheel_platforms(self):
@@ -424,14 +425,29 @@ def largest_shift(a, b):
     return max((abs(x[0] - y[0]) for x, y in zip(a, b)), default=0)
 
 
+def kernel_spread(runs):
+    """(largest difference, (name, name)) between any two of {name: {row: probabilities}}, runs of
+    one model whose int8 kernels round differently: how far that rounding alone moves it."""
+    worst, pair = 0.0, None
+    names = sorted(runs)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            rows = set(runs[a]) & set(runs[b])
+            difference = max((float(np.max(np.abs(runs[a][r] - runs[b][r]))) for r in rows
+                              if runs[a][r] is not None and runs[b][r] is not None), default=0.0)
+            if pair is None or difference > worst:
+                worst, pair = difference, (a, b)
+    return worst, pair
+
+
 def compare_within_reference(x86, arm, reference, labels, envelope=None, step=INT8_STEP,
                              gap=0.0):
     """compare_probabilities for a runtime whose int8 kernels round differently from x86's
     (tflite-runtime on 32-bit ARM): the arm run may differ from x86 by as much as `reference`,
-    another runtime on x86 itself, differs from it (or `gap`, that difference measured on the
-    run's other inputs, whichever is larger: two dozen clips alone underestimate it), plus one
-    step; its top label may change only where x86's top two scores are within twice that (a
-    tie at that rounding: one score may fall by the bound while the other rises by it)."""
+    another runtime on x86 itself, differs from it (or `gap`, how far x86's kernel sets differ
+    over all of the run's inputs, kernel_spread, whichever is larger), plus one step; its top
+    label may change only where x86's top two scores are within twice that (a tie at that
+    rounding: one score may fall by the bound while the other rises by it)."""
     strict = compare_probabilities(x86, arm, labels, envelope, step)
     if "rows" not in strict:
         return strict

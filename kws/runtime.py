@@ -5,7 +5,9 @@
 
 Needs numpy and ai_edge_litert (or tflite_runtime, 32-bit ARM's) for a .tflite, TensorFlow only
 for a .pb (imported when used): what a Raspberry Pi needs. The labels file is found beside the
-model (NAME_labels.txt, then labels.txt) unless given.
+model (NAME_labels.txt, then labels.txt) unless given. KWS_TFLITE_KERNELS=builtin (or reference)
+runs a .tflite on the runtime's built-in (or reference) kernels instead of its default ones, as
+the ARM check does to learn how far int8 kernels that round differently move a model.
 """
 
 import importlib
@@ -43,6 +45,23 @@ def tflite_interpreter():
     return None, None
 
 
+# KWS_TFLITE_KERNELS: which kernels run a .tflite (the runtime's OpResolverType)
+KERNELS_ENV = "KWS_TFLITE_KERNELS"
+KERNELS = {"default": None, "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES",
+           "reference": "BUILTIN_REF"}
+
+
+def kernel_options(Interpreter):
+    """The Interpreter keyword arguments that KWS_TFLITE_KERNELS asks for ({} by default)."""
+    kind = os.environ.get(KERNELS_ENV, "default") or "default"
+    if kind not in KERNELS:
+        raise UserError(f"{KERNELS_ENV} must be one of {', '.join(KERNELS)}, got {kind!r}")
+    if KERNELS[kind] is None:
+        return {}
+    resolvers = importlib.import_module(Interpreter.__module__).OpResolverType
+    return {"experimental_op_resolver_type": getattr(resolvers, KERNELS[kind])}
+
+
 def runtime_version(package):
     """The installed version of a runtime package ('unknown' without package metadata)."""
     try:
@@ -59,8 +78,9 @@ class TFLiteModel:
         if Interpreter is None:
             raise UserError(f"{path}: a .tflite needs LiteRT: pip install ai-edge-litert "
                             "(on a Pi: pip install -r requirements-pi.txt)") from None
+        options = kernel_options(Interpreter)
         try:
-            self.interpreter = Interpreter(model_path=path, num_threads=num_threads)
+            self.interpreter = Interpreter(model_path=path, num_threads=num_threads, **options)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

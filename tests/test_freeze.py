@@ -137,6 +137,22 @@ def test_tflite_float_matches_keras_and_int8_agrees_on_top1(exported):
     assert np.mean(reference.argmax(axis=1) == exported["targets"]) > 0.5
 
 
+def test_tflite_kernel_sets_run_the_same_model(exported, monkeypatch):
+    """KWS_TFLITE_KERNELS picks the runtime's built-in or reference kernels (the ARM check's
+    yardstick): the same int8 model within a few output steps, and a clear error otherwise."""
+    path = str(exported["out"] / "frozen_int8.tflite")
+    clips = exported["clips"][:8]
+    default = np.stack([TFLiteModel(path).predict(c) for c in clips])
+    for kernels in ("builtin", "reference"):
+        monkeypatch.setenv("KWS_TFLITE_KERNELS", kernels)
+        probs = np.stack([TFLiteModel(path).predict(c) for c in clips])
+        assert np.abs(probs - default).max() <= 0.1
+        np.testing.assert_allclose(probs.sum(axis=1), 1, atol=0.05)
+    monkeypatch.setenv("KWS_TFLITE_KERNELS", "fast")
+    with pytest.raises(UserError, match="KWS_TFLITE_KERNELS must be one of default, builtin"):
+        TFLiteModel(path)
+
+
 def test_size_guard_refuses_a_large_model(exported, tmp_path):
     args = ["--checkpoint_path", str(exported["ckpt"]), "--frozen_path", str(tmp_path / "m.pb"),
             "--formats", "pb,tflite", "--num_check", "2"]

@@ -204,6 +204,17 @@ def test_comparison_accepts_rounding_and_refuses_a_real_difference():
     assert not compare_probabilities(x86, {"same": x86["same"]}, labels)["ok"]
 
 
+def test_kernel_spread_is_the_largest_difference_between_any_two_runs():
+    from kws.armcheck import kernel_spread
+
+    runs = {"a": {"1": np.array([0.70, 0.30]), "2": np.array([0.2, 0.8])},
+            "b": {"1": np.array([0.68, 0.32]), "2": np.array([0.25, 0.75])},
+            "c": {"1": np.array([0.74, 0.26]), "2": np.array([0.2, 0.8]), "3": None}}
+    spread, pair = kernel_spread(runs)
+    assert spread == pytest.approx(0.06) and pair == ("b", "c")
+    assert kernel_spread({"a": runs["a"]}) == (0.0, None)
+
+
 def test_a_differently_rounding_runtime_is_bounded_by_another_on_x86():
     from kws.armcheck import compare_detections, compare_within_reference, largest_shift
 
