@@ -35,7 +35,7 @@ import time
 import numpy as np
 
 from kws.common import UserError
-from kws.runtime import load_model
+from kws.runtime import KERNELS_ENV, load_model
 
 CACHE = os.environ.get("KWS_ARM_CACHE") or os.path.join(
     os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kws-arm")
@@ -262,7 +262,7 @@ def clean_env(**extra):
     """This environment without anything that points a python at other packages or libraries."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "PYTHONHOME", "LD_LIBRARY_PATH", "LD_PRELOAD",
-                        "VIRTUAL_ENV", "PYTHONSTARTUP")}
+                        "VIRTUAL_ENV", "PYTHONSTARTUP", KERNELS_ENV)}
     env.update(PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1", **extra)
     return env
 
@@ -425,42 +425,67 @@ def largest_shift(a, b):
     return max((abs(x[0] - y[0]) for x, y in zip(a, b)), default=0)
 
 
-def kernel_spread(runs):
-    """(largest difference, (name, name)) between any two of {name: {row: probabilities}}, runs of
-    one model whose int8 kernels round differently: how far that rounding alone moves it."""
-    worst, pair = 0.0, None
-    names = sorted(runs)
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            rows = set(runs[a]) & set(runs[b])
-            difference = max((float(np.max(np.abs(runs[a][r] - runs[b][r]))) for r in rows
-                              if runs[a][r] is not None and runs[b][r] is not None), default=0.0)
-            if pair is None or difference > worst:
-                worst, pair = difference, (a, b)
-    return worst, pair
+# The share of rows whose differences make a run's typical difference (the rest: its tail)
+TYPICAL_QUANTILE = 0.95
+# How much larger the worst row of one more kernel set may be than the worst that x86's kernel
+# sets show: the largest of a few hundred rows is an extreme, which varied by up to 1.15x
+# between the 32-bit ARM run and x86's own kernel sets in the runs measured (BENCHMARKS.md)
+WORST_ROW_FACTOR = 1.5
 
 
-def compare_within_reference(x86, arm, reference, labels, envelope=None, step=INT8_STEP,
-                             gap=0.0):
+def row_differences(x86, other):
+    """Each row's largest probability difference between two runs of the same rows (a row
+    either run has no answer for is left out)."""
+    return np.array([float(np.max(np.abs(x86[r] - other[r]))) for r in sorted(x86)
+                     if x86[r] is not None and other[r] is not None])
+
+
+def kernel_spread(runs, origin):
+    """How far int8 kernels that round differently move one model: over the runs of {name:
+    {row: probabilities}} other than runs[origin] (the same model on other kernels), the
+    largest difference of a row from runs[origin] ("worst", and the run: "farthest") and the
+    largest TYPICAL_QUANTILE of a run's row differences ("typical"). Every run must hold the
+    same rows."""
+    spread = {"worst": 0.0, "typical": 0.0, "farthest": None}
+    for name, rows in runs.items():
+        if set(rows) != set(runs[origin]):
+            raise UserError(f"the {name} run has other rows than the {origin} run")
+        differences = row_differences(runs[origin], rows)
+        if name == origin or not differences.size:
+            continue
+        if spread["farthest"] is None or differences.max() > spread["worst"]:
+            spread.update(worst=float(differences.max()), farthest=name)
+        spread["typical"] = max(spread["typical"],
+                                float(np.quantile(differences, TYPICAL_QUANTILE)))
+    return spread
+
+
+def compare_within_spread(x86, arm, labels, spread, envelope=None, step=INT8_STEP):
     """compare_probabilities for a runtime whose int8 kernels round differently from x86's
-    (tflite-runtime on 32-bit ARM): the arm run may differ from x86 by as much as `reference`,
-    another runtime on x86 itself, differs from it (or `gap`, how far x86's kernel sets differ
-    over all of the run's inputs, kernel_spread, whichever is larger), plus one step; its top
-    label may change only where x86's top two scores are within twice that (a tie at that
-    rounding: one score may fall by the bound while the other rises by it)."""
+    (tflite-runtime on 32-bit ARM), judged by how far x86's own other kernel sets move the
+    model (spread: kernel_spread over the run's inputs). Its typical row difference may be as
+    large as theirs plus one step, its worst row WORST_ROW_FACTOR times their worst plus one
+    step; its top label may change only where x86's top two scores are within twice their
+    worst plus a step (a tie at that rounding: one score may fall by it while the other rises
+    by it)."""
     strict = compare_probabilities(x86, arm, labels, envelope, step)
     if "rows" not in strict:
         return strict
-    bound = compare_probabilities(x86, reference, labels, envelope, step)
-    allowed = max(bound["max_abs_difference"], gap) + step
-    decided = []  # label changes where x86 was not tied within twice `allowed`
+    differences = row_differences(x86, arm)
+    typical = float(np.quantile(differences, TYPICAL_QUANTILE)) if differences.size else 0.0
+    allowed_typical = spread["typical"] + step
+    allowed = WORST_ROW_FACTOR * spread["worst"] + step
+    tie = 2 * (spread["worst"] + step)
+    decided = []  # label changes where x86 was not tied within `tie`
     for name in strict["label_differences"]:
         a, b = x86[name], arm[name]
-        if a[np.argmax(a)] - a[np.argmax(b)] > 2 * allowed + 1e-7:
+        if a[np.argmax(a)] - a[np.argmax(b)] > tie + 1e-7:
             decided.append(name)
-    ok = strict["max_abs_difference"] <= allowed + 1e-7 and not decided
-    return {**strict, "ok": ok, "reference_max_abs_difference": bound["max_abs_difference"],
-            "tolerance": allowed, "label_differences_beyond_a_tie": decided}
+    ok = (typical <= allowed_typical + 1e-7 and strict["max_abs_difference"] <= allowed + 1e-7
+          and not decided)
+    return {**strict, "ok": ok, "typical_difference": typical,
+            "typical_tolerance": allowed_typical, "tolerance": allowed, "tie": tie,
+            "kernel_spread": spread, "label_differences_beyond_a_tie": decided}
 
 
 # ---- inputs -------------------------------------------------------------------------------------

@@ -17,11 +17,12 @@ import numpy as np
 
 from kws.armcheck import (
     ARCHES,
+    TYPICAL_QUANTILE,
     arm_python,
     clean_env,
     compare_detections,
     compare_probabilities,
-    compare_within_reference,
+    compare_within_spread,
     debian_userland,
     kernel_spread,
     largest_shift,
@@ -36,6 +37,7 @@ from kws.armcheck import (
 from kws.common import REPO, UserError, require_dir
 from kws.folders import list_test_clips
 from kws.pibundle import build_bundle, pinned, pinned_venv, unpack
+from kws.runtime import KERNELS_ENV
 
 STREAM_CLIPS = 8  # clips strung into the stream (12 s: ~30 s emulated)
 # Low, so that generated clips fire detections too: the check compares them, not their accuracy
@@ -161,7 +163,7 @@ def check_arch(arch, args, bundle, model, clips, paths, raw, timed, work):
                              resolve=True)
                   if args.arm_tensorflow and arch.name == "arm64" else None)  # none for armv7l
     return {"qemu_cpu": arch.cpu, "requirements": arch.requirements,
-            "bounded_by": arch.reference,
+            "bounded_by": arch.reference and [arch.requirements, arch.reference],
             "runtime": pinned(requirements), "runs": runs, "compare": compare,
             "timed": time_models(timed, x86, arm, clips, model, work, tensorflow),
             "ok": all(c["ok"] for c in compare.values())}
@@ -169,66 +171,73 @@ def check_arch(arch, args, bundle, model, clips, paths, raw, timed, work):
 
 def runtime_pinned(bundle, pins):
     """'tflite-runtime 2.14.0': the .tflite runtime a lock file of the bundle pins."""
-    return " ".join(f"{k} {v}" for k, v in pinned(os.path.join(bundle, pins)).items()
-                    if k in ("ai-edge-litert", "tflite-runtime"))
+    runtime = " ".join(f"{k} {v}" for k, v in pinned(os.path.join(bundle, pins)).items()
+                       if k in ("ai-edge-litert", "tflite-runtime"))
+    if not runtime:
+        raise UserError(f"{pins} of the bundle pins no .tflite runtime")
+    return runtime
 
 
-# The int8 kernel sets a runtime can run a .tflite on (kws.runtime's KWS_TFLITE_KERNELS)
+# The int8 kernel sets a runtime can run a .tflite on (kws.runtime's KWS_TFLITE_KERNELS):
+# its default ones, its built-in optimized kernels without the XNNPACK delegate, and its
+# reference kernels
 KERNEL_SETS = ("default", "builtin", "reference")
 
 
 def kernel_runs(arch, bundle, model, clips, raw, work):
     """{name: (clip probs, hop probs, detections)} of the bundle on x86 under every int8 kernel
-    set of both runtimes (arch.requirements' and arch.reference's pins) but the x86 run's own:
-    kernels whose rounding differs as the ARM build's does (32-bit tflite-runtime's NEON
-    kernels round unlike its x86 ones, by an output step here and there in every layer)."""
+    set of both runtimes (arch.requirements' and arch.reference's pins), the x86 run's own
+    (this runtime's default kernels) left out: kernels that round differently from the x86
+    run's, a stand-in for the ARM build's (32-bit tflite-runtime's NEON kernels round unlike
+    its x86 ones)."""
+    with open(os.path.join(bundle, "kws", "runtime.py"), encoding="utf-8") as f:
+        if KERNELS_ENV not in f.read():
+            raise UserError(f"the bundle's kws/runtime.py predates {KERNELS_ENV}: its x86 kernel "
+                            "sets cannot be chosen, so nothing bounds 32-bit ARM (build a new "
+                            "bundle: make pi-bundle)")
+    runtimes = {pins: runtime_pinned(bundle, pins) for pins in (arch.requirements, arch.reference)}
+    if len(set(runtimes.values())) < 2:
+        raise UserError(f"{arch.requirements} and {arch.reference} pin the same runtime: the "
+                        "32-bit bound needs two")
     runs = {}
-    for pins in (arch.requirements, arch.reference):
-        runtime = runtime_pinned(bundle, pins)
+    for pins, runtime in runtimes.items():
         for kernels in KERNEL_SETS:
             if pins == arch.requirements and kernels == "default":
                 continue  # the x86 run itself
-            name = f"{runtime} {kernels}"
             machine = Machine("x86-64", [pinned_venv(os.path.join(bundle, pins))],
-                              clean_env(KWS_TFLITE_KERNELS=kernels), bundle)
+                              clean_env(**{KERNELS_ENV: kernels}), bundle)
             out = os.path.join(work, "x86-kernels", f"{pins}-{kernels}")
             machine.label_clips(model, clips, os.path.join(out, "clips"))
             machine.label_stream(model, raw, os.path.join(out, "stream"))
-            runs[name] = (read_table(os.path.join(out, "clips", "probs.csv"), "fname")[0],
-                          read_table(os.path.join(out, "stream", "scores.csv"), "time_ms")[0],
-                          read_detections(os.path.join(out, "stream", "detections.csv")))
+            runs[f"{runtime} {kernels}"] = (
+                read_table(os.path.join(out, "clips", "probs.csv"), "fname")[0],
+                read_table(os.path.join(out, "stream", "scores.csv"), "time_ms")[0],
+                read_detections(os.path.join(out, "stream", "detections.csv")))
     return runs
 
 
 def compare_with_reference(arch, bundle, model, clips, raw, work, labels, envelope, tables):
-    """The ARM run against x86, bounded by how far int8 kernels that round differently move the
-    model on x86 itself: the largest difference between any two of x86's kernel sets (both
-    runtimes', kernel_runs) over clips and hops. tables: {x86, arm: (clip probs, hop probs,
-    detections)}."""
+    """The ARM run against x86, judged by how far int8 kernels that round differently move the
+    model from that x86 run on x86 itself (kernel_spread of x86's other kernel sets, both
+    runtimes', kernel_runs, over clips and hops together). tables: {x86, arm: (clip probs, hop
+    probs, detections)}."""
     (x86_probs, x86_hops, x86_found), (arm_probs, arm_hops, arm_found) = \
         tables["x86"], tables["arm"]
     own = f"{runtime_pinned(bundle, arch.requirements)} default"
     runs = {own: (x86_probs, x86_hops, x86_found),
             **kernel_runs(arch, bundle, model, clips, raw, work)}
-    gap, pair = kernel_spread({name: {**{f"clip {k}": v for k, v in probs.items()},
-                                      **{f"hop {k}": v for k, v in hops.items()}}
-                               for name, (probs, hops, _) in runs.items()})
+    spread = kernel_spread({name: {**{f"clip {k}": v for k, v in probs.items()},
+                                   **{f"hop {k}": v for k, v in hops.items()}}
+                            for name, (probs, hops, _) in runs.items()}, own)
     shifts = [largest_shift(x86_found, found) for _, _, found in runs.values()]
     shift = max((s for s in shifts if s is not None), default=None)
     stride = float(np.median(np.diff(sorted(float(t) for t in x86_hops))))
-    # the other runtime's default kernels: what the report names as the reference
-    ref_probs, ref_hops, _ = runs[f"{runtime_pinned(bundle, arch.reference)} default"]
-    compare = {
-        "clips": compare_within_reference(x86_probs, arm_probs, ref_probs, labels,
-                                          envelope, gap=gap),
-        "stream_hops": compare_within_reference(x86_hops, arm_hops, ref_hops, labels,
-                                                gap=gap),
+    return {
+        "clips": compare_within_spread(x86_probs, arm_probs, labels, spread, envelope),
+        "stream_hops": compare_within_spread(x86_hops, arm_hops, labels, spread),
         "detections": compare_detections(x86_found, arm_found, tolerance=1.0,
                                          shift_ms=max(stride, shift or 0),
-                                         marginal_below=STREAM_THRESHOLD + gap)}
-    for what in ("clips", "stream_hops"):
-        compare[what].update(kernel_spread=gap, kernel_spread_between=list(pair))
-    return compare
+                                         marginal_below=STREAM_THRESHOLD + spread["worst"])}
 
 
 def tensorflow_requirements(args, work):
@@ -279,6 +288,15 @@ def time_models(timed, x86, arm, clips, bundled, work, tensorflow=None):
     return table
 
 
+def within_spread(r):
+    """What compare_within_spread allowed, in words."""
+    k = r["kernel_spread"]
+    return (f" (allowed {r['tolerance']:.6f}), {TYPICAL_QUANTILE:.0%} of rows within "
+            f"{r['typical_difference']:.6f} (allowed {r['typical_tolerance']:.6f}): x86's other "
+            f"int8 kernels move it by up to {k['worst']:.6f} ({k['farthest']}), "
+            f"{TYPICAL_QUANTILE:.0%} of rows within {k['typical']:.6f}")
+
+
 def report(results):
     for name, arch in results["arches"].items():
         c = arch["compare"]
@@ -289,20 +307,18 @@ def report(results):
                 continue
             print(f"{name} {what}: {r['rows']} rows, {r['rows_within_tolerance']} within one "
                   f"int8 step, largest difference {r['max_abs_difference']:.6f}"
-                  + (f" (allowed {r['tolerance']:.6f}: on x86, int8 kernels differ by up to "
-                     f"{r['kernel_spread']:.6f}, {' vs '.join(r['kernel_spread_between'])})"
-                     if "kernel_spread" in r else "")
+                  + (within_spread(r) if "kernel_spread" in r else "")
                   + f"; {len(r['rows_beyond_envelope'])} beyond x86's rounding envelope; "
                   f"{len(r['label_differences'])} label differences ("
                   + (f"{len(r['label_differences_beyond_a_tie'])} where x86's top two differ "
-                     "by more than twice that" if "kernel_spread" in r else
+                     f"by more than {r['tie']:.6f}" if "kernel_spread" in r else
                      f"{len(r['label_differences_beyond_envelope'])} beyond the envelope")
                   + ")")
         d = c["detections"]
         print(f"{name} detections: {d['x86']} on x86, {d['arm']} on {name}"
               + (f", times within {d['shift_ms']:.0f} ms" if d["shift_ms"] else ", equal")
-              + (f"; {d['marginal_left_out']} within the runtimes' gap of the threshold left "
-                 "out (the hops bound them)" if d.get("marginal_left_out") else "")
+              + (f"; {d['marginal_left_out']} within x86's kernel spread of the threshold "
+                 "left out (the hops bound them)" if d.get("marginal_left_out") else "")
               + ("" if d["ok"] else f", first difference {d['first_difference']}"))
         for tag, run in arch["runs"].items():
             print(f"{name} {tag}: Pi script {run['clips']['wall_seconds']:.1f} s "

@@ -6,8 +6,9 @@
 Needs numpy and ai_edge_litert (or tflite_runtime, 32-bit ARM's) for a .tflite, TensorFlow only
 for a .pb (imported when used): what a Raspberry Pi needs. The labels file is found beside the
 model (NAME_labels.txt, then labels.txt) unless given. KWS_TFLITE_KERNELS=builtin (or reference)
-runs a .tflite on the runtime's built-in (or reference) kernels instead of its default ones, as
-the ARM check does to learn how far int8 kernels that round differently move a model.
+runs a .tflite on the runtime's built-in optimized kernels without the XNNPACK delegate (or its
+reference kernels) instead of its default ones, as the ARM check does to learn how far int8
+kernels that round differently move a model.
 """
 
 import importlib
@@ -82,6 +83,11 @@ class TFLiteModel:
         try:
             self.interpreter = Interpreter(model_path=path, num_threads=num_threads, **options)
             self.interpreter.allocate_tensors()
+        except TypeError:  # a runtime too old to choose its kernels
+            if not options:
+                raise
+            raise UserError(f"{runtime} {runtime_version(runtime)} cannot choose its kernels "
+                            f"({KERNELS_ENV}): unset it or upgrade {runtime}") from None
         except (ValueError, RuntimeError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             if NEWER_MODEL.search(str(e)):

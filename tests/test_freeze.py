@@ -139,13 +139,23 @@ def test_tflite_float_matches_keras_and_int8_agrees_on_top1(exported):
 
 def test_tflite_kernel_sets_run_the_same_model(exported, monkeypatch):
     """KWS_TFLITE_KERNELS picks the runtime's built-in or reference kernels (the ARM check's
-    yardstick): the same int8 model within a few output steps, and a clear error otherwise."""
+    yardstick): no XNNPACK delegate then, the same int8 model within a few output steps, and a
+    clear error for a value it does not know."""
     path = str(exported["out"] / "frozen_int8.tflite")
     clips = exported["clips"][:8]
-    default = np.stack([TFLiteModel(path).predict(c) for c in clips])
+
+    def delegated(model):
+        return any(op["op_name"] == "DELEGATE" for op in model.interpreter._get_ops_details())
+
+    monkeypatch.setenv("KWS_TFLITE_KERNELS", "")  # empty: the default kernels
+    model = TFLiteModel(path)
+    default = np.stack([model.predict(c) for c in clips])
+    assert delegated(model)
     for kernels in ("builtin", "reference"):
         monkeypatch.setenv("KWS_TFLITE_KERNELS", kernels)
-        probs = np.stack([TFLiteModel(path).predict(c) for c in clips])
+        model = TFLiteModel(path)
+        assert not delegated(model)
+        probs = np.stack([model.predict(c) for c in clips])
         assert np.abs(probs - default).max() <= 0.1
         np.testing.assert_allclose(probs.sum(axis=1), 1, atol=0.05)
     monkeypatch.setenv("KWS_TFLITE_KERNELS", "fast")

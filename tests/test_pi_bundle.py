@@ -204,48 +204,73 @@ def test_comparison_accepts_rounding_and_refuses_a_real_difference():
     assert not compare_probabilities(x86, {"same": x86["same"]}, labels)["ok"]
 
 
-def test_kernel_spread_is_the_largest_difference_between_any_two_runs():
+def test_kernel_spread_is_how_far_other_kernels_move_the_model_from_one_run():
     from kws.armcheck import kernel_spread
 
-    runs = {"a": {"1": np.array([0.70, 0.30]), "2": np.array([0.2, 0.8])},
-            "b": {"1": np.array([0.68, 0.32]), "2": np.array([0.25, 0.75])},
-            "c": {"1": np.array([0.74, 0.26]), "2": np.array([0.2, 0.8]), "3": None}}
-    spread, pair = kernel_spread(runs)
-    assert spread == pytest.approx(0.06) and pair == ("b", "c")
-    assert kernel_spread({"a": runs["a"]}) == (0.0, None)
+    runs = {"x86": {"1": np.array([0.70, 0.30]), "2": np.array([0.2, 0.8]), "3": None},
+            "b": {"1": np.array([0.68, 0.32]), "2": np.array([0.25, 0.75]), "3": None},
+            "c": {"1": np.array([0.74, 0.26]), "2": np.array([0.2, 0.8]),
+                  "3": np.array([1.0, 0.0])}}
+    # b moves its rows by 0.02 and 0.05, c by 0.04 and 0 (c is 0.06 from b, which does not
+    # count: only moves from x86's run do); a row one run has no answer for is left out
+    spread = kernel_spread(runs, "x86")
+    assert spread["worst"] == pytest.approx(0.05) and spread["farthest"] == "b"
+    assert spread["typical"] == pytest.approx(0.02 + 0.95 * 0.03)  # b's 95th percentile
+    assert kernel_spread({"x86": runs["x86"]}, "x86")["farthest"] is None
+    with pytest.raises(UserError, match="the short run has other rows"):
+        kernel_spread({"x86": runs["x86"], "short": {"1": runs["b"]["1"]}}, "x86")
 
 
-def test_a_differently_rounding_runtime_is_bounded_by_another_on_x86():
-    from kws.armcheck import compare_detections, compare_within_reference, largest_shift
+def test_a_differently_rounding_runtime_is_judged_by_x86s_kernel_spread(capsys):
+    from kws.armcheck import INT8_STEP, compare_detections, compare_within_spread
+    from kws.armrun import report
 
     labels = ["a", "b"]
-    x86 = {"1": np.array([0.70, 0.30]), "2": np.array([0.20, 0.80])}
-    reference = {"1": np.array([0.66, 0.34]), "2": np.array([0.22, 0.78])}  # 0.04 away
-    near = {"1": np.array([0.67, 0.33]), "2": np.array([0.17, 0.83])}       # 0.03 away
-    far = {"1": np.array([0.40, 0.60]), "2": np.array([0.20, 0.80])}        # 0.30, a new label
-    assert compare_within_reference(x86, near, reference, labels)["ok"]
-    result = compare_within_reference(x86, far, reference, labels)
-    assert not result["ok"] and result["reference_max_abs_difference"] == pytest.approx(0.04)
-    wider = {"1": np.array([0.62, 0.38]), "2": x86["2"]}      # 0.08 away: past 0.04 + a step
-    assert not compare_within_reference(x86, wider, reference, labels)["ok"]
-    # the runtimes' gap measured on the run's other inputs (its stream) widens the bound
-    assert compare_within_reference(x86, wider, reference, labels, gap=0.08)["ok"]
-    tied = {"1": np.array([0.51, 0.49]), "2": x86["2"]}
-    flipped = {"1": np.array([0.49, 0.51]), "2": x86["2"]}    # 0.02 away: within the bound
-    result = compare_within_reference(tied, flipped, reference, labels)
-    assert result["ok"] and result["label_differences"] == ["1"]
-    assert not result["label_differences_beyond_a_tie"]
-    # each of the top two may move by the bound (0.04 + a step), so a gap under twice it
-    # may flip, a wider one may not
-    def away(row, by=0.04):
-        return {"1": row["1"] + [-by, by], "2": row["2"]}
+    x86 = {str(i): np.array([0.70, 0.30]) for i in range(40)}
+    spread = {"worst": 0.04, "typical": 0.02, "farthest": "rt builtin"}
 
-    close = {"1": np.array([0.54, 0.46]), "2": x86["2"]}       # a gap of 0.08
-    swapped = {"1": np.array([0.497, 0.503]), "2": x86["2"]}   # 0.043 away
-    assert compare_within_reference(close, swapped, away(close), labels)["ok"]
-    apart = {"1": np.array([0.55, 0.45]), "2": x86["2"]}       # a gap of 0.10
-    result = compare_within_reference(apart, away(apart, 0.06), away(apart), labels)
-    assert result["label_differences_beyond_a_tie"] == ["1"] and not result["ok"]
+    def moved(by, rows=None):
+        """x86 with rows (default: all) moved by `by` towards b."""
+        return {n: p + ([-by, by] if rows is None or n in rows else 0) for n, p in x86.items()}
+
+    near = moved(0.01)
+    near["0"] = x86["0"] + [-0.05, 0.05]   # one row past the spread's worst, under 1.5x it
+    result = compare_within_spread(x86, near, labels, spread)
+    assert result["ok"] and result["typical_difference"] == pytest.approx(0.01)
+    assert result["tolerance"] == pytest.approx(1.5 * 0.04 + INT8_STEP)
+    # a worst row past 1.5x the spread fails, and so does a typical row past the spread's
+    # typical one even when no row is past its worst
+    assert not compare_within_spread(x86, moved(0.01) | {"0": x86["0"] + [-0.07, 0.07]},
+                                     labels, spread)["ok"]
+    result = compare_within_spread(x86, moved(0.03), labels, spread)
+    assert not result["ok"] and result["max_abs_difference"] < spread["worst"]
+    # a top label may change where x86's top two are within twice the worst plus a step
+    tied = x86 | {"0": np.array([0.52, 0.48])}
+    flipped = x86 | {"0": np.array([0.49, 0.51])}              # 0.03 away
+    result = compare_within_spread(tied, flipped, labels, spread)
+    assert result["ok"] and result["label_differences"] == ["0"]
+    assert not result["label_differences_beyond_a_tie"]
+    apart = x86 | {"0": np.array([0.55, 0.45])}                # a gap of 0.10 > 0.088
+    result = compare_within_spread(apart, flipped, labels, spread)  # 0.06 away: allowed
+    assert result["label_differences_beyond_a_tie"] == ["0"] and not result["ok"]
+    # the report says what was allowed and by what
+    row = compare_within_spread(x86, near, labels, spread)
+    run = {"wall_seconds": 1.0, "latency_ms_median": 2.0, "peak_rss_mib": 50.0}
+    report({"ok": True, "arches": {"armhf": {
+        "qemu_cpu": "cortex-a7", "requirements": "requirements-pi-armv7.txt", "timed": {},
+        "ok": True, "runs": {"x86": {"clips": run, "stream": run}},
+        "compare": {"clips": row, "stream_hops": row,
+                    "detections": compare_detections([], [])}}}})
+    out = capsys.readouterr().out
+    assert "largest difference 0.050000 (allowed 0.063906), 95% of rows within 0.010000 " \
+        "(allowed 0.023906): x86's other int8 kernels move it by up to 0.040000 (rt builtin), " \
+        "95% of rows within 0.020000" in out
+    assert "ARM check passed" in out
+
+
+def test_detections_of_a_differently_rounding_runtime():
+    from kws.armcheck import compare_detections, largest_shift
+
     found = [(2400, "stop", 0.52), (6120, "up", 0.51)]
     moved = [(2380, "stop", 0.50), (6120, "up", 0.52)]
     assert not compare_detections(found, moved)["ok"]
