@@ -81,6 +81,13 @@ def test_run_writes_checkpoints_logs_and_resolved_config(whole, data):
     assert os.path.exists(best_checkpoint(str(exp)))
     again = train(whole, data, *FLAGS, check=False)
     assert again.returncode == 2 and "--resume" in again.stderr
+    # resuming it as another run (another seed, model or teacher) is refused, not mixed up
+    for flags, said in ((["--seed", "7"], "--seed 59185, not 7"),
+                        (["--model", "edge_tcs"], "--model ds_cnn_s, not edge_tcs"),
+                        (["--teacher_checkpoint", str(exp / "last.keras")],
+                         "--teacher_checkpoint [], not")):
+        other = train(whole, data, *FLAGS, *flags, "--resume", check=False)
+        assert other.returncode == 2 and said in other.stderr, other.stderr
 
 
 def same_weights(a, b):

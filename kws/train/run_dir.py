@@ -18,6 +18,27 @@ def save_run_files(exp_dir, args, labels):
     atomic_write_text(os.path.join(exp_dir, "config.json"), json.dumps(config, indent=1))
 
 
+# What makes a run that run: resuming with another value of any of these would silently go on
+# training (or, when finished, report) another model than the one asked for
+RUN_IDENTITY = ("model", "model_options", "seed", "wanted_words", "teacher_checkpoint",
+                "teacher_probs", "init_checkpoint")
+
+
+def check_same_run(exp_dir, args):
+    """Refuse to resume exp_dir when its config.json names another model, seed, vocabulary,
+    teacher or starting point than args do."""
+    try:
+        with open(os.path.join(exp_dir, "config.json"), encoding="utf-8") as f:
+            saved = json.load(f)
+    except (OSError, ValueError):
+        return  # an older run without its config: nothing to compare
+    asked = json.loads(json.dumps({k: getattr(args, k, None) for k in RUN_IDENTITY}))
+    for key in RUN_IDENTITY:
+        if key in saved and saved[key] != asked[key]:
+            raise UserError(f"{exp_dir} holds a run with --{key} {saved[key]}, not "
+                            f"{asked[key]}: choose another --exp_name to start that run")
+
+
 def read_resume_state(exp_dir, args, tidy=True):
     """The state.json to resume from, or None. tidy: also remove what a killed run left
     (the chief's job: other workers only read the chief's folder)."""
@@ -32,6 +53,7 @@ def read_resume_state(exp_dir, args, tidy=True):
     if not os.path.exists(state_path):
         print(f"nothing to resume in {exp_dir}: starting afresh", file=sys.stderr)
         return None
+    check_same_run(exp_dir, args)
     with open(state_path, encoding="utf-8") as f:
         state = json.load(f)
     for key in ("resume_model", "resume_optimizer"):
