@@ -268,19 +268,20 @@ def stage_inputs(py, shared, out_dir, models, synthetic_dir):
     return data_args, staged
 
 
-def teacher_tag(teacher):
-    """'' for a student of a `teacher` recipe run (the names BENCHMARKS.md's runs have), else
-    '_' and the teacher's run (e.g. '_teacher_long_s2'): students of different teachers never
-    share a checkpoint folder."""
+def teacher_tag(teacher, seed=None):
+    """'' for a student of the teacher recipe's run of the same seed (what `--models
+    teacher,edge` trains first), else '_' and the teacher's run (e.g. '_teacher_long_s2'):
+    students of different teachers never share a checkpoint folder."""
     run = os.path.basename(os.path.dirname(os.path.abspath(teacher)))
-    return "" if re.fullmatch(r"real_teacher(_s\d+)?", run) else "_" + run.removeprefix("real_")
+    own = "real_teacher" + (f"_s{seed}" if seed is not None else "")
+    return "" if run == own else "_" + run.removeprefix("real_")
 
 
 def train_and_score(py, name, data_args, held_out, out_dir, cap_minutes, seed, teacher=None):
     """Train one recipe (distilled from teacher's checkpoint for edge) and score its best
     checkpoint on the held-out speakers with TTA; returns its results entry."""
     distils = name == "edge" and teacher is not None
-    exp = f"real_{name}" + ("_kd" + teacher_tag(teacher) if distils else "") + \
+    exp = f"real_{name}" + ("_kd" + teacher_tag(teacher, seed) if distils else "") + \
         (f"_s{seed}" if seed is not None else "")
     cmd = train_command(py, RECIPES[name], data_args, exp, cap_minutes, seed)
     if distils:

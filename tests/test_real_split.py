@@ -189,10 +189,13 @@ def test_the_long_teacher_differs_from_the_teacher_only_in_its_epochs():
 
 
 def test_students_of_other_teachers_train_in_their_own_folders():
-    # a student of a `teacher` run keeps the name the tables use; another teacher's students
-    # get their own folder (a shared one would resume, or re-score, the other student)
-    assert real.teacher_tag("checkpoints/real_teacher_s1/ep-020-vl-0.1941.keras") == ""
+    # a student of the same seed's teacher run (--models teacher,edge) keeps the name the
+    # tables use; any other teacher's students get their own folder (a shared one would
+    # resume, or re-score, the other student)
+    assert real.teacher_tag("checkpoints/real_teacher_s1/ep-020-vl-0.1941.keras", 1) == ""
     assert real.teacher_tag("checkpoints/real_teacher/ep-020-vl-0.1941.keras") == ""
-    assert real.teacher_tag("checkpoints/real_teacher_long_s2/ep-042-vl-0.1820.keras") \
+    assert real.teacher_tag("checkpoints/real_teacher_s1/ep-020-vl-0.1941.keras", 2) \
+        == "_teacher_s1"
+    assert real.teacher_tag("checkpoints/real_teacher_long_s2/ep-042-vl-0.1820.keras", 1) \
         == "_teacher_long_s2"
-    assert real.teacher_tag("/elsewhere/my_teacher/best.keras") == "_my_teacher"
+    assert real.teacher_tag("/elsewhere/my_teacher/best.keras", 1) == "_my_teacher"

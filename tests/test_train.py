@@ -81,13 +81,18 @@ def test_run_writes_checkpoints_logs_and_resolved_config(whole, data):
     assert os.path.exists(best_checkpoint(str(exp)))
     again = train(whole, data, *FLAGS, check=False)
     assert again.returncode == 2 and "--resume" in again.stderr
-    # resuming it as another run (another seed, model or teacher) is refused, not mixed up
+    # resuming it as another run (another seed, model, options, words or teacher) is refused
+    # before anything in the folder changes, not mixed up
+    config_before = (exp / "config.json").read_bytes()
     for flags, said in ((["--seed", "7"], "--seed 59185, not 7"),
                         (["--model", "edge_tcs"], "--model ds_cnn_s, not edge_tcs"),
+                        (["--model_options", '{"width": 2}'], "--model_options"),
+                        (["--wanted_words", "yes,no"], "--wanted_words"),
                         (["--teacher_checkpoint", str(exp / "last.keras")],
                          "--teacher_checkpoint [], not")):
         other = train(whole, data, *FLAGS, *flags, "--resume", check=False)
         assert other.returncode == 2 and said in other.stderr, other.stderr
+    assert (exp / "config.json").read_bytes() == config_before
 
 
 def same_weights(a, b):
@@ -253,3 +258,23 @@ def test_a_wall_clock_cap_never_shapes_the_cosine_schedule():
 def test_state_records_which_budget_ended_the_run(whole):
     state = json.loads((whole / "ck" / "smoke" / "state.json").read_text())
     assert state["stopped_by"] == "epochs" and state["epoch"] == 3
+
+
+def test_a_resume_compares_paths_as_files_and_ignores_a_left_out_starting_point(tmp_path,
+                                                                                monkeypatch):
+    from argparse import Namespace
+
+    from kws.common import UserError
+    from kws.train.run_dir import check_same_run
+
+    monkeypatch.chdir(tmp_path)
+    saved = {"model": "edge_tcs", "model_options": {"width": 2}, "seed": 1,
+             "wanted_words": "yes,no", "teacher_checkpoint": ["ck/t/best.keras"],
+             "teacher_probs": None, "init_checkpoint": "ck/start.keras"}
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    same = Namespace(**{**saved, "teacher_checkpoint": [str(tmp_path / "ck/t/best.keras")],
+                        "init_checkpoint": None})
+    check_same_run(str(tmp_path), same)  # the same teacher spelled absolutely; no init given
+    with pytest.raises(UserError, match="--init_checkpoint ck/start.keras, not ck/other"):
+        check_same_run(str(tmp_path), Namespace(**{**saved, "init_checkpoint": "ck/other"}))
+    check_same_run(str(tmp_path / "missing"), same)  # no config.json: nothing to compare

@@ -22,21 +22,35 @@ def save_run_files(exp_dir, args, labels):
 # training (or, when finished, report) another model than the one asked for
 RUN_IDENTITY = ("model", "model_options", "seed", "wanted_words", "teacher_checkpoint",
                 "teacher_probs", "init_checkpoint")
+PATH_KEYS = ("teacher_checkpoint", "teacher_probs", "init_checkpoint")
+
+
+def identity_value(key, value):
+    """A RUN_IDENTITY value as JSON keeps it, paths made absolute (the same file however
+    spelled; runs resolve them from the folder they start in)."""
+    value = json.loads(json.dumps(value))
+    if key in PATH_KEYS and value:
+        return [os.path.abspath(v) for v in value] if isinstance(value, list) \
+            else os.path.abspath(value)
+    return value
 
 
 def check_same_run(exp_dir, args):
     """Refuse to resume exp_dir when its config.json names another model, seed, vocabulary,
-    teacher or starting point than args do."""
+    teacher or starting point than args do (a starting point only when args give one: a
+    resumed run ignores it)."""
     try:
         with open(os.path.join(exp_dir, "config.json"), encoding="utf-8") as f:
             saved = json.load(f)
     except (OSError, ValueError):
         return  # an older run without its config: nothing to compare
-    asked = json.loads(json.dumps({k: getattr(args, k, None) for k in RUN_IDENTITY}))
     for key in RUN_IDENTITY:
-        if key in saved and saved[key] != asked[key]:
-            raise UserError(f"{exp_dir} holds a run with --{key} {saved[key]}, not "
-                            f"{asked[key]}: choose another --exp_name to start that run")
+        asked = getattr(args, key, None)
+        if key not in saved or key == "init_checkpoint" and not asked:
+            continue
+        if identity_value(key, saved[key]) != identity_value(key, asked):
+            raise UserError(f"{exp_dir} holds a run with --{key} {saved[key]}, not {asked}: "
+                            "move that folder away or choose another --exp_name")
 
 
 def read_resume_state(exp_dir, args, tidy=True):
