@@ -37,7 +37,7 @@ from kws.armcheck import (
 from kws.common import REPO, UserError, require_dir
 from kws.folders import list_test_clips
 from kws.pibundle import build_bundle, pinned, pinned_venv, unpack
-from kws.runtime import KERNELS_ENV
+from kws.runtime import KERNELS_ENV, RUNTIMES
 
 STREAM_CLIPS = 8  # clips strung into the stream (12 s: ~30 s emulated)
 # Low, so that generated clips fire detections too: the check compares them, not their accuracy
@@ -171,8 +171,9 @@ def check_arch(arch, args, bundle, model, clips, paths, raw, timed, work):
 
 def runtime_pinned(bundle, pins):
     """'tflite-runtime 2.14.0': the .tflite runtime a lock file of the bundle pins."""
+    packages = {package for package, _ in RUNTIMES}
     runtime = " ".join(f"{k} {v}" for k, v in pinned(os.path.join(bundle, pins)).items()
-                       if k in ("ai-edge-litert", "tflite-runtime"))
+                       if k in packages)
     if not runtime:
         raise UserError(f"{pins} of the bundle pins no .tflite runtime")
     return runtime
