@@ -67,6 +67,10 @@ def add_model_args(parser):
     g.add_argument("--momentum", type=float, default=0.9, help="for sgd and rmsprop")
     g.add_argument("--weight_decay", type=float, default=0.0, help="decoupled weight decay")
     g.add_argument("--label_smoothing", type=float, default=0.0)
+    g.add_argument("--ema_momentum", type=float, default=0.0,
+                   help="keep an exponential moving average of the weights, updated every step "
+                        "with this momentum (e.g. 0.999; 0: off): validation, checkpoints and "
+                        "the saved model use the average")
     g.add_argument("--lr_schedule", choices=LR_SCHEDULES, default="plateau",
                    help="plateau: ReduceLROnPlateau on val_accuracy; cosine: warm-up, then a "
                         "cosine decay to --min_lr that ends at --epochs or at the time budget, "

@@ -188,6 +188,14 @@ def test_the_long_teacher_differs_from_the_teacher_only_in_its_epochs():
     assert long == teacher
 
 
+def test_the_averaged_teacher_differs_from_the_teacher_only_in_its_weight_average():
+    configs = (json.loads(Path(REPO, real.RECIPES[name]).read_text())
+               for name in ("teacher", "teacher_ema"))
+    teacher, averaged = ({k: v for k, v in c.items() if k != "description"} for c in configs)
+    assert averaged.pop("ema_momentum") == 0.999 and "ema_momentum" not in teacher
+    assert averaged == teacher
+
+
 def test_students_of_other_teachers_train_in_their_own_folders():
     # a student of the same seed's teacher run (--models teacher,edge) keeps the name the
     # tables use; any other teacher's students get their own folder (a shared one would

@@ -142,6 +142,29 @@ def test_killed_runs_resume_to_the_same_result(tmp_path, whole, data):
     assert not [n for n in os.listdir(exp) + os.listdir(exp / "resume") if ".part" in n]
 
 
+def test_weight_average_is_what_validation_and_checkpoints_see_and_resumes_exactly(tmp_path,
+                                                                                  whole, data):
+    ema = [*FLAGS, "--learning_rate", "0.002", "--ema_momentum", "0.9"]
+    train(tmp_path / "a", data, *ema)
+    rows = log_rows(tmp_path / "a")
+    plain = log_rows(whole)
+    # the same training steps (epoch 1 trains before any swap), another model to validate
+    assert (rows[0]["loss"], rows[0]["accuracy"]) == (plain[0]["loss"], plain[0]["accuracy"])
+    assert rows[0]["val_loss"] != plain[0]["val_loss"]
+    exp = tmp_path / "a" / "ck" / "smoke"
+    assert not same_weights(exp / "last.keras", whole / "ck/smoke/last.keras")
+    # a run stopped after epoch 1 and resumed saves, and logs, what the whole run does
+    train(tmp_path / "b", data, *ema, "--epochs", "1")
+    train(tmp_path / "b", data, *ema, "--resume")
+    assert same_weights(exp / "last.keras", tmp_path / "b/ck/smoke/last.keras")
+    assert log_rows(tmp_path / "b") == rows
+    other = train(tmp_path / "a", data, *FLAGS, "--learning_rate", "0.002", "--resume",
+                  check=False)
+    assert other.returncode == 2 and "--ema_momentum 0.9, not 0.0" in other.stderr
+    bad = train(tmp_path / "c", data, *FLAGS, "--ema_momentum", "1", check=False)
+    assert bad.returncode == 2 and "--ema_momentum must be in [0, 1)" in bad.stderr
+
+
 def test_cosine_learning_rate_decays_to_the_floor_under_a_warm_up_factor():
     from kws.train.budget import cosine_learning_rate
 

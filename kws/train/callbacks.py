@@ -1,6 +1,6 @@
 """The Keras callbacks of a training run: one validation pass per epoch (with a confusion
-matrix), the time budgets, the cosine learning rate, ReduceLROnPlateau as resumed, and the
-atomic per-epoch checkpoints that commit each epoch for --resume."""
+matrix), the time budgets, the cosine learning rate, ReduceLROnPlateau as resumed, the weights'
+moving average, and the atomic per-epoch checkpoints that commit each epoch for --resume."""
 
 import json
 import math
@@ -133,6 +133,29 @@ def make_plateau_callback(args, resume_state=None):
         plateau.cooldown_counter = resume_state["plateau_cooldown"]
         plateau.on_train_begin = lambda logs=None: None  # keep the restored state
     return plateau
+
+
+# ---- weight averaging -------------------------------------------------------------------------
+def make_ema_callback(resumed=False):
+    """Swap the weights' moving average (the optimizer's use_ema) in at every epoch's end, so
+    the callbacks after this one (validation, the checkpoints) see it, and back at the next
+    epoch's start. A committed epoch is saved swapped (the model file holds the average, the
+    optimizer's average slots the training weights), so a resumed run starts swapped.
+    Keras' SwapEMAWeights, except that its last epoch does not overwrite the optimizer's copy of
+    the training weights with the average: the resume files of a finished run stay exact, and
+    a run extended with --resume --epochs carries on from its training weights."""
+
+    class EpochAverage(keras.callbacks.SwapEMAWeights):
+        def __init__(self):
+            super().__init__(swap_on_epoch=True)
+            self._ema_weights_in_model = resumed  # the swap state the base class keeps
+
+        def on_epoch_end(self, epoch, logs=None):
+            if not self._ema_weights_in_model:
+                self._swap_variables()
+                self._ema_weights_in_model = True
+
+    return EpochAverage()
 
 
 # ---- checkpoints ------------------------------------------------------------------------------

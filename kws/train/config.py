@@ -42,6 +42,8 @@ def check_args(args):
         raise UserError("need 0 <= --distill_weight <= 1 and --distill_temperature > 0")
     if not 0 <= args.label_smoothing < 1:
         raise UserError("--label_smoothing must be in [0, 1)")
+    if not 0 <= args.ema_momentum < 1:
+        raise UserError("--ema_momentum must be in [0, 1)")
     if args.pack:
         check_pack_args(args)
     if args.cpu_devices < 0 or (args.cpu_devices and args.strategy != "mirrored"):

@@ -21,6 +21,7 @@ from kws.train.callbacks import (
     make_budget_callback,
     make_checkpoint_callback,
     make_cosine_callback,
+    make_ema_callback,
     make_eval_callback,
     make_plateau_callback,
 )
@@ -164,13 +165,16 @@ def with_pack(args, processor, train, val, net, audio_steps):
 
 # ---- the model --------------------------------------------------------------------------------
 def make_optimizer(args):
+    """The optimizer of --optimizer; with --ema_momentum it also keeps the weights' moving
+    average (Keras' use_ema, swapped in for evaluation by kws.train.callbacks.make_ema_callback)."""
+    common = dict(weight_decay=args.weight_decay or None, use_ema=args.ema_momentum > 0,
+                  ema_momentum=args.ema_momentum or 0.99)
     if args.optimizer == "sgd":
         return keras.optimizers.SGD(args.learning_rate, momentum=args.momentum, nesterov=True,
-                                    weight_decay=args.weight_decay or None)
+                                    **common)
     if args.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(args.learning_rate, momentum=args.momentum,
-                                        weight_decay=args.weight_decay or None)
-    return keras.optimizers.Adam(args.learning_rate, weight_decay=args.weight_decay or None)
+        return keras.optimizers.RMSprop(args.learning_rate, momentum=args.momentum, **common)
+    return keras.optimizers.Adam(args.learning_rate, **common)
 
 
 def build_and_compile(args, num_classes, exp_dir, resume_state, replicas=1):
@@ -214,7 +218,8 @@ def make_callbacks(args, resume_state, strategy, net, val, labels, out_dir, log_
         checkpointer.best = resume_state["best_val_accuracy"]
         checkpointer.best_name = resume_state["best_checkpoint"]
     schedule = plateau if args.lr_schedule == "plateau" else make_cosine_callback(args, budget)
-    callbacks = [budget, make_eval_callback(val, labels, log_dir), schedule,
+    averaging = [make_ema_callback(resumed=bool(resume_state))] if args.ema_momentum else []
+    callbacks = [budget, *averaging, make_eval_callback(val, labels, log_dir), schedule,
                  keras.callbacks.CSVLogger(os.path.join(log_dir, "log.csv"),
                                            append=bool(resume_state)),
                  keras.callbacks.TensorBoard(log_dir, write_graph=False, profile_batch=0),

@@ -21,7 +21,7 @@ def save_run_files(exp_dir, args, labels):
 # What makes a run that run: resuming with another value of any of these would silently go on
 # training (or, when finished, report) another model than the one asked for
 RUN_IDENTITY = ("model", "model_options", "seed", "wanted_words", "teacher_checkpoint",
-                "teacher_probs", "init_checkpoint")
+                "teacher_probs", "init_checkpoint", "ema_momentum")
 PATH_KEYS = ("teacher_checkpoint", "teacher_probs", "init_checkpoint")
 
 
