@@ -78,6 +78,8 @@ RECIPES = {  # name -> config; each config's "epochs" is its training budget
     "teacher_long": "experiments/real_teacher_long.json",
     # the teacher with its weights averaged (train.py --ema_momentum): 44 epochs' gain in 22?
     "teacher_ema": "experiments/real_teacher_ema.json",
+    # the teacher without SpecAugment: is the 22-epoch teacher over-regularised for its budget?
+    "teacher_nospec": "experiments/real_teacher_nospec.json",
 }
 DISTILL = ["--distill_weight", "0.5", "--distill_temperature", "2"]
 # hard negatives for the student: windows of training-side speech the teacher hears as a command
