@@ -42,6 +42,10 @@ CACHE = os.environ.get("KWS_ARM_CACHE") or os.path.join(
 SUITE = "bookworm"  # Raspberry Pi OS is bookworm: python3.11, glibc 2.36
 MIRRORS = (f"http://deb.debian.org/debian {SUITE} main",
            f"http://deb.debian.org/debian-security {SUITE}-security main")
+# lists a userland is made without when a mirror cannot serve them (e.g. one caught mid-sync):
+# bookworm's own packages run the check as well as their security updates do
+OPTIONAL_MIRRORS = MIRRORS[1:]
+FAILED_FETCH = re.compile(r"^[EW]: Failed to fetch (\S+)\s*(.*)$", re.M)
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 # The emulator comes from Debian trixie, whose qemu-user (10.0) is statically linked:
 # bookworm's qemu-user-static 7.2 crashes (SIGSEGV) inside ai-edge-litert 2.3.0's interpreter
@@ -102,13 +106,14 @@ def file_key(path):
         return hashlib.sha256(f.read()).hexdigest()[:12]
 
 
-def run(cmd, what, **kwargs):
-    """subprocess.run that turns a failure into one UserError line naming `what`."""
+def run(cmd, what, check=True, **kwargs):
+    """subprocess.run that turns a failure into one UserError line naming `what` (check=False:
+    the caller reads the failure)."""
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
     except FileNotFoundError as e:
         raise UserError(f"{what}: {e.filename} not found") from None
-    if done.returncode:
+    if done.returncode and check:
         lines = (done.stderr.strip() or done.stdout.strip() or "?").splitlines()
         raise UserError(f"{what} failed: {lines[-1][:300]}")
     return done
@@ -128,23 +133,52 @@ def apt_options(apt_dir, architecture):
             "-o", "Debug::NoLocking=1", "-o", "APT::Sandbox::User=root", "-q"]
 
 
-def private_apt(apt_dir, architecture, sources):
+def private_apt(apt_dir, architecture, sources, optional=()):
     """A private apt configuration in apt_dir with these source lines, its lists fetched;
-    returns its apt-get options."""
+    returns its apt-get options. A source in `optional` whose lists cannot be fetched is left
+    out with a warning; any other failure is an error."""
     for sub in ("lists/partial", "cache/archives/partial", "preferences.d", "download"):
         os.makedirs(os.path.join(apt_dir, sub), exist_ok=True)
     open(os.path.join(apt_dir, "status"), "w").close()  # nothing installed: fetch every dep
     with open(os.path.join(apt_dir, "sources.list"), "w") as f:
         f.writelines(f"deb [arch={architecture} signed-by={KEYRING}] {s}\n" for s in sources)
     options = apt_options(apt_dir, architecture)
-    run(["apt-get", *options, "update"], f"apt-get update (Debian's {architecture} lists)")
+    what = f"apt-get update (Debian's {architecture} lists)"
+    done = run(["apt-get", *options, "update"], what, check=False)
+    if done.returncode:
+        failed = unfetched_sources(done.stdout + "\n" + done.stderr, sources)
+        if not failed or not set(failed) <= set(optional):
+            lines = (done.stderr.strip() or done.stdout.strip() or "?").splitlines()
+            raise UserError(f"{what} failed: {lines[-1][:300]}")
+        for source, reason in failed.items():
+            print(f"warning: {what}: left out {source}, whose lists the mirror did not serve "
+                  f"({reason[:160]})", file=sys.stderr)
     return options
+
+
+def unfetched_sources(output, sources):
+    """{source line: apt's reason} for each source whose lists apt-get update's output says
+    it failed to fetch; {} when no failure names one of them (then the failure is unknown)."""
+    failed = {}
+    for url, reason in FAILED_FETCH.findall(output):
+        source = next((s for s in sources if url.startswith(dists_url(s))), None)
+        if source is None:
+            return {}
+        failed.setdefault(source, reason.strip() or "no reason given")
+    return failed
+
+
+def dists_url(source):
+    """'URL SUITE COMPONENT...' -> the URL its lists are fetched under."""
+    url, suite = source.split()[:2]
+    return f"{url.rstrip('/')}/dists/{suite}/"
 
 
 def fetch_debs(apt_dir, arch):
     """Download the userland's packages and their dependencies for arch, and the amd64
     qemu-user, into apt_dir; returns (the arch's .deb paths, the qemu .deb path)."""
-    options = private_apt(os.path.join(apt_dir, arch.name), arch.name, MIRRORS)
+    options = private_apt(os.path.join(apt_dir, arch.name), arch.name, MIRRORS,
+                          optional=OPTIONAL_MIRRORS)
     run(["apt-get", *options, "install", "-y", "--download-only", "--no-install-recommends",
          *arch.packages], f"apt-get download of {arch.name} python3.11")
     archives = os.path.join(apt_dir, arch.name, "cache", "archives")

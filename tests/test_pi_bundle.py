@@ -288,6 +288,48 @@ def test_detections_of_a_differently_rounding_runtime():
     assert largest_shift(found, moved[:1]) is None
 
 
+FAKE_APT = """#!/bin/sh
+# apt-get update as a mirror caught mid-sync answers it: the lists of $FAIL_URL fail
+echo "Get:1 http://deb.debian.org/debian bookworm InRelease [151 kB]"
+echo "E: Failed to fetch $FAIL_URL/binary-armhf/Packages.xz  File has unexpected size \
+(356624 != 356976). Mirror sync in progress? [IP: 203.0.113.80 80]" >&2
+echo "E: Some index files failed to download. They have been ignored, or old ones used \
+instead." >&2
+exit 100
+"""
+
+
+@pytest.mark.parametrize("fail, left_out", [
+    ("http://deb.debian.org/debian-security/dists/bookworm-security/main", True),
+    ("http://deb.debian.org/debian/dists/bookworm/main", False),  # the packages themselves
+    ("http://elsewhere.example/dists/x/main", False),  # a failure apt names no source of
+])
+def test_apt_lists_a_mirror_cannot_serve_are_left_out_only_when_optional(
+        tmp_path, monkeypatch, capsys, fail, left_out):
+    from kws import armcheck
+
+    fake = tmp_path / "bin" / "apt-get"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_APT)
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAIL_URL", fail)
+    apt = tmp_path / "apt"
+    if left_out:
+        options = armcheck.private_apt(str(apt), "armhf", armcheck.MIRRORS,
+                                       optional=armcheck.OPTIONAL_MIRRORS)
+        assert f"Dir::State::Lists={apt}/lists" in options
+        said = capsys.readouterr().err
+        assert "left out http://deb.debian.org/debian-security bookworm-security main" in said
+        assert "Mirror sync in progress?" in said and said.count("\n") == 1
+    else:
+        with pytest.raises(UserError, match="apt-get update .* failed: E: Some index files"):
+            armcheck.private_apt(str(apt), "armhf", armcheck.MIRRORS,
+                                 optional=armcheck.OPTIONAL_MIRRORS)
+    sources = (apt / "sources.list").read_text().splitlines()
+    assert len(sources) == 2 and all("[arch=armhf signed-by=" in line for line in sources)
+
+
 def test_debian_alternatives_are_linked_as_dpkg_would(tmp_path):
     from kws.armcheck import apt_pins, link_alternatives
 
