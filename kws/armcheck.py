@@ -114,9 +114,13 @@ def run(cmd, what, check=True, **kwargs):
     except FileNotFoundError as e:
         raise UserError(f"{what}: {e.filename} not found") from None
     if done.returncode and check:
-        lines = (done.stderr.strip() or done.stdout.strip() or "?").splitlines()
-        raise UserError(f"{what} failed: {lines[-1][:300]}")
+        raise UserError(f"{what} failed: {last_line(done)}")
     return done
+
+
+def last_line(done):
+    """The last line a finished process wrote (stderr first), for a one-line error."""
+    return (done.stderr.strip() or done.stdout.strip() or "?").splitlines()[-1][:300]
 
 
 def apt_options(apt_dir, architecture):
@@ -148,8 +152,7 @@ def private_apt(apt_dir, architecture, sources, optional=()):
     if done.returncode:
         failed = unfetched_sources(done.stdout + "\n" + done.stderr, sources)
         if not failed or not set(failed) <= set(optional):
-            lines = (done.stderr.strip() or done.stdout.strip() or "?").splitlines()
-            raise UserError(f"{what} failed: {lines[-1][:300]}")
+            raise UserError(f"{what} failed: {last_line(done)}")
         for source, reason in failed.items():
             print(f"warning: {what}: left out {source}, whose lists the mirror did not serve "
                   f"({reason[:160]})", file=sys.stderr)

@@ -167,8 +167,9 @@ def with_pack(args, processor, train, val, net, audio_steps):
 def make_optimizer(args):
     """The optimizer of --optimizer; with --ema_momentum it also keeps the weights' moving
     average (Keras' use_ema, swapped in for evaluation by kws.train.callbacks.make_ema_callback)."""
-    common = dict(weight_decay=args.weight_decay or None, use_ema=args.ema_momentum > 0,
-                  ema_momentum=args.ema_momentum or 0.99)
+    common = dict(weight_decay=args.weight_decay or None)
+    if args.ema_momentum:
+        common.update(use_ema=True, ema_momentum=args.ema_momentum)
     if args.optimizer == "sgd":
         return keras.optimizers.SGD(args.learning_rate, momentum=args.momentum, nesterov=True,
                                     **common)
