@@ -80,6 +80,8 @@ RECIPES = {  # name -> config; each config's "epochs" is its training budget
     "teacher_ema": "experiments/real_teacher_ema.json",
     # the teacher without SpecAugment: is the 22-epoch teacher over-regularised for its budget?
     "teacher_nospec": "experiments/real_teacher_nospec.json",
+    # the teacher at width 3.5 (about 920 KB as int8): does the 1 MB headroom buy accuracy?
+    "teacher_wide": "experiments/real_teacher_wide.json",
 }
 DISTILL = ["--distill_weight", "0.5", "--distill_temperature", "2"]
 # hard negatives for the student: windows of training-side speech the teacher hears as a command

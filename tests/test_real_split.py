@@ -186,6 +186,8 @@ def test_every_recipe_config_reads_as_train_flags(tmp_path):
     ("teacher_ema", {"ema_momentum": 0.999}),
     ("teacher_nospec", {"model_options": {"spec_augment": False, "width": 3.0,
                                           "features": "pack", "time_pool": 2}}),
+    ("teacher_wide", {"model_options": {"spec_augment": True, "width": 3.5,
+                                        "features": "pack", "time_pool": 2}}),
 ])
 def test_each_teacher_variant_differs_from_the_teacher_only_in_what_it_asks_about(variant,
                                                                                    change):
