@@ -82,6 +82,11 @@ def build_parser():
                         help="training seed of every model (default: each config's); a run "
                              "of another seed keeps its checkpoints apart (real_<model>_s<seed>)"
                              " and should write to its own --out_dir")
+    parser.add_argument("--pack_audio", type=int, default=0, metavar="PER_LABEL",
+                        help="the raw-audio models (seed195, seed106) also learn from up to "
+                             "this many training-side pack images of each command word (and "
+                             "of the other words together) rendered back to audio "
+                             "(kws.pack_audio; 0: not)")
     parser.add_argument("--synthetic_dir", default="data/synthetic",
                         help="synthetic speech (made with make_synthetic_data.py if missing)")
     return parser
@@ -93,6 +98,8 @@ def main(argv=None):
     unknown = sorted(set(models) - set(RECIPES))
     if unknown or not models:
         raise UserError(f"unknown models {unknown}; choose from {sorted(RECIPES)}")
+    if args.pack_audio < 0:
+        raise UserError("--pack_audio must be >= 0")
     if args.cap_minutes <= 0:
         raise UserError("--cap_minutes must be > 0")
     if args.frozen and args.frozen not in models:
@@ -111,7 +118,8 @@ def main(argv=None):
     run_recipe(args.shared, args.out_dir, models, args.cap_minutes, args.stream_minutes,
                args.negative_stream_minutes, args.seed, args.synthetic_dir, args.ship,
                args.teacher_checkpoint or None, args.frozen or None,
-               "python real.py " + " ".join(sys.argv[1:] if argv is None else argv))
+               "python real.py " + " ".join(sys.argv[1:] if argv is None else argv),
+               args.pack_audio)
     return 0
 
 

@@ -25,6 +25,7 @@ from kws.common import atomic_write_text, require_dir, require_file
 from kws.corpora import (
     EXTRA_SALT,
     EXTRA_VALIDATION_PERCENT,
+    extra_split,
     link_into,
     stage_extra,
     stage_other_speech,
@@ -40,6 +41,8 @@ from kws.folders import (
     which_set,
 )
 from kws.labels import SILENCE_LABEL
+from kws.pack import read_pack
+from kws.pack_audio import render_pack_audio
 from kws.recipe import (
     STREAM_RECOGNIZER,
     best_checkpoint,
@@ -83,6 +86,9 @@ RECIPES = {  # name -> config; each config's "epochs" is its training budget
     # the teacher at width 3.5 (about 920 KB as int8): does the 1 MB headroom buy accuracy?
     "teacher_wide": "experiments/real_teacher_wide.json",
 }
+# the models that hear raw samples and so cannot learn from the pack's images, but can from
+# the images rendered back to audio (real.py --pack_audio)
+RAW_AUDIO_MODELS = ("seed195", "seed106")
 DISTILL = ["--distill_weight", "0.5", "--distill_temperature", "2"]
 # hard negatives for the student: windows of training-side speech the teacher hears as a command
 MINING = ["--threshold", "0.5", "--hop_ms", "100"]
@@ -258,10 +264,11 @@ def stage_inputs(py, shared, out_dir, models, synthetic_dir):
     staged["running"] = stage_running_speech(shared, os.path.join(out_dir, "running_speech"))
     print(f"extra speakers: {extra['speakers']}; running speech speakers: "
           f"{staged['running']['speakers']}")
+    pack_zip = os.path.join(shared, "speech_commands_v0.02_spectrograms.zip")
     data_args = {
-        "pack": require_file(os.path.join(shared, "speech_commands_v0.02_spectrograms.zip"),
-                             "spectrogram pack") if any(uses_pack(RECIPES[m]) for m in models)
-        else None,
+        "pack": require_file(pack_zip, "spectrogram pack")
+        if any(uses_pack(RECIPES[m]) for m in models) else None,
+        "pack_zip": pack_zip,  # for --pack_audio, which renders it for the raw-audio models
         "data_dir": ",".join([stage_dev_split(dev, noise, os.path.join(out_dir, "dev"))[0],
                               extra["dir"]]),
         "noise": noise,
@@ -302,6 +309,39 @@ def train_and_score(py, name, data_args, held_out, out_dir, cap_minutes, seed, t
             "recall_tta": scored["recall"], "validation_accuracy":
             read_state(os.path.join("checkpoints", exp))["best_val_accuracy"],
             **training_record(os.path.join("checkpoints", exp))}
+
+
+def trains_in_every_split(speaker):
+    """True for a speaker on the training side of both the dev split and the extra split: a
+    pack speaker may belong to either set, so an image renders only when neither holds it out."""
+    return (which_set(f"{speaker}_nohash_0", VALIDATION_PERCENT, TESTING_PERCENT, SPLIT_SALT)
+            == "training" and extra_split(speaker) == "training")
+
+
+def stage_pack_audio(pack_path, out_dir, per_label, cache_dir="data/pack"):
+    """Up to per_label training-side pack images of each label rendered to audio (kws.pack_audio)
+    under out_dir/pack_audio, for the raw-audio models; returns (folder, {word: clips}). A
+    folder rendered with other settings is rendered afresh; the same settings resume."""
+    out = os.path.join(out_dir, "pack_audio")
+    settings = {"pack": os.path.abspath(pack_path), "per_label": per_label,
+                "split": VALIDATION_SPLIT, "testing": f"{SPLIT_SALT}/{TESTING_PERCENT:g}%"}
+    settings_path = os.path.join(out, "settings.json")
+    if os.path.isdir(out):
+        try:
+            with open(settings_path, encoding="utf-8") as f:
+                same = json.load(f) == settings
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            shutil.rmtree(out)
+    os.makedirs(out, exist_ok=True)
+    atomic_write_text(settings_path, json.dumps(settings, indent=1) + "\n")
+    print(f"=== render up to {per_label} training-side pack images a label as audio")
+    counts = render_pack_audio(read_pack(require_file(pack_path, "spectrogram pack"), cache_dir),
+                               out, per_label,
+                               trains_in_every_split)
+    print(f"pack audio: {sum(counts.values()):,} clips of {len(counts)} words in {out}")
+    return out, counts
 
 
 def mine_hard_negatives(py, shared, teacher, out_dir):
@@ -347,12 +387,20 @@ def edge_figures(py, results, data_args, staged, held_out, out_dir, tf_dir, stre
 
 
 def train_models(py, shared, models, data_args, held_out, out_dir, cap_minutes, seed,
-                 teacher_checkpoint, results):
+                 teacher_checkpoint, results, pack_audio=0):
     """Train and score every model, a teacher first: the edge model then distils from it (or
-    from teacher_checkpoint) and learns the hard negatives it mines."""
+    from teacher_checkpoint) and learns the hard negatives it mines; with pack_audio the
+    raw-audio models also learn from that many pack images a word rendered to audio."""
     for name in sorted(models, key=lambda m: m != "teacher"):
         teacher = results["models"].get("teacher", {}).get("checkpoint", teacher_checkpoint)
         model_data = data_args
+        if name in RAW_AUDIO_MODELS and pack_audio:
+            if "pack_audio" not in results:
+                rendered, counts = stage_pack_audio(data_args["pack_zip"], out_dir, pack_audio)
+                results["pack_audio"] = {"per_label": pack_audio, "dir": rendered,
+                                         "clips": sum(counts.values()), "words": counts}
+            model_data = {**data_args, "train_only": data_args["train_only"]
+                          + [results["pack_audio"]["dir"]]}
         if name == "edge" and teacher:
             results["teacher_checkpoint"] = teacher
             results["hard_negatives"], mined = mine_hard_negatives(py, shared, teacher, out_dir)
@@ -369,7 +417,8 @@ def default_frozen(models):
 
 def run_recipe(shared, out_dir, models, cap_minutes=90.0, stream_minutes=20.0,
                negative_stream_minutes=120.0, seed=None, synthetic_dir="data/synthetic",
-               ship_model=True, teacher_checkpoint=None, frozen=None, command="make real"):
+               ship_model=True, teacher_checkpoint=None, frozen=None, command="make real",
+               pack_audio=0):
     """The whole recipe (real.py without --zoo_cpu_minutes); writes out_dir/results.json and
     returns the results. teacher_checkpoint: a trained teacher the edge model distils from
     (and mines hard negatives with) when "teacher" is not among models. frozen: the model
@@ -385,7 +434,7 @@ def run_recipe(shared, out_dir, models, cap_minutes=90.0, stream_minutes=20.0,
     results = {"held_out_speakers": n_speakers, "held_out_clips": n_clips, "models": {}}
     tf_dir = tf_dir_of(out_dir)
     train_models(py, shared, models, data_args, held_out, out_dir, cap_minutes, seed,
-                 teacher_checkpoint, results)
+                 teacher_checkpoint, results, pack_audio)
     if frozen in models:
         edge_figures(py, results, data_args, staged, held_out, out_dir, tf_dir, stream_minutes,
                      negative_stream_minutes, frozen)
