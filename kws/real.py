@@ -290,11 +290,13 @@ def teacher_tag(teacher, seed=None):
     return "" if run == own else "_" + run.removeprefix("real_")
 
 
-def train_and_score(py, name, data_args, held_out, out_dir, cap_minutes, seed, teacher=None):
+def train_and_score(py, name, data_args, held_out, out_dir, cap_minutes, seed, teacher=None,
+                    tag=""):
     """Train one recipe (distilled from teacher's checkpoint for edge) and score its best
-    checkpoint on the held-out speakers with TTA; returns its results entry."""
+    checkpoint on the held-out speakers with TTA; returns its results entry. tag: what sets
+    the run's data apart (its checkpoint folder's name says it, so no run resumes another)."""
     distils = name == "edge" and teacher is not None
-    exp = f"real_{name}" + ("_kd" + teacher_tag(teacher, seed) if distils else "") + \
+    exp = f"real_{name}" + ("_kd" + teacher_tag(teacher, seed) if distils else "") + tag + \
         (f"_s{seed}" if seed is not None else "")
     cmd = train_command(py, RECIPES[name], data_args, exp, cap_minutes, seed)
     if distils:
@@ -393,7 +395,7 @@ def train_models(py, shared, models, data_args, held_out, out_dir, cap_minutes, 
     raw-audio models also learn from that many pack images a word rendered to audio."""
     for name in sorted(models, key=lambda m: m != "teacher"):
         teacher = results["models"].get("teacher", {}).get("checkpoint", teacher_checkpoint)
-        model_data = data_args
+        model_data, tag = data_args, ""
         if name in RAW_AUDIO_MODELS and pack_audio:
             if "pack_audio" not in results:
                 rendered, counts = stage_pack_audio(data_args["pack_zip"], out_dir, pack_audio)
@@ -401,12 +403,13 @@ def train_models(py, shared, models, data_args, held_out, out_dir, cap_minutes, 
                                          "clips": sum(counts.values()), "words": counts}
             model_data = {**data_args, "train_only": data_args["train_only"]
                           + [results["pack_audio"]["dir"]]}
+            tag = f"_pack_audio{pack_audio}"
         if name == "edge" and teacher:
             results["teacher_checkpoint"] = teacher
             results["hard_negatives"], mined = mine_hard_negatives(py, shared, teacher, out_dir)
             model_data = {**data_args, "train_only": data_args["train_only"] + [mined]}
         results["models"][name] = train_and_score(py, name, model_data, held_out, out_dir,
-                                                  cap_minutes, seed, teacher)
+                                                  cap_minutes, seed, teacher, tag=tag)
 
 
 def default_frozen(models):

@@ -108,7 +108,7 @@ def test_only_the_student_learns_the_hard_negatives_its_teacher_mined(tmp_path, 
     trained, mined_with = {}, []
     data = {"train_only": ["train_a"], "data_dir": "dev", "noise": "noise"}
 
-    def train_and_score(py, name, data_args, *args):
+    def train_and_score(py, name, data_args, *args, tag=""):
         trained[name] = (list(data_args["train_only"]), args[-1])
         return {"checkpoint": f"{name}.keras"}
 
@@ -195,6 +195,35 @@ def test_each_teacher_variant_differs_from_the_teacher_only_in_what_it_asks_abou
                for name in ("teacher", variant))
     teacher, other = ({k: v for k, v in c.items() if k != "description"} for c in configs)
     assert other == {**teacher, **change} and other != teacher
+
+
+def test_only_the_raw_audio_models_learn_the_pack_rendered_as_audio(tmp_path, monkeypatch):
+    trained, rendered = {}, []
+    data = {"train_only": ["train_a"], "data_dir": "dev", "noise": "noise", "pack_zip": "p.zip"}
+
+    def train_and_score(py, name, data_args, *args, tag=""):
+        trained[name] = (list(data_args["train_only"]), tag)
+        return {"checkpoint": f"{name}.keras"}
+
+    def stage_pack_audio(pack_zip, out_dir, per_label):
+        rendered.append((pack_zip, per_label))
+        return "rendered", {"off": 2, "on": 3}
+
+    monkeypatch.setattr(real, "stage_inputs", lambda *a: (dict(data), {}))
+    monkeypatch.setattr(real, "stage_set", lambda *a: ("held_out", 2, 3))
+    monkeypatch.setattr(real, "train_and_score", train_and_score)
+    monkeypatch.setattr(real, "stage_pack_audio", stage_pack_audio)
+    monkeypatch.setattr(real, "print_summary", lambda *a: None)
+    results = real.run_recipe("shared", str(tmp_path), ["teacher", "seed195", "seed106"],
+                              ship_model=False, frozen="", pack_audio=7)
+    # rendered once; the raw-audio runs are named for it, so none resumes a run without it
+    assert rendered == [("p.zip", 7)] and results["pack_audio"]["clips"] == 5
+    assert trained == {"teacher": (["train_a"], ""),
+                       "seed195": (["train_a", "rendered"], "_pack_audio7"),
+                       "seed106": (["train_a", "rendered"], "_pack_audio7")}
+    trained.clear()
+    real.run_recipe("shared", str(tmp_path), ["seed195"], ship_model=False, frozen="")
+    assert trained == {"seed195": (["train_a"], "")} and len(rendered) == 1
 
 
 def test_students_of_other_teachers_train_in_their_own_folders():
