@@ -30,6 +30,7 @@ WINDOW, HOP = 480, 160  # PackFeatures' 30 ms Hann frames every 10 ms, DFT lengt
 PAD_FRAMES = 3  # silent frames on each side for Griffin-Lim, cut off after
 NNLS_STEPS = 10  # multiplicative updates: the grey error falls from 2-6 to 1-3 levels
 PEAK = 0.99  # a rendered clip louder than this is scaled down to it (16-bit WAV)
+RENDER_VERSION = 2  # raise when the rendering changes: folders of another version render afresh
 
 
 def mel_filterbank():

@@ -42,7 +42,7 @@ from kws.folders import (
 )
 from kws.labels import SILENCE_LABEL
 from kws.pack import read_pack
-from kws.pack_audio import render_pack_audio
+from kws.pack_audio import RENDER_VERSION, render_pack_audio
 from kws.recipe import (
     STREAM_RECOGNIZER,
     best_checkpoint,
@@ -326,7 +326,8 @@ def stage_pack_audio(pack_path, out_dir, per_label, cache_dir="data/pack"):
     folder rendered with other settings is rendered afresh; the same settings resume."""
     out = os.path.join(out_dir, "pack_audio")
     settings = {"pack": os.path.abspath(pack_path), "per_label": per_label,
-                "split": VALIDATION_SPLIT, "testing": f"{SPLIT_SALT}/{TESTING_PERCENT:g}%"}
+                "split": VALIDATION_SPLIT, "testing": f"{SPLIT_SALT}/{TESTING_PERCENT:g}%",
+                "renderer": RENDER_VERSION}
     settings_path = os.path.join(out, "settings.json")
     if os.path.isdir(out):
         try:
@@ -339,9 +340,8 @@ def stage_pack_audio(pack_path, out_dir, per_label, cache_dir="data/pack"):
     os.makedirs(out, exist_ok=True)
     atomic_write_text(settings_path, json.dumps(settings, indent=1) + "\n")
     print(f"=== render up to {per_label} training-side pack images a label as audio")
-    counts = render_pack_audio(read_pack(require_file(pack_path, "spectrogram pack"), cache_dir),
-                               out, per_label,
-                               trains_in_every_split)
+    pack = read_pack(require_file(pack_path, "spectrogram pack"), cache_dir)
+    counts = render_pack_audio(pack, out, per_label, trains_in_every_split)
     print(f"pack audio: {sum(counts.values()):,} clips of {len(counts)} words in {out}")
     return out, counts
 
@@ -392,7 +392,7 @@ def train_models(py, shared, models, data_args, held_out, out_dir, cap_minutes, 
                  teacher_checkpoint, results, pack_audio=0):
     """Train and score every model, a teacher first: the edge model then distils from it (or
     from teacher_checkpoint) and learns the hard negatives it mines; with pack_audio the
-    raw-audio models also learn from that many pack images a word rendered to audio."""
+    raw-audio models also learn from up to that many pack images a label rendered to audio."""
     for name in sorted(models, key=lambda m: m != "teacher"):
         teacher = results["models"].get("teacher", {}).get("checkpoint", teacher_checkpoint)
         model_data, tag = data_args, ""

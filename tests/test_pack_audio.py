@@ -126,3 +126,19 @@ def test_real_py_refuses_a_negative_pack_audio():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "--pack_audio must be >= 0" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_rendered_folder_resumes_only_under_the_same_settings(tmp_path, monkeypatch):
+    pack_zip = tmp_path / "pack.zip"
+    pack_zip.write_bytes(b"only its path and the settings matter here")
+    monkeypatch.setattr(real, "read_pack", lambda path, cache_dir: small_pack(NAMES))
+    out, counts = real.stage_pack_audio(str(pack_zip), str(tmp_path), 1)
+    kept = [os.path.join(out, w, n) for w in os.listdir(out) if os.path.isdir(os.path.join(out, w))
+            for n in os.listdir(os.path.join(out, w))]
+    assert counts == {"yes": 1, "no": 1, "dog": 1} and len(kept) == 3
+    os.utime(kept[0], (1, 1))
+    real.stage_pack_audio(str(pack_zip), str(tmp_path), 1)
+    assert os.stat(kept[0]).st_mtime == 1  # the same settings: resumed
+    real.stage_pack_audio(str(pack_zip), str(tmp_path), 2)
+    # other settings: rendered afresh (the clip is new, or no longer picked)
+    assert not os.path.exists(kept[0]) or os.stat(kept[0]).st_mtime != 1
