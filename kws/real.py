@@ -37,6 +37,7 @@ from kws.folders import (
     REAL_SALT,
     REAL_TESTING_PERCENT,
     REAL_VALIDATION_PERCENT,
+    real_split,
     scan_data_dir,
     which_set,
 )
@@ -316,8 +317,8 @@ def train_and_score(py, name, data_args, held_out, out_dir, cap_minutes, seed, t
 def trains_in_every_split(speaker):
     """True for a speaker on the training side of both the dev split and the extra split: a
     pack speaker may belong to either set, so an image renders only when neither holds it out."""
-    return (which_set(f"{speaker}_nohash_0", VALIDATION_PERCENT, TESTING_PERCENT, SPLIT_SALT)
-            == "training" and extra_split(speaker) == "training")
+    return (real_split(f"{speaker}_nohash_0") == "training"
+            and extra_split(speaker) == "training")
 
 
 def stage_pack_audio(pack_path, out_dir, per_label, cache_dir="data/pack"):

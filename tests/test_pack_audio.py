@@ -12,7 +12,7 @@ from kws import CLIP_SAMPLES, real
 from kws.audio import read_wav
 from kws.common import REPO, UserError
 from kws.corpora import extra_split
-from kws.folders import which_set
+from kws.folders import real_split
 from kws.frontend import FrontEnd
 from kws.layers import PackFeatures
 from kws.pack import Pack, parse_name
@@ -106,8 +106,7 @@ def first_speaker(dev, extra):
     """A speaker id whose dev-split set is dev and whose extra-split set is extra."""
     for i in range(100_000):
         speaker = f"{i:08x}"
-        if (which_set(f"{speaker}_nohash_0", real.VALIDATION_PERCENT, real.TESTING_PERCENT,
-                      real.SPLIT_SALT) == dev and extra_split(speaker) == extra):
+        if real_split(f"{speaker}_nohash_0") == dev and extra_split(speaker) == extra:
             return speaker
     raise AssertionError("no such speaker")
 
