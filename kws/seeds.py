@@ -14,6 +14,7 @@ from kws.common import UserError
 
 # figure name -> path of keys in results.json; every model of a run also gives
 # <model>_<figure> for each of MODEL_FIGURES (edge_tta_accuracy, seed195_tta_accuracy, ...)
+# and <model>_recall_<word> for each word of its held-out recall (seed195_recall_off, ...)
 FIGURES = {
     "edge_int8_accuracy": ("edge_int8", "int8", "accuracy"),
     "edge_float_accuracy": ("edge_int8", "float", "accuracy"),
@@ -81,6 +82,9 @@ def summarize_runs(paths):
     for model in sorted({m for r in runs for m in (r.get("models") or {})}):
         paths_of.update({f"{model}_{figure}": ("models", model, key)
                          for figure, key in MODEL_FIGURES.items()})
+        words = {w for r in runs for w in lookup(r, ("models", model, "recall_tta")) or {}}
+        paths_of.update({f"{model}_recall_{word}": ("models", model, "recall_tta", word)
+                         for word in sorted(words)})
     for name, keys in paths_of.items():
         values = [v for v in (lookup(r, keys) for r in runs) if isinstance(v, (int, float))]
         if values:

@@ -15,7 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def write_run(path, int8, fa_per_hour, go_recall):
     results = {"edge_int8": {"int8": {"accuracy": int8, "recall": {"yes": 1.0, "go": go_recall}}},
-               "models": {"edge": {"epochs": 22}, "seed195": {"accuracy_tta": int8 - 0.05}},
+               "models": {"edge": {"epochs": 22},
+                          "seed195": {"accuracy_tta": int8 - 0.05,
+                                      "recall_tta": {"off": go_recall - 0.1}}},
                "streaming": {"ours": {"false_accepts_per_hour": fa_per_hour}}}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results))
@@ -41,6 +43,8 @@ def test_three_runs_are_summarised_figure_by_figure(tmp_path):
     assert summary["figures"]["edge_epochs"]["std"] == 0.0
     assert "edge_tta_accuracy" not in summary["figures"]  # in no run
     assert summary["figures"]["seed195_tta_accuracy"]["mean"] == pytest.approx(0.925)
+    assert summary["figures"]["seed195_recall_off"]["values"] == pytest.approx([0.78, 0.83, 0.89])
+    assert "edge_recall_off" not in summary["figures"]
     assert summary["weakest_word"][0] == {"word": "go", "recall": 0.88}
 
 
