@@ -72,6 +72,8 @@ CROP_MATCH = 0.99  # normalised correlation above which a silence clip is a crop
 RECIPES = {  # name -> config; each config's "epochs" is its training budget
     "edge": "experiments/real_edge_voices.json",  # the pack and the extra voices too
     "seed195": "experiments/real_seed195.json",
+    # seed195 with its rate decayed by a cosine: the plateau schedule never lowered it
+    "seed195_cosine": "experiments/real_seed195_cosine.json",
     "seed106": "experiments/real_seed106.json",  # the entry's ensemble member, on 12 classes
     "tutorial_conv": "experiments/real_tutorial_conv.json",
     # the edge model without the spectrogram pack, the same model and steps: the pack's gain
@@ -88,7 +90,7 @@ RECIPES = {  # name -> config; each config's "epochs" is its training budget
     "teacher_wide": "experiments/real_teacher_wide.json",
 }
 # the models that hear raw samples and so cannot learn from the pack's images, but can from
-# the images rendered back to audio (real.py --pack_audio)
+# the images rendered back to audio (real.py --pack_audio); a recipe of any of them does too
 RAW_AUDIO_MODELS = ("seed195", "seed106")
 DISTILL = ["--distill_weight", "0.5", "--distill_temperature", "2"]
 # hard negatives for the student: windows of training-side speech the teacher hears as a command
@@ -237,6 +239,11 @@ def link_dev_split(dev_dir, spectra, out):
 def uses_pack(config):
     with open(config, encoding="utf-8") as f:
         return "pack_frequency" in json.load(f)
+
+
+def hears_raw_audio(config):
+    with open(config, encoding="utf-8") as f:
+        return json.load(f)["model"] in RAW_AUDIO_MODELS
 
 
 def train_command(py, config, data_args, exp_name, cap_minutes=0, seed=None):
@@ -397,7 +404,7 @@ def train_models(py, shared, models, data_args, held_out, out_dir, cap_minutes, 
     for name in sorted(models, key=lambda m: m != "teacher"):
         teacher = results["models"].get("teacher", {}).get("checkpoint", teacher_checkpoint)
         model_data, tag = data_args, ""
-        if name in RAW_AUDIO_MODELS and pack_audio:
+        if pack_audio and hears_raw_audio(RECIPES[name]):
             if "pack_audio" not in results:
                 rendered, counts = stage_pack_audio(data_args["pack_zip"], out_dir, pack_audio)
                 results["pack_audio"] = {"per_label": pack_audio, "dir": rendered,

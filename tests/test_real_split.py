@@ -181,20 +181,19 @@ def test_every_recipe_config_reads_as_train_flags(tmp_path):
         assert args.epochs >= 1 and args.model, name
 
 
-@pytest.mark.parametrize("variant, change", [
-    ("teacher_long", {"epochs": 44}),
-    ("teacher_ema", {"ema_momentum": 0.999}),
-    ("teacher_nospec", {"model_options": {"spec_augment": False, "width": 3.0,
-                                          "features": "pack", "time_pool": 2}}),
-    ("teacher_wide", {"model_options": {"spec_augment": True, "width": 3.5,
-                                        "features": "pack", "time_pool": 2}}),
+@pytest.mark.parametrize("base, variant, change", [
+    ("teacher", "teacher_long", {"epochs": 44}),
+    ("teacher", "teacher_ema", {"ema_momentum": 0.999}),
+    ("teacher", "teacher_nospec", {"model_options": {"spec_augment": False, "width": 3.0,
+                                                     "features": "pack", "time_pool": 2}}),
+    ("teacher", "teacher_wide", {"model_options": {"spec_augment": True, "width": 3.5,
+                                                   "features": "pack", "time_pool": 2}}),
+    ("seed195", "seed195_cosine", {"lr_schedule": "cosine"}),
 ])
-def test_each_teacher_variant_differs_from_the_teacher_only_in_what_it_asks_about(variant,
-                                                                                   change):
-    configs = (json.loads(Path(REPO, real.RECIPES[name]).read_text())
-               for name in ("teacher", variant))
-    teacher, other = ({k: v for k, v in c.items() if k != "description"} for c in configs)
-    assert other == {**teacher, **change} and other != teacher
+def test_each_variant_differs_from_its_recipe_only_in_what_it_asks_about(base, variant, change):
+    configs = (json.loads(Path(REPO, real.RECIPES[name]).read_text()) for name in (base, variant))
+    recipe, other = ({k: v for k, v in c.items() if k != "description"} for c in configs)
+    assert other == {**recipe, **change} and other != recipe
 
 
 def test_only_the_raw_audio_models_learn_the_pack_rendered_as_audio(tmp_path, monkeypatch):
@@ -214,13 +213,15 @@ def test_only_the_raw_audio_models_learn_the_pack_rendered_as_audio(tmp_path, mo
     monkeypatch.setattr(real, "train_and_score", train_and_score)
     monkeypatch.setattr(real, "stage_pack_audio", stage_pack_audio)
     monkeypatch.setattr(real, "print_summary", lambda *a: None)
-    results = real.run_recipe("shared", str(tmp_path), ["teacher", "seed195", "seed106"],
+    results = real.run_recipe("shared", str(tmp_path),
+                              ["teacher", "seed195", "seed106", "seed195_cosine"],
                               ship_model=False, frozen="", pack_audio=7)
     # rendered once; the raw-audio runs are named for it, so none resumes a run without it
     assert rendered == [("p.zip", 7)] and results["pack_audio"]["clips"] == 5
     assert trained == {"teacher": (["train_a"], ""),
                        "seed195": (["train_a", "rendered"], "_pack_audio7"),
-                       "seed106": (["train_a", "rendered"], "_pack_audio7")}
+                       "seed106": (["train_a", "rendered"], "_pack_audio7"),
+                       "seed195_cosine": (["train_a", "rendered"], "_pack_audio7")}
     trained.clear()
     real.run_recipe("shared", str(tmp_path), ["seed195"], ship_model=False, frozen="")
     assert trained == {"seed195": (["train_a"], "")} and len(rendered) == 1
