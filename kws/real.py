@@ -236,14 +236,17 @@ def link_dev_split(dev_dir, spectra, out):
     return counts, sources
 
 
-def uses_pack(config):
+def recipe_config(config):
     with open(config, encoding="utf-8") as f:
-        return "pack_frequency" in json.load(f)
+        return json.load(f)
+
+
+def uses_pack(config):
+    return "pack_frequency" in recipe_config(config)
 
 
 def hears_raw_audio(config):
-    with open(config, encoding="utf-8") as f:
-        return json.load(f)["model"] in RAW_AUDIO_MODELS
+    return recipe_config(config)["model"] in RAW_AUDIO_MODELS
 
 
 def train_command(py, config, data_args, exp_name, cap_minutes=0, seed=None):
