@@ -189,6 +189,7 @@ def test_every_recipe_config_reads_as_train_flags(tmp_path):
     ("teacher", "teacher_wide", {"model_options": {"spec_augment": True, "width": 3.5,
                                                    "features": "pack", "time_pool": 2}}),
     ("seed195", "seed195_cosine", {"lr_schedule": "cosine"}),
+    ("seed195_cosine", "seed195_cosine14", {"epochs": 14}),
 ])
 def test_each_variant_differs_from_its_recipe_only_in_what_it_asks_about(base, variant, change):
     configs = (json.loads(Path(REPO, real.RECIPES[name]).read_text()) for name in (base, variant))
