@@ -16,10 +16,6 @@ JPEG's own noise is about 2); the pack teacher hears its word as often as in the
 """
 
 import collections
-import concurrent.futures
-import contextlib
-import functools
-import multiprocessing
 import os
 
 import numpy as np
@@ -93,12 +89,11 @@ def pick_images(pack, per_label, keep_speaker, seed=0):
     return [int(i) for i in picked]
 
 
-def render_pack_audio(pack, out_dir, per_label, keep_speaker, seed=0, batch=64, workers=None):
+def render_pack_audio(pack, out_dir, per_label, keep_speaker, seed=0, batch=64):
     """Write the images pick_images picks, rendered, as out_dir/<word>/<speaker>_nohash_<n>.wav
     (a folder the trainers read like any other; the pack's other words land in their own
     folders and count as unknown). Files already there are kept, so an interrupted render
-    resumes. Batches of images render in `workers` processes (default: one a core); a clip is
-    the same however many there are, as each seeds its own phase. Returns {word: clips}."""
+    resumes. Returns {word: clips}."""
     if per_label < 1:
         raise UserError(f"per_label must be at least 1, got {per_label}")
     picked = pick_images(pack, per_label, keep_speaker, seed)
@@ -107,23 +102,10 @@ def render_pack_audio(pack, out_dir, per_label, keep_speaker, seed=0, batch=64, 
     path_of = {i: os.path.join(out_dir, pack.entries[i].word, pack.entries[i].clip_name)
                for i in picked}
     todo = [i for i in picked if not os.path.isfile(path_of[i])]
-    chunks = [todo[start:start + batch] for start in range(0, len(todo), batch)]
-    render = functools.partial(vocode, seed=seed, filters=mel_filterbank())
-    with rendering_map(min(workers or os.cpu_count() or 1, len(chunks))) as render_all:
-        for chunk, clips in zip(chunks, render_all(render, (pack.images[c] for c in chunks))):
-            for i, clip in zip(chunk, clips):
-                os.makedirs(os.path.dirname(path_of[i]), exist_ok=True)
-                write_wav(path_of[i], clip, SAMPLE_RATE)
+    filters = mel_filterbank()
+    for start in range(0, len(todo), batch):
+        chunk = todo[start:start + batch]
+        for i, clip in zip(chunk, vocode(pack.images[chunk], seed=seed, filters=filters)):
+            os.makedirs(os.path.dirname(path_of[i]), exist_ok=True)
+            write_wav(path_of[i], clip, SAMPLE_RATE)
     return dict(collections.Counter(pack.entries[i].word for i in picked))
-
-
-@contextlib.contextmanager
-def rendering_map(workers):
-    """A map() over `workers` fresh processes (spawned: the caller may hold TensorFlow's
-    threads, which a fork would copy mid-flight), or the built-in map for one or none."""
-    if workers <= 1:
-        yield map
-        return
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        yield pool.map

@@ -102,18 +102,6 @@ def test_a_render_writes_word_folders_and_resumes(tmp_path):
         render_pack_audio(pack, str(tmp_path), 5, lambda s: False)
 
 
-def test_a_render_in_two_processes_writes_what_one_writes(tmp_path):
-    pack = small_pack(NAMES)
-    for workers in (1, 2):
-        render_pack_audio(pack, str(tmp_path / str(workers)), 5, lambda s: True, batch=2,
-                          workers=workers)
-    one, two = (sorted(p.relative_to(tmp_path / w) for p in (tmp_path / w).rglob("*.wav"))
-                for w in ("1", "2"))
-    assert len(one) == 7 and one == two
-    assert all((tmp_path / "1" / p).read_bytes() == (tmp_path / "2" / p).read_bytes()
-               for p in one)
-
-
 def first_speaker(dev, extra):
     """A speaker id whose dev-split set is dev and whose extra-split set is extra."""
     for i in range(100_000):
