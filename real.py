@@ -18,8 +18,10 @@ checkpoints and the detection threshold. Held-out silence is cut from noise audi
 training never uses (the tail of each recording, or a source training never sees), and int8
 calibration uses training speakers only.
 By default (`make real`) it trains the teacher (edge_tcs at width 3 on the pack front end,
-749 KB as int8: the model that ships) and the entry's seed195 (`--models` adds others, e.g.
-tutorial_conv, the TF tutorial's conv model: 23 more minutes).
+749 KB as int8: the model that ships) and the entry's seed195 with a cosine-decayed rate in 14
+epochs (seed195_cosine14), which also learns from 600 training-side pack images a word rendered
+back to audio (`--pack_audio`; `--models` adds others, e.g. tutorial_conv, the TF tutorial's
+conv model: 23 more minutes).
 With `--models teacher,edge` the teacher trains first, mines hard negatives (the windows of
 the training side's other and running speech it hears as a command, kws.corpora
 .training_recordings) and the edge model learns from them as unknown words while it distils the
@@ -52,7 +54,7 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shared", default="../shared/data", help="folder of the real clips")
     parser.add_argument("--out_dir", default="data/real", help="staging and results")
-    parser.add_argument("--models", default="teacher,seed195",
+    parser.add_argument("--models", default="teacher,seed195_cosine14",
                         help=f"comma-separated, from {','.join(RECIPES)}; with teacher and "
                              "edge, the teacher trains first, mines hard negatives and edge "
                              "distils from it")
@@ -82,7 +84,7 @@ def build_parser():
                         help="training seed of every model (default: each config's); a run "
                              "of another seed keeps its checkpoints apart (real_<model>_s<seed>)"
                              " and should write to its own --out_dir")
-    parser.add_argument("--pack_audio", type=int, default=0, metavar="PER_LABEL",
+    parser.add_argument("--pack_audio", type=int, default=600, metavar="PER_LABEL",
                         help="the raw-audio models (seed195, seed106) also learn from up to "
                              "this many training-side pack images of each command word (and "
                              "of the other words together) rendered back to audio "
