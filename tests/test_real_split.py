@@ -163,14 +163,18 @@ def test_make_real_trains_and_freezes_the_teacher_unless_an_edge_model_trains(tm
     import real as real_script
 
     trained, frozen, _ = stub_recipe_steps(monkeypatch)
+    pack_audio, train_models = [], real.train_models
+    monkeypatch.setattr(real, "train_models",
+                        lambda *a: (pack_audio.append(a[-1]), train_models(*a)))
     out = ["--out_dir", str(tmp_path), "--no-ship"]
     real_script.main(out)  # make real
     real_script.main(out + ["--models", "teacher,edge"])  # distillation: the student
-    real_script.main(out + ["--models", "seed195"])
+    real_script.main(out + ["--models", "seed195", "--pack_audio", "0"])
     real_script.main(out + ["--models", "teacher,edge", "--frozen", "teacher"])
-    assert list(zip(trained, frozen)) == [(["teacher", "seed195"], "teacher"),
+    assert list(zip(trained, frozen)) == [(["teacher", "seed195_cosine14"], "teacher"),
                                           (["teacher", "edge"], "edge"), (["seed195"], ""),
                                           (["teacher", "edge"], "teacher")]
+    assert pack_audio == [600, 600, 0, 600]  # make real's seed195 hears the rendered pack
 
 
 def test_every_recipe_config_reads_as_train_flags(tmp_path):
