@@ -38,9 +38,10 @@ their unknown words, a spoken-digit speaker training never heard and held-out ot
 phrase groups (each clip placed about equally often); the detection threshold is chosen on the
 validation streams (stored beside the model as model_streaming.json) and the held-out streams
 are scored with it and with the TF example's recognizer; then command detections per hour on
-the validation and held-out speakers' running speech. Results: <out_dir>/results.json and a
-table on stdout. When the frozen model beats the shipped one (models/edge_card.json) on the same
-validation speakers, it replaces it (unless --no-ship); the held-out figure never chooses.
+the validation and held-out speakers' running speech. Results: <out_dir>/results.json (with
+the minutes each part took) and a table on stdout. When the frozen model beats the shipped one
+(models/edge_card.json) on the same validation speakers, it replaces it (unless --no-ship); the
+held-out figure never chooses.
 """
 
 import argparse

@@ -15,6 +15,8 @@ import os
 import re
 import shutil
 import sys
+import time
+from contextlib import contextmanager
 
 import numpy as np
 from scipy import fft
@@ -401,6 +403,17 @@ def edge_figures(py, results, data_args, staged, held_out, out_dir, tf_dir, stre
         for which in ("validation", "testing")}
 
 
+@contextmanager
+def timed(minutes, part):
+    """Add the block's wall-clock minutes to minutes[part] (results.json says how long each
+    part of a run took, so `make real`'s time is recorded by the run itself)."""
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        minutes[part] = round(minutes.get(part, 0.0) + (time.monotonic() - start) / 60, 2)
+
+
 def train_models(py, shared, models, data_args, held_out, out_dir, cap_minutes, seed,
                  teacher_checkpoint, results, pack_audio=0):
     """Train and score every model, a teacher first: the edge model then distils from it (or
@@ -411,7 +424,9 @@ def train_models(py, shared, models, data_args, held_out, out_dir, cap_minutes, 
         model_data, tag = data_args, ""
         if pack_audio and hears_raw_audio(RECIPES[name]):
             if "pack_audio" not in results:
-                rendered, counts = stage_pack_audio(data_args["pack_zip"], out_dir, pack_audio)
+                with timed(results["minutes"], "pack_audio"):
+                    rendered, counts = stage_pack_audio(data_args["pack_zip"], out_dir,
+                                                        pack_audio)
                 results["pack_audio"] = {"per_label": pack_audio, "dir": rendered,
                                          "clips": sum(counts.values()), "words": counts}
             model_data = {**data_args, "train_only": data_args["train_only"]
@@ -419,10 +434,13 @@ def train_models(py, shared, models, data_args, held_out, out_dir, cap_minutes, 
             tag = f"_pack_audio{pack_audio}"
         if name == "edge" and teacher:
             results["teacher_checkpoint"] = teacher
-            results["hard_negatives"], mined = mine_hard_negatives(py, shared, teacher, out_dir)
+            with timed(results["minutes"], "hard_negatives"):
+                results["hard_negatives"], mined = mine_hard_negatives(py, shared, teacher,
+                                                                       out_dir)
             model_data = {**data_args, "train_only": data_args["train_only"] + [mined]}
-        results["models"][name] = train_and_score(py, name, model_data, held_out, out_dir,
-                                                  cap_minutes, seed, teacher, tag=tag)
+        with timed(results["minutes"], name):
+            results["models"][name] = train_and_score(py, name, model_data, held_out, out_dir,
+                                                      cap_minutes, seed, teacher, tag=tag)
 
 
 def default_frozen(models):
@@ -442,19 +460,24 @@ def run_recipe(shared, out_dir, models, cap_minutes=90.0, stream_minutes=20.0,
     command: the card's."""
     frozen = default_frozen(models) if frozen is None else frozen
     py = sys.executable
-    data_args, staged = stage_inputs(py, shared, out_dir, models, synthetic_dir)
-    held_out, n_speakers, n_clips = stage_set(data_args["data_dir"], "testing",
-                                              os.path.join(out_dir, "held_out"))
-    data_args["calibration"] = stage_set(data_args["data_dir"], "training",
-                                         os.path.join(out_dir, "calibration"))[0]
-    results = {"held_out_speakers": n_speakers, "held_out_clips": n_clips, "models": {}}
+    start, minutes = time.monotonic(), {}
+    with timed(minutes, "staging"):
+        data_args, staged = stage_inputs(py, shared, out_dir, models, synthetic_dir)
+        held_out, n_speakers, n_clips = stage_set(data_args["data_dir"], "testing",
+                                                  os.path.join(out_dir, "held_out"))
+        data_args["calibration"] = stage_set(data_args["data_dir"], "training",
+                                             os.path.join(out_dir, "calibration"))[0]
+    results = {"held_out_speakers": n_speakers, "held_out_clips": n_clips, "models": {},
+               "minutes": minutes}
     tf_dir = tf_dir_of(out_dir)
     train_models(py, shared, models, data_args, held_out, out_dir, cap_minutes, seed,
                  teacher_checkpoint, results, pack_audio)
     if frozen in models:
-        edge_figures(py, results, data_args, staged, held_out, out_dir, tf_dir, stream_minutes,
-                     negative_stream_minutes, frozen)
+        with timed(minutes, "frozen_model_figures"):
+            edge_figures(py, results, data_args, staged, held_out, out_dir, tf_dir,
+                         stream_minutes, negative_stream_minutes, frozen)
     results["tf_dir"] = tf_dir
+    minutes["total"] = round((time.monotonic() - start) / 60, 2)
     path = os.path.join(out_dir, "results.json")
     atomic_write_text(path, json.dumps(results, indent=1))
     print_summary(results, path)
@@ -508,4 +531,8 @@ def print_summary(results, path):
     for which, r in results.get("running_speech", {}).items():
         print(f"running speech ({which} speakers, {r['minutes']} min): "
               f"{r['detections_per_hour']} command detections per hour {r['by_word']}")
+    minutes = results.get("minutes", {})
+    if "total" in minutes:
+        print(f"took {minutes['total']:.1f} min: " + ", ".join(
+            f"{part} {m:.1f}" for part, m in minutes.items() if part != "total"))
     print(f"results: {path}; frozen models: {results.get('tf_dir')}")

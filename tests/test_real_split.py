@@ -223,6 +223,11 @@ def test_only_the_raw_audio_models_learn_the_pack_rendered_as_audio(tmp_path, mo
                               ship_model=False, frozen="", pack_audio=7)
     # rendered once; the raw-audio runs are named for it, so none resumes a run without it
     assert rendered == [("p.zip", 7)] and results["pack_audio"]["clips"] == 5
+    minutes = results["minutes"]  # how long each part took, recorded by the run itself
+    assert set(minutes) == {"staging", "pack_audio", "teacher", "seed195", "seed106",
+                            "seed195_cosine", "total"}
+    assert all(m >= 0 for m in minutes.values())
+    assert minutes["total"] >= sum(minutes.values()) - minutes["total"] - 0.05
     assert trained == {"teacher": (["train_a"], ""),
                        "seed195": (["train_a", "rendered"], "_pack_audio7"),
                        "seed106": (["train_a", "rendered"], "_pack_audio7"),
