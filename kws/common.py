@@ -86,6 +86,14 @@ def machine_description():
     return f"{cpu}, {os.cpu_count()} cores"
 
 
+def usable_cores():
+    """The cores this process may run on (its affinity, where the OS says; else all)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def run_cli(main, argv=None):
     """Run main(argv); turn expected failures into one line on stderr and exit code 2."""
     terminated = []

@@ -12,11 +12,18 @@ import subprocess
 
 import soundfile as sf
 
-from kws.common import UserError, require_file, write_metrics
+from kws.common import UserError, require_file, usable_cores, write_metrics
 from kws.data import AudioProcessor
 from kws.labels import COMPETITION_WORDS
-from kws.stream_eval import describe, measure_streams, plot_det, save_chosen
-from kws.streaming import load_settings
+from kws.stream_eval import (
+    StreamJob,
+    describe,
+    measure_streams,
+    plot_det,
+    save_chosen,
+    score_streams,
+)
+from kws.streaming import load_settings, tf_example_settings
 
 # The recipes' recognizer (StreamSettings fields the threshold sweep starts from): hops of the
 # front end's 20 ms (its frames are cached), a second between two detections
@@ -106,11 +113,12 @@ def streaming_figures(py, model, validation, testing, noise_dir, out_dir, minute
     about equally often)."""
     streams = make_streams(py, validation, testing, noise_dir, out_dir, minutes,
                            negative_minutes, other_speech or {}, other_share)
+    settings = load_settings(model, recognizer)
+    scored = score_recipe_streams(model, streams, settings.stride_ms)
     print("\n=== choose the threshold on the validation streams", flush=True)
     chosen = measure_streams([model], streams["validation"]["wav"],
-                             streams["validation_negative"]["wav"],
-                             load_settings(model, recognizer), sweep=True,
-                             target_fa_per_hour=target_fa_per_hour)
+                             streams["validation_negative"]["wav"], settings, sweep=True,
+                             target_fa_per_hour=target_fa_per_hour, scored=scored)
     print(describe("this recognizer", chosen.result))
     write_metrics(os.path.join(out_dir, "validation.metrics.json"), chosen.as_json())
     plot_det(chosen.sweep, os.path.join(out_dir, "validation_det.png"),
@@ -122,7 +130,8 @@ def streaming_figures(py, model, validation, testing, noise_dir, out_dir, minute
           f"{save_chosen(model, chosen, target_fa_per_hour)}")
     print("\n=== streaming accuracy on the held-out speakers", flush=True)
     test = measure_streams([model], streams["test"]["wav"], streams["test_negative"]["wav"],
-                           load_settings(model), also_tf_example=True, sweep=True)
+                           load_settings(model), also_tf_example=True, sweep=True,
+                           scored=scored)
     print(describe("this recognizer", test.result))
     print(describe("TF example recognizer", test.tf_example_recognizer))
     write_metrics(os.path.join(out_dir, "test.metrics.json"), test.as_json())
@@ -134,6 +143,20 @@ def streaming_figures(py, model, validation, testing, noise_dir, out_dir, minute
                "ours": recognizer_summary(test.result),
                "tf_example": recognizer_summary(test.tf_example_recognizer)}
     return summary
+
+
+def score_recipe_streams(model, streams, stride_ms):
+    """Every stream streaming_figures measures, scored once, on all cores side by side: the
+    validation streams at the recognizer's stride, the held-out ones at it and at the TF
+    example's (the threshold chosen later changes no score)."""
+    strides = {"validation": [stride_ms],
+               "test": list(dict.fromkeys([stride_ms, tf_example_settings().stride_ms]))}
+    jobs = [StreamJob(streams[key]["wav"], "", stride, negative)
+            for which, each in strides.items() for stride in each
+            for key, negative in ((which, False), (f"{which}_negative", True))]
+    workers = usable_cores()
+    print(f"\n=== score {len(jobs)} streams in {min(workers, len(jobs))} processes", flush=True)
+    return score_streams([model], jobs, workers=workers)
 
 
 def make_streams(py, validation, testing, noise_dir, out_dir, minutes, negative_minutes,

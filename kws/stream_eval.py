@@ -7,7 +7,9 @@ typed (kws.stream_metrics); `StreamReport.as_json()` is streaming_accuracy.py's 
     print(report.result.positive.detection_rate, report.chosen)
 """
 
+import concurrent.futures
 import dataclasses
+import multiprocessing
 import os
 import time
 
@@ -21,6 +23,7 @@ from kws.labels import COMPETITION_WORDS
 from kws.runtime import load_streaming_models
 from kws.stream_metrics import TfExampleFigures, WakewordFigures
 from kws.streaming import (
+    SmoothedScores,
     StreamSettings,
     read_ground_truth,
     recognize,
@@ -43,6 +46,14 @@ class ScoredStream:
     probs: np.ndarray
     seconds: float
     cpu_seconds: float
+    smoothing: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def smoothed(self, labels, settings):
+        """SmoothedScores for settings' smoothing, computed once for all thresholds."""
+        key = (settings.average_window_ms, settings.minimum_count)
+        if key not in self.smoothing:
+            self.smoothing[key] = SmoothedScores.of(self.times, self.probs, labels, settings)
+        return self.smoothing[key]
 
 
 @dataclasses.dataclass
@@ -121,10 +132,12 @@ def load_stream(model, wav, truth_path, stride_ms, negative=False):
 
 def evaluate(labels, settings, positive, negative, after_ms=1750.0, tolerance_ms=1500.0):
     """The figures of one recognizer over the scored streams (negative may be None)."""
-    found = recognize(positive.times, positive.probs, labels, settings)
+    found = recognize(positive.times, positive.probs, labels, settings,
+                      positive.smoothed(labels, settings))
     negative_figures = None
     if negative:
-        false_found = recognize(negative.times, negative.probs, labels, settings)
+        false_found = recognize(negative.times, negative.probs, labels, settings,
+                                negative.smoothed(labels, settings))
         negative_figures = WakewordFigures.of(false_found, negative.truth, negative.seconds,
                                               COMPETITION_WORDS, after_ms)
     return StreamResult(
@@ -151,20 +164,57 @@ def choose_threshold(points, target_fa_per_hour):
     return max(fits, key=lambda p: (p.detection_rate, p.threshold)) if fits else None
 
 
+@dataclasses.dataclass(frozen=True)
+class StreamJob:
+    """One stream to score: its WAV, its ground truth ('': the WAV's .csv), the stride."""
+    wav: str
+    truth: str
+    stride_ms: float
+    negative: bool = False
+
+
+def score_job(models, labels_path, threads, job):
+    """(labels, ScoredStream) of one StreamJob (in a worker process, or in this one)."""
+    model, labels = load_streaming_models(models, labels_path, threads, job.stride_ms)
+    return labels, load_stream(model, job.wav, job.truth, job.stride_ms, job.negative)
+
+
+def score_streams(models, jobs, *, labels_path=None, threads=1, workers=1):
+    """{job: (labels, ScoredStream)} for every StreamJob, scored by up to `workers` processes
+    side by side, the longest first: a stream is one core's work (the model runs hop by hop),
+    so the streams of a recipe take half as long on two cores. The scores are the same in any
+    process."""
+    jobs = list(dict.fromkeys(jobs))
+    workers = min(workers, len(jobs))
+    if workers <= 1:
+        return {job: score_job(models, labels_path, threads, job) for job in jobs}
+    longest_first = sorted(jobs, key=lambda j: -stream_duration_s(j.wav) / j.stride_ms)
+    with concurrent.futures.ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {job: pool.submit(score_job, models, labels_path, threads, job)
+                   for job in longest_first}
+        return {job: futures[job].result() for job in jobs}
+
+
 def measure_streams(models, wav, negative_wav, settings, *, labels_path=None, threads=1,
                     ground_truth="", negative_ground_truth="", after_ms=1750.0,
                     tolerance_ms=1500.0, also_tf_example=False, sweep=False,
-                    target_fa_per_hour=2.0):
+                    target_fa_per_hour=2.0, scored=None):
     """Score the streams with models (several: an averaged ensemble) and measure `settings`,
-    and with also_tf_example the TF example's recognizer, and with sweep every threshold."""
-    def scored(stride_ms):
-        model, labels = load_streaming_models(models, labels_path, threads, stride_ms)
-        pos = load_stream(model, wav, ground_truth, stride_ms)
-        neg = load_stream(model, negative_wav, negative_ground_truth, stride_ms,
-                          negative=True) if negative_wav else None
+    and with also_tf_example the TF example's recognizer, and with sweep every threshold.
+    scored: score_streams' result for the same models, for the streams it holds."""
+    scored = dict(scored or {})
+
+    def streams_at(stride_ms):
+        jobs = [StreamJob(wav, ground_truth, stride_ms)] + (
+            [StreamJob(negative_wav, negative_ground_truth, stride_ms, True)]
+            if negative_wav else [])
+        scored.update(score_streams(models, [j for j in jobs if j not in scored],
+                                    labels_path=labels_path, threads=threads))
+        (labels, pos), neg = scored[jobs[0]], scored[jobs[1]][1] if negative_wav else None
         return labels, pos, neg
 
-    labels, positive, negative = scored(settings.stride_ms)
+    labels, positive, negative = streams_at(settings.stride_ms)
     streams = [s for s in (positive, negative) if s]
     report = StreamReport(
         model=models[0], also_models=list(models[1:]), wav=wav,
@@ -174,8 +224,7 @@ def measure_streams(models, wav, negative_wav, settings, *, labels_path=None, th
         result=evaluate(labels, settings, positive, negative, after_ms, tolerance_ms))
     if also_tf_example:
         base = tf_example_settings()
-        base_labels, pos, neg = scored(base.stride_ms) \
-            if base.stride_ms != settings.stride_ms else (labels, positive, negative)
+        base_labels, pos, neg = streams_at(base.stride_ms)
         report.tf_example_recognizer = evaluate(base_labels, base, pos, neg, after_ms,
                                                 tolerance_ms)
     if sweep:

@@ -159,6 +159,14 @@ class Recognizer:
 
     def process(self, scores, time_ms):
         """(detection or None, smoothed scores or None) for the scores of the window at time_ms."""
+        average = self.smooth(scores, time_ms)
+        if average is None:
+            return None, None
+        return self.decide(average, time_ms), average
+
+    def smooth(self, scores, time_ms):
+        """Add the window's scores; their moving average, or None while too few results have
+        come to decide on."""
         s = self.settings
         scores = np.asarray(scores, np.float64)
         if scores.shape != (len(self.labels),):
@@ -171,8 +179,12 @@ class Recognizer:
             self.total -= self.results.popleft()[1]
         if (len(self.results) < s.minimum_count
                 or time_ms - self.results[0][0] < s.average_window_ms / 4):
-            return None, None
-        average = self.total / len(self.results)  # a running sum: O(classes) a hop
+            return None
+        return self.total / len(self.results)  # a running sum: O(classes) a hop
+
+    def decide(self, average, time_ms):
+        """The detection the moving average makes at time_ms, or None."""
+        s = self.settings
         top = int(np.argmax(average))
         label, score = self.labels[top], float(average[top])
         for other in self.armed:
@@ -185,8 +197,8 @@ class Recognizer:
             self.previous_label, self.previous_time = label, time_ms
             self.armed[label] = False
             if label != SILENCE_LABEL:
-                return Detection(time_ms, label, score), average
-        return None, average
+                return Detection(time_ms, label, score)
+        return None
 
 
 class Windower:
@@ -281,14 +293,68 @@ def detections_csv(detections):
     return "\n".join(["time_ms,label,score"] + rows) + "\n"
 
 
-def recognize(times, probs, labels, settings):
-    """Detections of a recognizer with these settings over scores from score_stream."""
-    recognizer = Recognizer(labels, settings)
+@dataclasses.dataclass
+class SmoothedScores:
+    """A recognizer's moving average at every hop of scored audio, the part of its work that no
+    threshold, suppression or rearm changes: `recognize` decides on it for any of them."""
+    times: np.ndarray    # [n] ms
+    ready: np.ndarray    # [n] bool: enough results to decide on at this hop
+    average: np.ndarray  # [n, k] float64, the moving average where ready (0 elsewhere)
+
+    @classmethod
+    def of(cls, times, probs, labels, settings):
+        """Computed exactly as Recognizer does live (the same running sum)."""
+        recognizer = Recognizer(labels, settings)
+        ready = np.zeros(len(times), bool)
+        average = np.zeros((len(times), len(labels)), np.float64)
+        for i, (time_ms, p) in enumerate(zip(times, probs)):
+            a = recognizer.smooth(p, time_ms)
+            if a is not None:
+                ready[i], average[i] = True, a
+        return cls(np.asarray(times, np.float64), ready, average)
+
+
+def recognize(times, probs, labels, settings, smoothed=None):
+    """Detections of a recognizer with these settings over scores from score_stream: the same
+    as feeding them to Recognizer one by one. smoothed: SmoothedScores.of the same scores and
+    smoothing (average_window_ms, minimum_count), to try many thresholds at the cost of one.
+
+    Only a hop whose top smoothed score passes the threshold can fire, so only those are
+    visited; whether a label has re-armed since it fired (its score fell below the threshold
+    at some ready hop since) is looked up in the hops where it did."""
+    if smoothed is None:
+        smoothed = SmoothedScores.of(times, probs, labels, settings)
+    threshold = settings.detection_threshold
+    top = np.argmax(smoothed.average, axis=1)
+    score = smoothed.average[np.arange(len(top)), top]
+    candidates = np.flatnonzero(smoothed.ready & (score > threshold))
+    below = {}  # label index -> ready hops where its score is under the threshold
+
+    def rearmed(label, since_hop, hop):
+        if since_hop < 0:
+            return True  # it never fired
+        if label not in below:
+            below[label] = np.flatnonzero(smoothed.ready
+                                          & (smoothed.average[:, label] < threshold))
+        hops = below[label]
+        j = int(np.searchsorted(hops, since_hop, side="right"))
+        return j < len(hops) and hops[j] <= hop
+
+    silence = labels.index(SILENCE_LABEL) if SILENCE_LABEL in labels else -1
+    previous, previous_hop, previous_time = silence, -1, -np.inf
     found = []
-    for time_ms, p in zip(times, probs):
-        detection, _ = recognizer.process(p, time_ms)
-        if detection:
-            found.append(detection)
+    for hop, label, time_ms, p in zip(candidates.tolist(), top[candidates].tolist(),
+                                      smoothed.times[candidates].tolist(),
+                                      score[candidates].tolist()):
+        since = np.inf if (previous == silence or previous_time == -np.inf) \
+            else time_ms - previous_time
+        if since <= settings.suppression_ms:
+            continue
+        if label == previous and not (settings.rearm and rearmed(label, previous_hop, hop)):
+            continue
+        previous, previous_hop, previous_time = label, hop, time_ms
+        if label != silence:
+            found.append(Detection(time_ms, labels[label], p))
     return found
 
 

@@ -18,6 +18,7 @@ from kws.stream_metrics import TfExampleFigures, WakewordFigures
 from kws.streaming import (
     Detection,
     Recognizer,
+    SmoothedScores,
     Spotter,
     StreamSettings,
     Windower,
@@ -104,6 +105,41 @@ def test_rearm_fires_the_same_word_twice_the_tf_example_once():
     # a word held on does not fire again: it must fall below the threshold first
     held = run(Recognizer(LABELS, StreamSettings()), [("yes", 200)])
     assert [label for _, label in held] == ["yes"]
+
+
+def random_scores(seed, hops=3000):
+    """Runs of confident labels, pauses and mixtures, renormalised: scores whose moving
+    average crosses every threshold, in every order."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    while len(rows) < hops:
+        label = LABELS[rng.integers(len(LABELS))] if rng.random() < 0.8 else "?"
+        p = rng.uniform(0.5, 1.0)
+        base = scores_of(label) if label == "?" else one_hot(label, p)
+        rows += [base * rng.uniform(0.7, 1.3, len(LABELS)) for _ in range(rng.integers(3, 40))]
+    probs = np.asarray(rows[:hops])
+    return np.cumsum(rng.uniform(15, 45, hops)) + 1000, probs / probs.sum(1, keepdims=True)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_recognize_over_scored_audio_is_the_live_recognizer(seed):
+    times, probs = random_scores(seed)
+    for rearm in (True, False):
+        for window, count in ((500.0, 4), (200.0, 1)):
+            smoothed = SmoothedScores.of(times, probs, LABELS,
+                                         StreamSettings(average_window_ms=window,
+                                                        minimum_count=count))
+            for threshold in (0.3, 0.5, 0.7, 0.9):
+                for suppression in (0.0, 500.0, 1500.0):
+                    settings = StreamSettings(
+                        rearm=rearm, average_window_ms=window, minimum_count=count,
+                        detection_threshold=threshold, suppression_ms=suppression)
+                    live = Recognizer(LABELS, settings)
+                    expected = [d for t, p in zip(times, probs)
+                                if (d := live.process(p, t)[0])]
+                    assert recognize(times, probs, LABELS, settings, smoothed) == expected
+                    assert recognize(times, probs, LABELS, settings) == expected
+                    assert expected or threshold == 0.9
 
 
 def test_settings_are_checked_and_stored_beside_the_model(tmp_path):
@@ -547,6 +583,23 @@ def test_streaming_scripts_refuse_what_they_cannot_measure(tone_model, known_str
     done = script("recognize_commands.py", "--model", tone_model["tflite"], "--wav", short,
                   check=False)
     assert done.returncode == 2 and "shorter than one second" in done.stderr
+
+
+def test_streams_scored_in_worker_processes_are_scored_as_here(tone_model, known_stream):
+    from kws.stream_eval import StreamJob, score_streams
+
+    wav, _ = known_stream
+    jobs = [StreamJob(str(wav), "", 30.0, negative=True), StreamJob(str(wav), "", 20.0)]
+    model = [str(tone_model["tflite"])]
+    here = score_streams(model, jobs, workers=1)
+    there = score_streams(model, jobs + jobs[:1], workers=2)  # longest first, once each
+    assert list(there) == jobs
+    for job in jobs:
+        (labels, a), (labels_there, b) = here[job], there[job]
+        assert labels == labels_there and a.truth == b.truth and a.seconds == b.seconds
+        np.testing.assert_array_equal(a.times, b.times)
+        np.testing.assert_array_equal(a.probs, b.probs)
+    assert 0 < len(here[jobs[0]][1].times) < len(here[jobs[1]][1].times)
 
 
 def test_a_recipe_measures_streams_in_process_as_streaming_accuracy_does(tone_model, tmp_path,
