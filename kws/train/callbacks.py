@@ -30,10 +30,16 @@ def make_eval_callback(val_data, labels, log_dir):
     all_words = list(labels) != COMPETITION_LABELS
 
     class EvalCallback(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            # A traced forward pass: an eager one took twice as long (3,182 clips: 5.3 - 6.6 s
+            # against 2.6 s for make real's teacher), every epoch.
+            self.forward = tf.function(lambda x: self.model(x, training=False),
+                                       reduce_retracing=True)
+
         def on_epoch_end(self, epoch, logs=None):
             logits, truth = [], []
             for x, y in val_data:
-                logits.append(self.model(x, training=False).numpy())
+                logits.append(self.forward(x).numpy())
                 truth.append(y.numpy())
             logits, truth = np.concatenate(logits), np.concatenate(truth).astype(int)
             loss = tf.keras.losses.sparse_categorical_crossentropy(truth, logits, from_logits=True)
