@@ -103,8 +103,9 @@ def streaming_figures(py, model, validation, testing, noise_dir, out_dir, minute
     """Keyword spotting on long audio, for a recipe: streams of the validation and the held-out
     speakers (make_streams.py, noise that training never mixes in), the threshold chosen on the
     validation streams for target_fa_per_hour and stored beside the model, then the held-out
-    streams scored with it and with the TF example's recognizer (kws.stream_eval, in this
-    process; each report is also written as streaming_accuracy.py's --metrics_json would be).
+    streams measured with it and with the TF example's recognizer (kws.stream_eval: each stream
+    scored once, in a process a core, and measured in this one; each report is also written as
+    streaming_accuracy.py's --metrics_json would be).
     Returns the figures. validation, testing: a labelled folder or a list of them (the speakers
     of one set); other_speech: {"validation": [folders], "test": [folders]} of speech with no
     command word that the negative streams mix in (make_streams.py --other_dir); recognizer:

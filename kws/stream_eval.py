@@ -189,11 +189,20 @@ def score_streams(models, jobs, *, labels_path=None, threads=1, workers=1):
     if workers <= 1:
         return {job: score_job(models, labels_path, threads, job) for job in jobs}
     longest_first = sorted(jobs, key=lambda j: -stream_duration_s(j.wav) / j.stride_ms)
-    with concurrent.futures.ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
         futures = {job: pool.submit(score_job, models, labels_path, threads, job)
                    for job in longest_first}
         return {job: futures[job].result() for job in jobs}
+    except BaseException:
+        # A failed job or a signal must not wait for the other streams to be scored; the
+        # executor has no public way to stop its workers before Python 3.14.
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def measure_streams(models, wav, negative_wav, settings, *, labels_path=None, threads=1,
@@ -211,8 +220,8 @@ def measure_streams(models, wav, negative_wav, settings, *, labels_path=None, th
             if negative_wav else [])
         scored.update(score_streams(models, [j for j in jobs if j not in scored],
                                     labels_path=labels_path, threads=threads))
-        (labels, pos), neg = scored[jobs[0]], scored[jobs[1]][1] if negative_wav else None
-        return labels, pos, neg
+        labels, pos = scored[jobs[0]]
+        return labels, pos, scored[jobs[1]][1] if negative_wav else None
 
     labels, positive, negative = streams_at(settings.stride_ms)
     streams = [s for s in (positive, negative) if s]

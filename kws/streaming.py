@@ -303,7 +303,9 @@ class SmoothedScores:
 
     @classmethod
     def of(cls, times, probs, labels, settings):
-        """Computed exactly as Recognizer does live (the same running sum)."""
+        """Computed exactly as Recognizer does live (the same running sum), on times in ms as
+        float64 (score_stream's; the live recognizer gets them so from a Windower)."""
+        times = np.asarray(times, np.float64)
         recognizer = Recognizer(labels, settings)
         ready = np.zeros(len(times), bool)
         average = np.zeros((len(times), len(labels)), np.float64)
@@ -311,7 +313,7 @@ class SmoothedScores:
             a = recognizer.smooth(p, time_ms)
             if a is not None:
                 ready[i], average[i] = True, a
-        return cls(np.asarray(times, np.float64), ready, average)
+        return cls(times, ready, average)
 
 
 def recognize(times, probs, labels, settings, smoothed=None):
@@ -343,18 +345,18 @@ def recognize(times, probs, labels, settings, smoothed=None):
     silence = labels.index(SILENCE_LABEL) if SILENCE_LABEL in labels else -1
     previous, previous_hop, previous_time = silence, -1, -np.inf
     found = []
-    for hop, label, time_ms, p in zip(candidates.tolist(), top[candidates].tolist(),
-                                      smoothed.times[candidates].tolist(),
-                                      score[candidates].tolist()):
-        since = np.inf if (previous == silence or previous_time == -np.inf) \
-            else time_ms - previous_time
+    for hop, label, time_ms, top_score in zip(candidates.tolist(), top[candidates].tolist(),
+                                              smoothed.times[candidates].tolist(),
+                                              score[candidates].tolist()):
+        first_or_after_silence = previous == silence or previous_time == -np.inf
+        since = np.inf if first_or_after_silence else time_ms - previous_time
         if since <= settings.suppression_ms:
             continue
         if label == previous and not (settings.rearm and rearmed(label, previous_hop, hop)):
             continue
         previous, previous_hop, previous_time = label, hop, time_ms
         if label != silence:
-            found.append(Detection(time_ms, labels[label], p))
+            found.append(Detection(time_ms, labels[label], top_score))
     return found
 
 
