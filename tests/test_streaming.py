@@ -602,6 +602,42 @@ def test_streams_scored_in_worker_processes_are_scored_as_here(tone_model, known
     assert 0 < len(here[jobs[0]][1].times) < len(here[jobs[1]][1].times)
 
 
+def test_a_signal_stops_the_scoring_workers_without_waiting_for_them(tone_model, known_stream,
+                                                                     tmp_path):
+    """Each worker waits forever on a ground truth that is a FIFO nobody writes: the command
+    must still exit on SIGTERM (it waited for its workers before)."""
+    import signal
+    import time
+
+    wav, _ = known_stream
+    fifo = tmp_path / "truth.csv"
+    os.mkfifo(fifo)
+    code = ("import sys\nfrom kws.common import run_cli\n"
+            "from kws.stream_eval import StreamJob, score_streams\n"
+            "def main(argv=None):\n"
+            f"    jobs = [StreamJob({str(wav)!r}, {str(fifo)!r}, s) for s in (20.0, 30.0)]\n"
+            f"    score_streams([{str(tone_model['tflite'])!r}], jobs, workers=2)\n"
+            "if __name__ == '__main__':\n    run_cli(main)\n")
+    (tmp_path / "score.py").write_text(code)
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "score.py")], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)},
+                            start_new_session=True, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and \
+                len(subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                   text=True).stdout.split()) < 2:
+            time.sleep(0.2)
+        time.sleep(2)  # the workers open the FIFO and block there
+        assert proc.poll() is None, proc.stderr.read()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def test_a_recipe_measures_streams_in_process_as_streaming_accuracy_does(tone_model, tmp_path,
                                                                         monkeypatch):
     """kws.recipe.streaming_figures reads typed figures (kws.stream_eval), not a subprocess's
