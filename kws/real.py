@@ -92,6 +92,8 @@ RECIPES = {  # name -> config; each config's "epochs" is its training budget
     "teacher_nospec": "experiments/real_teacher_nospec.json",
     # the teacher at width 3.5 (about 920 KB as int8): does the 1 MB headroom buy accuracy?
     "teacher_wide": "experiments/real_teacher_wide.json",
+    # the teacher without label smoothing: do confident scores rank commands above lookalikes?
+    "teacher_nols": "experiments/real_teacher_nols.json",
 }
 # the models that hear raw samples and so cannot learn from the pack's images, but can from
 # the images rendered back to audio (real.py --pack_audio); a recipe of any of them does too

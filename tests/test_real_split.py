@@ -192,6 +192,7 @@ def test_every_recipe_config_reads_as_train_flags(tmp_path):
                                                      "features": "pack", "time_pool": 2}}),
     ("teacher", "teacher_wide", {"model_options": {"spec_augment": True, "width": 3.5,
                                                    "features": "pack", "time_pool": 2}}),
+    ("teacher", "teacher_nols", {"label_smoothing": 0.0}),
     ("seed195", "seed195_cosine", {"lr_schedule": "cosine"}),
     ("seed195_cosine", "seed195_cosine14", {"epochs": 14}),
 ])
