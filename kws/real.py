@@ -59,6 +59,7 @@ from kws.recipe import (
     training_record,
 )
 from kws.shipped import AUDIO_DATA, PACK_DATA, ship
+from kws.synthetic.words import lookalike_words
 
 DIGITS = "zero one two three four five six seven eight nine".split()
 # The split, stated once: speakers by a salted hash; silence by where its noise came from
@@ -94,7 +95,15 @@ RECIPES = {  # name -> config; each config's "epochs" is its training budget
     "teacher_wide": "experiments/real_teacher_wide.json",
     # the teacher without label smoothing: do confident scores rank commands above lookalikes?
     "teacher_nols": "experiments/real_teacher_nols.json",
+    # the same teacher also learning the lookalike words (LOOKALIKE_RECIPES) as unknown
+    "teacher_nols_lookalikes": "experiments/real_teacher_nols.json",
 }
+# the recipes that learn the training lookalikes (kws.synthetic.words.LOOKALIKES, espeak-ng
+# voices) as unknown words, and whose streams' threshold sees the validation lookalikes too
+LOOKALIKE_RECIPES = ("teacher_nols_lookalikes",)
+LOOKALIKE_SPEAKERS = 80  # synthetic speakers a lookalike word
+LOOKALIKE_VALIDATION_CLIPS = 20  # of each validation word in the validation negative stream,
+# about as many clips as each real phrase there (alexa, smart mirror)
 # the models that hear raw samples and so cannot learn from the pack's images, but can from
 # the images rendered back to audio (real.py --pack_audio); a recipe of any of them does too
 RAW_AUDIO_MODELS = ("seed195", "seed106")
@@ -295,7 +304,32 @@ def stage_inputs(py, shared, out_dir, models, synthetic_dir):
     }
     if not os.path.isdir(data_args["train_only"][-1]):
         run_step("synthetic speech", [py, "make_synthetic_data.py", "--out_dir", synthetic_dir])
+    if any(m in LOOKALIKE_RECIPES for m in models):
+        data_args["lookalikes"] = stage_lookalikes(py, out_dir, synthetic_dir + "_lookalikes")
     return data_args, staged
+
+
+def stage_lookalikes(py, out_dir, synthetic_dir):
+    """The lookalike words said by synthetic speakers (made once under synthetic_dir), linked
+    as out_dir/lookalikes/<set>/<word>/<file>: every training word's clips, and the first
+    LOOKALIKE_VALIDATION_CLIPS clips of each validation word. Returns {set: folder}."""
+    words = {which: lookalike_words(which) for which in ("training", "validation")}
+    audio = os.path.join(synthetic_dir, "train", "audio")
+    if not all(os.path.isdir(os.path.join(audio, w)) for ws in words.values() for w in ws):
+        run_step("synthetic lookalike words", [
+            py, "make_synthetic_data.py", "--out_dir", synthetic_dir, "--words",
+            ",".join(words["training"] + words["validation"]), "--unknown_words", "none",
+            "--test_clips", "0", "--speakers_per_word", str(LOOKALIKE_SPEAKERS),
+            "--validation_percentage", "0", "--testing_percentage", "0", "--quiet"])
+    out = os.path.join(out_dir, "lookalikes")
+    if os.path.isdir(out):
+        shutil.rmtree(out)
+    keep = {"training": None, "validation": LOOKALIKE_VALIDATION_CLIPS}
+    for which, ws in words.items():
+        for word in ws:
+            for name in sorted(os.listdir(os.path.join(audio, word)))[:keep[which]]:
+                link_into(os.path.join(audio, word, name), os.path.join(out, which, word, name))
+    return {which: os.path.join(out, which) for which in words}
 
 
 def teacher_tag(teacher, seed=None):
@@ -385,6 +419,7 @@ def edge_figures(py, results, data_args, staged, held_out, out_dir, tf_dir, stre
     keyword spotting on long audio and on running speech; adds them to results (its int8
     figures as results["edge_int8"]: the model that may ship)."""
     v001, digits, other, running = (staged[k] for k in ("v001", "digits", "other", "running"))
+    lookalikes = [data_args["lookalikes"]["validation"]] if frozen in LOOKALIKE_RECIPES else []
     results["frozen"] = frozen
     results["edge_int8"] = freeze_and_score_edge(py, results["models"][frozen]["checkpoint"],
                                                  data_args, held_out, out_dir, tf_dir)
@@ -397,7 +432,7 @@ def edge_figures(py, results, data_args, staged, held_out, out_dir, tf_dir, stre
         py, model, [validation, v001["validation"]], [held_out, v001["testing"]],
         data_args["noise"], os.path.join(out_dir, "streams"), stream_minutes,
         negative_stream_minutes, recognizer=STREAM_RECOGNIZER,
-        other_speech={"validation": [digits["validation"], other["validation"]],
+        other_speech={"validation": [digits["validation"], other["validation"], *lookalikes],
                       "test": [digits["testing"], other["testing"]]}, other_share=-1)
     results["running_speech"] = {
         which: running_speech_rate(py, model, running[which],
@@ -440,6 +475,9 @@ def train_models(py, shared, models, data_args, held_out, out_dir, cap_minutes, 
                 results["hard_negatives"], mined = mine_hard_negatives(py, shared, teacher,
                                                                        out_dir)
             model_data = {**data_args, "train_only": data_args["train_only"] + [mined]}
+        if name in LOOKALIKE_RECIPES:
+            model_data = {**model_data, "train_only": model_data["train_only"]
+                          + [data_args["lookalikes"]["training"]]}
         with timed(results["minutes"], name):
             results["models"][name] = train_and_score(py, name, model_data, held_out, out_dir,
                                                       cap_minutes, seed, teacher, tag=tag)

@@ -12,6 +12,28 @@ UNSEEN_WORDS = ("backward follow forward learn visual apple water table window m
                 "garden yellow orange purple hello thanks maybe never always zebra pencil rocket "
                 "coffee little number person start stand dig bet bat sit yet dawn lift often gone "
                 "top cup net known button hop ten now").split()
+# Lookalikes: words that hold a command's sound with more sound around it (espeak-ng's phonemes
+# of the word contain the command's; tests/test_lookalikes.py checks it), said as unknown so a
+# model learns that "nobody" is not "no". {command: (training words, validation words)}: the
+# validation words make the validation streams' negatives hold such sounds, as real speech
+# does. No word holds a syllable of the held-out phrases (jarvis, snowboy, view glass).
+LOOKALIKES = {
+    "yes": (("yesterday", "yesteryear"), ("yeses",)),
+    "no": (("nobody", "notice", "noble", "piano", "casino", "nomad", "volcano"),
+           ("tornado", "denote", "nova")),
+    "up": (("upper", "upset", "puppy", "supper", "setup", "upload", "hiccup", "update"),
+           ("buttercup", "upward", "pickup")),
+    "down": (("download", "downtown", "sundown", "countdown", "downward"),
+             ("downstairs", "showdown", "lockdown")),
+    "left": (("leftover", "lefty", "theft", "bereft"), ("leftist", "cleft")),
+    "right": (("writer", "righteous", "bright", "copyright", "rightful", "outright"),
+              ("playwright", "alright")),
+    "on": (("honest", "online", "bonfire", "upon", "onward"), ("bonnet", "gonad")),
+    "off": (("offer", "officer", "scoff", "offset", "offspring"), ("takeoff", "payoff", "office")),
+    "stop": (("stopwatch", "doorstop", "nonstop", "stopper"), ("backstop", "shortstop")),
+    "go": (("gopher", "goal", "ago", "bingo", "golden", "cargo", "going"),
+           ("logo", "mango", "undergo")),
+}
 BAD_WORD_RE = re.compile(r"[/\\\x00-\x1f]|^[._ ]|\s$")  # unsafe as a folder name
 
 
@@ -46,3 +68,9 @@ def choose(requested, available, what):
         raise UserError(f"unknown {what}(s) {', '.join(unknown)}; available: "
                         f"{', '.join(available)}")
     return list(dict.fromkeys(lookup[n.lower()] for n in names))
+
+
+def lookalike_words(which):
+    """The lookalike words of one side ('training' or 'validation'), in a fixed order."""
+    side = {"training": 0, "validation": 1}[which]
+    return [word for pair in LOOKALIKES.values() for word in pair[side]]
