@@ -51,6 +51,9 @@ class Espeak:
                                      ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
         lib.espeak_SetSynthCallback.argtypes = [self._CALLBACK]
         lib.espeak_GetCurrentVoice.restype = ctypes.POINTER(_Voice)
+        lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int,
+                                              ctypes.c_int]
+        lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
         self.lib = lib
         self.sample_rate = lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 200,
                                                  self.data_path.encode(),
@@ -86,6 +89,15 @@ class Espeak:
         self.lib.espeak_SetParameter(ESPEAK_PITCH, int(pitch), 0)
         self.lib.espeak_SetParameter(ESPEAK_RANGE, int(pitch_range), 0)
         self.lib.espeak_SetParameter(ESPEAK_RATE, int(rate), 0)
+
+    def phonemes(self, text):
+        """espeak-ng's phoneme mnemonics of text in the current voice (e.g. "no" -> "n'oU")."""
+        remaining = ctypes.c_char_p(text.encode("utf-8"))
+        parts = []
+        while remaining.value:
+            parts.append(self.lib.espeak_TextToPhonemes(ctypes.byref(remaining),
+                                                        ESPEAK_CHARS_UTF8, 0).decode())
+        return " ".join(parts)
 
     def synth(self, text, seed=0):
         """Say text with the current voice: float32 samples at self.sample_rate.

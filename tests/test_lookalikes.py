@@ -1,0 +1,94 @@
+"""The lookalike words: each holds its command's sound inside more sound (by espeak-ng's
+phonemes), the two sides share none, and a lookalike recipe learns the training side and
+streams its threshold over the validation side."""
+
+import os
+import re
+
+import pytest
+
+from kws import real
+from kws.labels import COMPETITION_WORDS
+from kws.synthetic.espeak import Espeak
+from kws.synthetic.forking import run_in_child
+from kws.synthetic.words import LOOKALIKES, lookalike_words
+
+HELD_OUT_SYLLABLES = ("snow", "boy", "jar", "vis", "view", "glass")
+
+
+def _phonemes(words):
+    engine = Espeak()
+    engine.set_voice("en-us")
+    return [engine.phonemes(w) for w in words]
+
+
+def bare(phonemes):
+    """Phonemes without stress or syllable marks; en-us 'on'/'off' (O2) as the GB vowel (0)."""
+    return re.sub(r"[',#;\-2 ]", "", phonemes.replace("O2", "0"))
+
+
+def test_each_lookalike_holds_its_command_with_more_sound_around_it():
+    pytest.importorskip("espeakng_loader")
+    words = [(command, w) for command, sides in LOOKALIKES.items() for side in sides
+             for w in side]
+    spoken = run_in_child(_phonemes, list(LOOKALIKES) + [w for _, w in words])
+    of = dict(zip(list(LOOKALIKES) + [w for _, w in words], map(bare, spoken)))
+    for command, word in words:
+        assert of[command] in of[word] and of[command] != of[word], (command, word, of[word])
+
+
+def test_the_lookalike_sides_share_no_word_and_name_no_command_or_held_out_phrase():
+    assert set(LOOKALIKES) == set(COMPETITION_WORDS)
+    training, validation = lookalike_words("training"), lookalike_words("validation")
+    assert training and validation and not set(training) & set(validation)
+    assert len(set(training)) == len(training) and len(set(validation)) == len(validation)
+    for word in training + validation:
+        assert word not in COMPETITION_WORDS
+        assert not any(s in word for s in HELD_OUT_SYLLABLES), word
+
+
+def test_a_lookalike_recipe_learns_the_training_side_and_streams_the_validation_side(
+        tmp_path, monkeypatch):
+    synthetic = tmp_path / "synthetic_lookalikes"
+    for word in lookalike_words("training") + lookalike_words("validation"):
+        for n in range(real.LOOKALIKE_VALIDATION_CLIPS + 2):
+            path = synthetic / "train" / "audio" / word / f"s{n:02d}_nohash_0.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"")
+    monkeypatch.setattr(real, "run_step", lambda *a: pytest.fail("synthesised again"))
+    staged = real.stage_lookalikes("python", str(tmp_path / "run"), str(synthetic))
+    counts = {which: {w: len(os.listdir(os.path.join(folder, w))) for w in os.listdir(folder)}
+              for which, folder in staged.items()}
+    assert counts["training"] == {w: real.LOOKALIKE_VALIDATION_CLIPS + 2
+                                  for w in lookalike_words("training")}
+    assert counts["validation"] == {w: real.LOOKALIKE_VALIDATION_CLIPS
+                                    for w in lookalike_words("validation")}
+
+    trained, streamed = {}, []
+    data = {"train_only": ["train_a"], "data_dir": "dev", "noise": "noise",
+            "lookalikes": staged}
+
+    def train_and_score(py, name, data_args, *args, tag=""):
+        trained[name] = list(data_args["train_only"])
+        return {"checkpoint": f"{name}.keras", "validation_accuracy": 0.9}
+
+    def streaming_figures(*args, other_speech, **kwargs):
+        streamed.append(other_speech["validation"])
+        return {}
+
+    monkeypatch.setattr(real, "train_and_score", train_and_score)
+    monkeypatch.setattr(real, "freeze_and_score_edge", lambda *a: {})
+    monkeypatch.setattr(real, "stage_set", lambda *a: ("validation", 2, 3))
+    monkeypatch.setattr(real, "streaming_figures", streaming_figures)
+    monkeypatch.setattr(real, "running_speech_rate", lambda *a: {})
+    sets = {w: "f" for w in ("training", "validation", "testing")}
+    staged_sets = {"v001": sets, "digits": sets, "other": sets, "running": sets}
+    for name in ("teacher_nols", "teacher_nols_lookalikes"):
+        results = {"models": {}, "minutes": {}}
+        real.train_models("py", "shared", [name], data, "held_out", str(tmp_path), 0, None,
+                          None, results)
+        real.edge_figures("py", results, data, staged_sets, "held_out", str(tmp_path),
+                          str(tmp_path / "tf"), 1, 1, name)
+    assert trained == {"teacher_nols": ["train_a"],
+                       "teacher_nols_lookalikes": ["train_a", staged["training"]]}
+    assert streamed == [["f", "f"], ["f", "f", staged["validation"]]]
