@@ -27,7 +27,10 @@ the training side's other and running speech it hears as a command, kws.corpora
 .training_recordings) and the edge model learns from them as unknown words while it distils the
 teacher's soft targets (distillation, as the entry did); `--models edge --teacher_checkpoint
 C` reuses a trained teacher, e.g. for students of other seeds. The frozen model is the edge
-model when it trains, else the teacher (`--frozen` names another).
+model when it trains, else the teacher (`--frozen` names another). `--models
+teacher_nols_lookalikes` trains the teacher without label smoothing on lookalike words too (a
+command's sound inside another word, kws.synthetic.words.LOOKALIKES, said by synthetic voices)
+as unknown, and streams its validation negatives with other lookalike words.
 Each model trains for the epochs of its config (a wall-clock cap only guards against a stuck
 run), is scored on the held-out speakers with test-time augmentation, and the frozen model is
 exported to tf_files/<out_dir's name>/ (model.pb, model.tflite, model_int8.tflite, labels.txt)
