@@ -59,6 +59,7 @@ from kws.recipe import (
     training_record,
 )
 from kws.shipped import AUDIO_DATA, PACK_DATA, ship
+from kws.synthetic.layout import read_stamp
 from kws.synthetic.words import lookalike_words
 
 DIGITS = "zero one two three four five six seven eight nine".split()
@@ -310,12 +311,15 @@ def stage_inputs(py, shared, out_dir, models, synthetic_dir):
 
 
 def stage_lookalikes(py, out_dir, synthetic_dir):
-    """The lookalike words said by synthetic speakers (made once under synthetic_dir), linked
-    as out_dir/lookalikes/<set>/<word>/<file>: every training word's clips, and the first
-    LOOKALIKE_VALIDATION_CLIPS clips of each validation word. Returns {set: folder}."""
+    """The lookalike words said by synthetic speakers (made once under synthetic_dir; a cut
+    synthesis resumes), linked as out_dir/lookalikes/<set>/<word>/<file>: every training
+    word's clips, and the first LOOKALIKE_VALIDATION_CLIPS clips of each validation word.
+    Returns {set: folder}."""
     words = {which: lookalike_words(which) for which in ("training", "validation")}
     audio = os.path.join(synthetic_dir, "train", "audio")
-    if not all(os.path.isdir(os.path.join(audio, w)) for ws in words.values() for w in ws):
+    made = (read_stamp(synthetic_dir) or {}).get("complete") and all(
+        os.path.isdir(os.path.join(audio, w)) for ws in words.values() for w in ws)
+    if not made:  # absent, or cut short: make_synthetic_data.py resumes what it wrote
         run_step("synthetic lookalike words", [
             py, "make_synthetic_data.py", "--out_dir", synthetic_dir, "--words",
             ",".join(words["training"] + words["validation"]), "--unknown_words", "none",

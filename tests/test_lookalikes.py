@@ -2,6 +2,7 @@
 phonemes), the two sides share none, and a lookalike recipe learns the training side and
 streams its threshold over the validation side."""
 
+import json
 import os
 import re
 
@@ -11,6 +12,7 @@ from kws import real
 from kws.labels import COMPETITION_WORDS
 from kws.synthetic.espeak import Espeak
 from kws.synthetic.forking import run_in_child
+from kws.synthetic.layout import STAMP_NAME
 from kws.synthetic.words import LOOKALIKES, lookalike_words
 
 HELD_OUT_SYLLABLES = ("snow", "boy", "jar", "vis", "view", "glass")
@@ -55,8 +57,13 @@ def test_a_lookalike_recipe_learns_the_training_side_and_streams_the_validation_
             path = synthetic / "train" / "audio" / word / f"s{n:02d}_nohash_0.wav"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"")
-    monkeypatch.setattr(real, "run_step", lambda *a: pytest.fail("synthesised again"))
+    resumed = []
+    monkeypatch.setattr(real, "run_step", lambda title, cmd: resumed.append(cmd))
+    real.stage_lookalikes("python", str(tmp_path / "run"), str(synthetic))
+    assert len(resumed) == 1  # no stamp of a finished synthesis: it runs (and resumes)
+    (synthetic / STAMP_NAME).write_text(json.dumps({"complete": True}))
     staged = real.stage_lookalikes("python", str(tmp_path / "run"), str(synthetic))
+    assert len(resumed) == 1  # finished: not synthesised again
     counts = {which: {w: len(os.listdir(os.path.join(folder, w))) for w in os.listdir(folder)}
               for which, folder in staged.items()}
     assert counts["training"] == {w: real.LOOKALIKE_VALIDATION_CLIPS + 2
