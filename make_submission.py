@@ -31,21 +31,10 @@ The engine is kws/submission/ (kws.submission.run.make_submission).
 
 import argparse
 
-from kws.common import UserError, require_file, run_cli
+from kws.common import UserError, comma_list, require_file, run_cli
 from kws.labels import UNKNOWN_MODES
 from kws.submission.inputs import RUNNERS, import_ray, list_inputs
 from kws.submission.tta import tta_variants
-
-
-def comma_list(cast):
-    """An argparse type: comma-separated values, each read by cast."""
-    def parse(text):
-        try:
-            return [cast(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected comma-separated numbers, got {text!r}") from None
-    return parse
 
 
 def build_parser():

@@ -5,6 +5,7 @@ module's `AudioError` is one) or an OSError such as a missing path is printed as
 process exits with code 2. Standard library only: the Pi script uses it too.
 """
 
+import argparse
 import contextlib
 import glob
 import json
@@ -72,6 +73,17 @@ def require_file(path, what="file"):
     if not os.path.isfile(path):
         raise UserError(f"{what} not found: {path}")
     return path
+
+
+def comma_list(cast):
+    """An argparse type: comma-separated values, each read by cast."""
+    def parse(text):
+        try:
+            return [cast(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated numbers, got {text!r}") from None
+    return parse
 
 
 def machine_description():
