@@ -13,8 +13,9 @@ truth (STREAM.csv, `label,time_ms[,clip]`, as make_streams.py writes it):
   command-word detection) on the positive stream and on the negative one.
 `--tf_example` runs the TF example's recognizer with its defaults instead, as the baseline;
 `--also_model` averages more models' probabilities with --model's (an ensemble).
-`--sweep` tries detection thresholds and draws a DET plot (miss rate against false accepts per
-hour); with `--target_fa_per_hour X --save_settings` it stores the threshold that detects most
+`--sweep` tries detection thresholds (with `--sweep_windows`, with each of those moving-average
+windows) and draws a DET plot (miss rate against false accepts per hour); with
+`--target_fa_per_hour X --save_settings` it stores the threshold (and window) that detects most
 under X false accepts per hour beside the model. Choose it on streams of validation speakers,
 never on the test stream.
 """
@@ -23,7 +24,7 @@ import argparse
 import os
 import sys
 
-from kws.common import UserError, run_cli, write_metrics
+from kws.common import UserError, comma_list, run_cli, write_metrics
 from kws.stream_eval import describe, measure_streams, plot_det, save_chosen
 from kws.streaming import add_ensemble_arg, add_settings_args, settings_from_flags
 
@@ -46,6 +47,10 @@ def build_parser():
     parser.add_argument("--also_tf_example", action="store_true",
                         help="report the TF example's recognizer beside these settings")
     parser.add_argument("--sweep", action="store_true", help="try thresholds; DET plot")
+    parser.add_argument("--sweep_windows", type=comma_list(float), default=[],
+                        help="with --sweep: also try these moving-average windows (ms) with "
+                             "every threshold, e.g. 200,300,500,750 (default: only the "
+                             "settings' own)")
     parser.add_argument("--plot", default="", help="DET plot PNG (with --sweep)")
     parser.add_argument("--target_fa_per_hour", type=float, default=2.0,
                         help="with --sweep: the false-accept budget a threshold is chosen for")
@@ -61,13 +66,14 @@ def report_sweep(args, report):
     """Plot the sweep, say which threshold it chose and store it (--save_settings)."""
     if args.plot:
         plot_det(report.sweep, args.plot, f"{os.path.basename(args.model)} on "
-                 f"{os.path.basename(args.wav)}")
+                 f"{os.path.basename(args.wav)}", report.chosen)
     chosen = report.chosen
     if chosen is None:
         print(f"no threshold keeps false accepts under {args.target_fa_per_hour:g}/h",
               file=sys.stderr)
         return
-    print(f"threshold {chosen.threshold:g}: {chosen.detection_rate:.1%} detected"
+    print(f"threshold {chosen.threshold:g} ({chosen.average_window_ms:g} ms average): "
+          f"{chosen.detection_rate:.1%} detected"
           f" at {chosen.false_accepts_per_hour:.2f} false accepts per hour")
     if args.save_settings:
         print(f"wrote {save_chosen(args.model, report, args.target_fa_per_hour)}")
@@ -75,8 +81,10 @@ def report_sweep(args, report):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.save_settings and not args.sweep:
-        raise UserError("--save_settings needs --sweep")
+    for flag, given in (("--save_settings", args.save_settings),
+                        ("--sweep_windows", args.sweep_windows)):
+        if given and not args.sweep:
+            raise UserError(f"{flag} needs --sweep")
     if args.save_settings and args.also_model:
         raise UserError("--save_settings stores settings beside one model; an ensemble's "
                         "threshold is not that model's (pass it as --detection_threshold)")
@@ -87,7 +95,7 @@ def main(argv=None):
         negative_ground_truth=args.negative_ground_truth, after_ms=args.after_ms,
         tolerance_ms=args.time_tolerance_ms,
         also_tf_example=args.also_tf_example and not args.tf_example, sweep=args.sweep,
-        target_fa_per_hour=args.target_fa_per_hour)
+        sweep_windows=args.sweep_windows, target_fa_per_hour=args.target_fa_per_hour)
     print(describe("this recognizer" if not args.tf_example else "TF example recognizer",
                    report.result))
     if report.tf_example_recognizer is not None:

@@ -16,6 +16,7 @@ from kws.common import UserError, require_file, usable_cores, write_metrics
 from kws.data import AudioProcessor
 from kws.labels import COMPETITION_WORDS
 from kws.stream_eval import (
+    SMOOTHING_WINDOWS_MS,
     StreamJob,
     describe,
     measure_streams,
@@ -101,8 +102,9 @@ def streaming_figures(py, model, validation, testing, noise_dir, out_dir, minute
                       negative_minutes=60.0, target_fa_per_hour=2.0, recognizer=None,
                       other_speech=None, other_share=None):
     """Keyword spotting on long audio, for a recipe: streams of the validation and the held-out
-    speakers (make_streams.py, noise that training never mixes in), the threshold chosen on the
-    validation streams for target_fa_per_hour and stored beside the model, then the held-out
+    speakers (make_streams.py, noise that training never mixes in), the threshold and the moving
+    average's window (SMOOTHING_WINDOWS_MS) chosen on the validation streams for
+    target_fa_per_hour and stored beside the model, then the held-out
     streams measured with it and with the TF example's recognizer (kws.stream_eval: each stream
     scored once, in a process a core, and measured in this one; each report is also written as
     streaming_accuracy.py's --metrics_json would be).
@@ -119,15 +121,17 @@ def streaming_figures(py, model, validation, testing, noise_dir, out_dir, minute
     print("\n=== choose the threshold on the validation streams", flush=True)
     chosen = measure_streams([model], streams["validation"]["wav"],
                              streams["validation_negative"]["wav"], settings, sweep=True,
+                             sweep_windows=SMOOTHING_WINDOWS_MS,
                              target_fa_per_hour=target_fa_per_hour, scored=scored)
     print(describe("this recognizer", chosen.result))
     write_metrics(os.path.join(out_dir, "validation.metrics.json"), chosen.as_json())
     plot_det(chosen.sweep, os.path.join(out_dir, "validation_det.png"),
-             f"{os.path.basename(model)} on validation.wav")
+             f"{os.path.basename(model)} on validation.wav", chosen.chosen)
     if chosen.chosen is None:
         raise UserError(f"no threshold keeps false accepts under {target_fa_per_hour:g} per "
                         "hour on the validation streams")
-    print(f"threshold {chosen.chosen.threshold:g} chosen on the validation streams: wrote "
+    print(f"threshold {chosen.chosen.threshold:g} and a {chosen.chosen.average_window_ms:g} ms "
+          f"average chosen on the validation streams: wrote "
           f"{save_chosen(model, chosen, target_fa_per_hour)}")
     print("\n=== streaming accuracy on the held-out speakers", flush=True)
     test = measure_streams([model], streams["test"]["wav"], streams["test_negative"]["wav"],

@@ -19,6 +19,7 @@ FIGURES = {
     "edge_int8_accuracy": ("edge_int8", "int8", "accuracy"),
     "edge_float_accuracy": ("edge_int8", "float", "accuracy"),
     "stream_threshold": ("streaming", "chosen_on_validation", "threshold"),
+    "stream_average_window_ms": ("streaming", "chosen_on_validation", "average_window_ms"),
     "stream_detection_rate": ("streaming", "ours", "detection_rate"),
     "stream_false_accepts_per_hour": ("streaming", "ours", "false_accepts_per_hour"),
     "running_speech_detections_per_hour": ("running_speech", "testing", "detections_per_hour"),

@@ -37,6 +37,10 @@ from kws.streaming import (
 # A model trained without it reaches 1 (an int8 softmax 255/256 = 0.99609): steps up to 0.999.
 SWEEP = np.round(np.concatenate([np.arange(0.30, 0.89, 0.05), np.arange(0.90, 0.9951, 0.005),
                                  np.arange(0.996, 0.9991, 0.001)]), 3)
+# The moving averages a recipe's sweep tries with every threshold (ms): the 500 ms window asks a
+# short word ("go", "up") for a confident score over most of the hops it spans, a shorter one
+# over fewer; which trades best against false accepts is chosen on the validation streams.
+SMOOTHING_WINDOWS_MS = (200.0, 300.0, 500.0, 750.0)
 
 
 @dataclasses.dataclass
@@ -81,6 +85,7 @@ class SweepPoint:
     threshold: float
     detection_rate: float | None
     false_accepts_per_hour: float | None
+    average_window_ms: float | None = None
 
 
 @dataclasses.dataclass
@@ -149,21 +154,27 @@ def evaluate(labels, settings, positive, negative, after_ms=1750.0, tolerance_ms
         negative=negative_figures, detections=[(d.time_ms, d.label, d.score) for d in found])
 
 
-def sweep_thresholds(labels, settings, positive, negative, after_ms, tolerance_ms):
-    """A SweepPoint for every threshold of SWEEP (false accepts: on the negative stream)."""
+def sweep_thresholds(labels, settings, positive, negative, after_ms, tolerance_ms, windows=()):
+    """A SweepPoint for every threshold of SWEEP (false accepts: on the negative stream) with
+    each moving-average window of `windows` (ms; none given: the settings' own)."""
     points = []
-    for threshold in SWEEP:
-        s = dataclasses.replace(settings, detection_threshold=float(threshold))
-        r = evaluate(labels, s, positive, negative, after_ms, tolerance_ms)
-        points.append(SweepPoint(float(threshold), r.positive.detection_rate,
-                                 (r.negative or r.positive).false_accepts_per_hour))
+    for window in windows or (settings.average_window_ms,):
+        for threshold in SWEEP:
+            s = dataclasses.replace(settings, detection_threshold=float(threshold),
+                                    average_window_ms=float(window))
+            r = evaluate(labels, s, positive, negative, after_ms, tolerance_ms)
+            points.append(SweepPoint(float(threshold), r.positive.detection_rate,
+                                     (r.negative or r.positive).false_accepts_per_hour,
+                                     s.average_window_ms))
     return points
 
 
 def choose_threshold(points, target_fa_per_hour):
-    """The sweep point that detects most within the false-accept budget (None if none fits)."""
+    """The sweep point that detects most within the false-accept budget (None if none fits);
+    of equals, the higher threshold, then the longer window."""
     fits = [p for p in points if p.false_accepts_per_hour <= target_fa_per_hour]
-    return max(fits, key=lambda p: (p.detection_rate, p.threshold)) if fits else None
+    return max(fits, key=lambda p: (p.detection_rate, p.threshold,
+                                    p.average_window_ms or 0)) if fits else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,10 +220,11 @@ def score_streams(models, jobs, *, labels_path=None, threads=1, workers=1):
 
 def measure_streams(models, wav, negative_wav, settings, *, labels_path=None, threads=1,
                     ground_truth="", negative_ground_truth="", after_ms=1750.0,
-                    tolerance_ms=1500.0, also_tf_example=False, sweep=False,
+                    tolerance_ms=1500.0, also_tf_example=False, sweep=False, sweep_windows=(),
                     target_fa_per_hour=2.0, scored=None):
     """Score the streams with models (several: an averaged ensemble) and measure `settings`,
-    and with also_tf_example the TF example's recognizer, and with sweep every threshold.
+    and with also_tf_example the TF example's recognizer, and with sweep every threshold (with
+    each moving-average window of sweep_windows, ms; none: the settings' own).
     scored: score_streams' result for the same models, for the streams it holds."""
     scored = dict(scored or {})
 
@@ -240,35 +252,46 @@ def measure_streams(models, wav, negative_wav, settings, *, labels_path=None, th
                                                 tolerance_ms)
     if sweep:
         report.sweep = sweep_thresholds(labels, settings, positive, negative, after_ms,
-                                        tolerance_ms)
+                                        tolerance_ms, sweep_windows)
         report.chosen = choose_threshold(report.sweep, target_fa_per_hour)
     return report
 
 
 def save_chosen(model, report, target_fa_per_hour):
-    """Store the report's settings with its chosen threshold beside the model; returns the
-    path."""
-    picked = dataclasses.replace(report.result.settings,
-                                 detection_threshold=report.chosen.threshold)
+    """Store the report's settings with its chosen threshold (and window) beside the model;
+    returns the path."""
+    chosen = report.chosen
+    window = chosen.average_window_ms
+    picked = dataclasses.replace(report.result.settings, detection_threshold=chosen.threshold,
+                                 **({} if window is None else {"average_window_ms": window}))
     return save_settings(model, picked, {"chosen_on": [report.wav, report.negative_wav or ""],
                                          "target_fa_per_hour": target_fa_per_hour})
 
 
-def plot_det(points, path, title):
-    """The DET curve of a sweep (miss rate against false accepts per hour) as a PNG."""
+def plot_det(points, path, title, chosen=None):
+    """The DET curve of a sweep (miss rate against false accepts per hour) as a PNG: a curve
+    for each moving-average window it tried, thresholds marked on the chosen point's."""
     import matplotlib  # heavy, and pyplot must come after use("Agg"): only a plot needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    fa = [max(p.false_accepts_per_hour, 0.1) for p in points]
-    miss = [1 - p.detection_rate for p in points]
-    ax.plot(fa, miss, "o-", ms=3)
-    for p, x, y in zip(points, fa, miss):
-        if round(p.threshold * 100) % 10 == 0 or p.threshold >= 0.95:
-            ax.annotate(f"{p.threshold:g}", (x, y), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")
+    windows = list(dict.fromkeys(p.average_window_ms for p in points))
+    marked = chosen.average_window_ms if chosen else windows[0]
+    for window in windows:
+        curve = [p for p in points if p.average_window_ms == window]
+        fa = [max(p.false_accepts_per_hour, 0.1) for p in curve]
+        miss = [1 - p.detection_rate for p in curve]
+        ax.plot(fa, miss, "o-", ms=3, label=None if window is None else f"{window:g} ms average")
+        if window != marked:
+            continue
+        for p, x, y in zip(curve, fa, miss):
+            if round(p.threshold * 100) % 10 == 0 or p.threshold >= 0.95:
+                ax.annotate(f"{p.threshold:g}", (x, y), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")
+    if len(windows) > 1:
+        ax.legend(fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("false accepts per hour (negative stream)")
     ax.set_ylabel("miss rate (command words)")

@@ -14,6 +14,12 @@ import soundfile as sf
 
 from kws.audio import read_wav, write_wav
 from kws.common import UserError
+from kws.stream_eval import (
+    SMOOTHING_WINDOWS_MS,
+    ScoredStream,
+    choose_threshold,
+    sweep_thresholds,
+)
 from kws.stream_metrics import TfExampleFigures, WakewordFigures
 from kws.streaming import (
     Detection,
@@ -233,6 +239,27 @@ def test_false_accepts_are_counted_by_the_clip_they_fired_on():
     assert ww.distinct_clips == 2 and ww.clips_fired_on == 2
     assert "false_accepts_by_clip" not in WakewordFigures.of(
         found, [t[:2] for t in truth], 3600, ["right"]).as_json()
+
+
+def test_the_sweep_chooses_the_window_that_hears_a_short_word():
+    # "go" is sure for 200 ms (10 hops); a 500 ms average never makes it the top class, a
+    # 200 ms one does: the sweep must try both windows and choose the one that detects it
+    labels = ["_silence_", "_unknown_", "go"]
+    times = np.arange(20.0, 60_000.0, 20.0)
+    probs = np.tile(np.float32([1, 0, 0]), (len(times), 1))
+    probs[(times > 10_000) & (times <= 10_200)] = [0, 0, 1]
+    positive = ScoredStream("p.wav", [("go", 9_900.0, "go/a.wav")], times, probs, 60.0, 0.0)
+    negative = ScoredStream("n.wav", [], times, np.tile(np.float32([1, 0, 0]), (len(times), 1)),
+                            60.0, 0.0)
+    settings = StreamSettings(stride_ms=20, average_window_ms=500, suppression_ms=1000)
+    points = sweep_thresholds(labels, settings, positive, negative, 1750.0, 1500.0, (200, 500))
+    assert {p.average_window_ms for p in points} == {200.0, 500.0}
+    assert all(p.detection_rate == 0 for p in points if p.average_window_ms == 500)
+    chosen = choose_threshold(points, target_fa_per_hour=2.0)
+    assert chosen.average_window_ms == 200 and chosen.detection_rate == 1.0
+    # without windows the sweep keeps the settings' own
+    assert {p.average_window_ms for p in sweep_thresholds(
+        labels, settings, positive, negative, 1750.0, 1500.0)} == {500.0}
 
 
 def test_rounds_draw_every_clip_once_before_any_repeats():
@@ -462,9 +489,9 @@ def test_streaming_accuracy_sweeps_and_stores_the_chosen_threshold(tone_model, k
         (tmp_path / name).write_bytes((tone_model["tflite"].parent / name).read_bytes())
     metrics = tmp_path / "acc.json"
     script("streaming_accuracy.py", "--model", model_copy, "--wav", wav, "--negative_wav",
-           negative, "--stride_ms", "20", "--sweep", "--plot", tmp_path / "det.png",
-           "--also_tf_example", "--save_settings", "--target_fa_per_hour", "2",
-           "--metrics_json", metrics)
+           negative, "--stride_ms", "20", "--sweep", "--sweep_windows", "300,500",
+           "--plot", tmp_path / "det.png", "--also_tf_example", "--save_settings",
+           "--target_fa_per_hour", "2", "--metrics_json", metrics)
     m = json.loads(metrics.read_text())
     assert m["result"]["positive"]["command_words"] == len(truth)
     assert m["result"]["positive"]["detection_rate"] == 1.0
@@ -474,6 +501,8 @@ def test_streaming_accuracy_sweeps_and_stores_the_chosen_threshold(tone_model, k
     assert (tmp_path / "det.png").stat().st_size > 1000
     stored = json.loads((tmp_path / "m_streaming.json").read_text())
     assert stored["detection_threshold"] == m["chosen"]["threshold"] and stored["stride_ms"] == 20
+    assert {p["average_window_ms"] for p in m["sweep"]} == {300.0, 500.0}
+    assert stored["average_window_ms"] == m["chosen"]["average_window_ms"]
     # label_stream.py now needs no recognizer flag: it reads the stored settings
     done = script("label_stream.py", "--model", model_copy, "--wav", wav, "--csv",
                   tmp_path / "d.csv")
@@ -583,6 +612,14 @@ def test_streaming_scripts_refuse_what_they_cannot_measure(tone_model, known_str
     done = script("recognize_commands.py", "--model", tone_model["tflite"], "--wav", short,
                   check=False)
     assert done.returncode == 2 and "shorter than one second" in done.stderr
+    for windows, message in (("300,x", "comma-separated numbers"),
+                             ("-5", "average_window_ms must be in")):
+        done = script("streaming_accuracy.py", "--model", tone_model["tflite"], "--wav", wav,
+                      "--sweep", f"--sweep_windows={windows}", check=False)
+        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+    done = script("streaming_accuracy.py", "--model", tone_model["tflite"], "--wav", wav,
+                  "--sweep_windows", "300", check=False)
+    assert done.returncode == 2 and "--sweep_windows needs --sweep" in done.stderr
 
 
 def test_streams_scored_in_worker_processes_are_scored_as_here(tone_model, known_stream):
@@ -657,7 +694,12 @@ def test_a_recipe_measures_streams_in_process_as_streaming_accuracy_does(tone_mo
     stored = json.loads((tmp_path / "m_streaming.json").read_text())
     assert stored["stride_ms"] == 20 == summary["settings"]["stride_ms"]
     assert stored["detection_threshold"] == summary["chosen_on_validation"]["threshold"]
+    # the window is chosen with the threshold, on validation; the held-out sweep keeps it
+    validation = json.loads((out / "validation.metrics.json").read_text())
+    assert {p["average_window_ms"] for p in validation["sweep"]} == set(SMOOTHING_WINDOWS_MS)
+    assert stored["average_window_ms"] == summary["chosen_on_validation"]["average_window_ms"]
     test = json.loads((out / "test.metrics.json").read_text())
+    assert {p["average_window_ms"] for p in test["sweep"]} == {stored["average_window_ms"]}
     assert summary["ours"]["detection_rate"] == test["result"]["positive"]["detection_rate"]
     assert summary["tf_example"]["tf_example_figures"] == \
         test["tf_example_recognizer"]["tf_example"]
