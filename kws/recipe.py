@@ -118,7 +118,7 @@ def streaming_figures(py, model, validation, testing, noise_dir, out_dir, minute
                            negative_minutes, other_speech or {}, other_share)
     settings = load_settings(model, recognizer)
     scored = score_recipe_streams(model, streams, settings.stride_ms)
-    print("\n=== choose the threshold on the validation streams", flush=True)
+    print("\n=== choose the threshold and the window on the validation streams", flush=True)
     chosen = measure_streams([model], streams["validation"]["wav"],
                              streams["validation_negative"]["wav"], settings, sweep=True,
                              sweep_windows=SMOOTHING_WINDOWS_MS,

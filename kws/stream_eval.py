@@ -37,9 +37,10 @@ from kws.streaming import (
 # A model trained without it reaches 1 (an int8 softmax 255/256 = 0.99609): steps up to 0.999.
 SWEEP = np.round(np.concatenate([np.arange(0.30, 0.89, 0.05), np.arange(0.90, 0.9951, 0.005),
                                  np.arange(0.996, 0.9991, 0.001)]), 3)
-# The moving averages a recipe's sweep tries with every threshold (ms): the 500 ms window asks a
-# short word ("go", "up") for a confident score over most of the hops it spans, a shorter one
-# over fewer; which trades best against false accepts is chosen on the validation streams.
+# The moving averages a recipe's sweep tries with every threshold (ms), the pair chosen on the
+# validation streams: a longer window lets a lower threshold through at the same false accepts,
+# a shorter one asks a short word for fewer confident hops. The lookalike teachers' validation
+# chose 500 or 750 ms; 100 and 1000 ms never paid (BENCHMARKS.md, session 23).
 SMOOTHING_WINDOWS_MS = (200.0, 300.0, 500.0, 750.0)
 
 
