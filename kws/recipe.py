@@ -213,8 +213,10 @@ def running_speech_rate(py, model, wav, csv_path):
 
 
 def print_streaming(s):
-    print(f"\n=== keyword spotting on long audio (threshold {s['settings']['detection_threshold']}"
-          f" chosen on validation speakers; real-time factor {s['real_time_factor']:.4f})")
+    chosen = s["settings"]
+    print(f"\n=== keyword spotting on long audio (threshold {chosen['detection_threshold']} and a "
+          f"{chosen['average_window_ms']:g} ms average chosen on validation speakers; real-time "
+          f"factor {s['real_time_factor']:.4f})")
     for name, title in (("ours", "this recognizer"), ("tf_example", "TF example recognizer")):
         r = s[name]
         print(f"{title:<22} {r['detection_rate']:.1%} of command words detected, "
