@@ -98,10 +98,15 @@ RECIPES = {  # name -> config; each config's "epochs" is its training budget
     "teacher_nols": "experiments/real_teacher_nols.json",
     # the same teacher also learning the lookalike words (LOOKALIKE_RECIPES) as unknown
     "teacher_nols_lookalikes": "experiments/real_teacher_nols.json",
+    # a second cosine cycle of it, from its checkpoint chosen on validation (WARM_STARTS):
+    # 44 epochs in two cycles, so 22 trained epochs are reused rather than redone
+    "teacher_nols_lookalikes_cycle2": "experiments/real_teacher_nols.json",
 }
+# recipe -> the recipe whose run (the same seed, trained first when absent) it starts from
+WARM_STARTS = {"teacher_nols_lookalikes_cycle2": "teacher_nols_lookalikes"}
 # the recipes that learn the training lookalikes (kws.synthetic.words.LOOKALIKES, espeak-ng
 # voices) as unknown words, and whose streams' threshold sees the validation lookalikes too
-LOOKALIKE_RECIPES = ("teacher_nols_lookalikes",)
+LOOKALIKE_RECIPES = ("teacher_nols_lookalikes", "teacher_nols_lookalikes_cycle2")
 LOOKALIKE_SPEAKERS = 80  # synthetic speakers a lookalike word
 LOOKALIKE_VALIDATION_CLIPS = 20  # of each validation word in the validation negative stream,
 # about as many clips as each real phrase there (alexa, smart mirror)
@@ -346,16 +351,19 @@ def teacher_tag(teacher, seed=None):
 
 
 def train_and_score(py, name, data_args, held_out, out_dir, cap_minutes, seed, teacher=None,
-                    tag=""):
-    """Train one recipe (distilled from teacher's checkpoint for edge) and score its best
-    checkpoint on the held-out speakers with TTA; returns its results entry. tag: what sets
-    the run's data apart (its checkpoint folder's name says it, so no run resumes another)."""
+                    tag="", init=None):
+    """Train one recipe (distilled from teacher's checkpoint for edge; from init's weights
+    when given) and score its best checkpoint on the held-out speakers with TTA; returns its
+    results entry. tag: what sets the run's data apart (its checkpoint folder's name says it,
+    so no run resumes another)."""
     distils = name == "edge" and teacher is not None
     exp = f"real_{name}" + ("_kd" + teacher_tag(teacher, seed) if distils else "") + tag + \
         (f"_s{seed}" if seed is not None else "")
     cmd = train_command(py, RECIPES[name], data_args, exp, cap_minutes, seed)
     if distils:
         cmd += ["--teacher_checkpoint", teacher, *DISTILL]
+    if init:
+        cmd += ["--init_checkpoint", init]
     run_step(f"train {name}" + (" (distilled from the teacher)" if distils else ""), cmd)
     checkpoint = best_checkpoint(os.path.join("checkpoints", exp))
     scored = run_scored_step(f"score {name} on held-out speakers (TTA)", [
@@ -482,9 +490,18 @@ def train_models(py, shared, models, data_args, held_out, out_dir, cap_minutes, 
         if name in LOOKALIKE_RECIPES:
             model_data = {**model_data, "train_only": model_data["train_only"]
                           + [data_args["lookalikes"]["training"]]}
+        init = None
+        if name in WARM_STARTS:
+            first = WARM_STARTS[name]
+            if first not in results["models"]:
+                with timed(results["minutes"], first):
+                    results["models"][first] = train_and_score(
+                        py, first, model_data, held_out, out_dir, cap_minutes, seed, tag=tag)
+            init = results["models"][first]["checkpoint"]
         with timed(results["minutes"], name):
             results["models"][name] = train_and_score(py, name, model_data, held_out, out_dir,
-                                                      cap_minutes, seed, teacher, tag=tag)
+                                                      cap_minutes, seed, teacher, tag=tag,
+                                                      init=init)
 
 
 def default_frozen(models):
