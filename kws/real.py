@@ -469,6 +469,8 @@ def train_models(py, shared, models, data_args, held_out, out_dir, cap_minutes, 
     from teacher_checkpoint) and learns the hard negatives it mines; with pack_audio the
     raw-audio models also learn from up to that many pack images a label rendered to audio."""
     for name in sorted(models, key=lambda m: m != "teacher"):
+        if name in results["models"]:  # trained already, as a later recipe's first cycle
+            continue
         teacher = results["models"].get("teacher", {}).get("checkpoint", teacher_checkpoint)
         model_data, tag = data_args, ""
         if pack_audio and hears_raw_audio(RECIPES[name]):

@@ -99,3 +99,41 @@ def test_a_lookalike_recipe_learns_the_training_side_and_streams_the_validation_
     assert trained == {"teacher_nols": ["train_a"],
                        "teacher_nols_lookalikes": ["train_a", staged["training"]]}
     assert streamed == [["f", "f"], ["f", "f", staged["validation"]]]
+
+
+@pytest.mark.parametrize("models", [["teacher_nols_lookalikes_cycle2"],
+                                    ["teacher_nols_lookalikes_cycle2", "teacher_nols_lookalikes"]])
+def test_a_second_cycle_trains_its_first_cycle_first_then_starts_from_its_checkpoint(
+        models, monkeypatch):
+    cycle2 = "teacher_nols_lookalikes_cycle2"
+    assert real.RECIPES[cycle2] == real.RECIPES[real.WARM_STARTS[cycle2]]  # only the start differs
+    trained = []
+
+    def train_and_score(py, name, data_args, *args, tag="", init=None):
+        trained.append((name, list(data_args["train_only"]), init))
+        return {"checkpoint": f"ck/{name}/best.keras"}
+
+    monkeypatch.setattr(real, "train_and_score", train_and_score)
+    data = {"train_only": ["train_a"], "lookalikes": {"training": "look"}}
+    results = {"models": {}, "minutes": {}}
+    real.train_models("py", "shared", models, data, "held_out", "out", 0, 1, None, results)
+    # the first cycle once, on the same data (lookalikes too), the second from its checkpoint
+    assert trained == [("teacher_nols_lookalikes", ["train_a", "look"], None),
+                       (cycle2, ["train_a", "look"], "ck/teacher_nols_lookalikes/best.keras")]
+    assert set(results["minutes"]) == {"teacher_nols_lookalikes", cycle2}
+
+
+def test_a_warm_started_run_passes_its_starting_checkpoint_to_train_py(tmp_path, monkeypatch):
+    commands = []
+    monkeypatch.setattr(real, "run_step", lambda title, cmd: commands.append(cmd))
+    monkeypatch.setattr(real, "best_checkpoint", lambda d: d + "/best.keras")
+    monkeypatch.setattr(real, "run_scored_step", lambda *a: {"accuracy": 1, "recall": {}})
+    monkeypatch.setattr(real, "read_state", lambda d: {"best_val_accuracy": 0.9})
+    monkeypatch.setattr(real, "training_record", lambda d: {})
+    data = {"train_only": [], "data_dir": "dev", "noise": "noise", "pack": "pack.zip"}
+    entry = real.train_and_score("py", "teacher_nols_lookalikes_cycle2", data, "held_out",
+                                 str(tmp_path), 0, 2, init="ck/first.keras")
+    cmd = commands[0]
+    assert cmd[cmd.index("--init_checkpoint") + 1] == "ck/first.keras"
+    assert cmd[cmd.index("--exp_name") + 1] == "real_teacher_nols_lookalikes_cycle2_s2"
+    assert entry["checkpoint"] == "checkpoints/real_teacher_nols_lookalikes_cycle2_s2/best.keras"
