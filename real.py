@@ -30,7 +30,9 @@ C` reuses a trained teacher, e.g. for students of other seeds. The frozen model 
 model when it trains, else the teacher (`--frozen` names another). `--models
 teacher_nols_lookalikes` trains the teacher without label smoothing on lookalike words too (a
 command's sound inside another word, kws.synthetic.words.LOOKALIKES, said by synthetic voices)
-as unknown, and streams its validation negatives with other lookalike words.
+as unknown, and streams its validation negatives with other lookalike words;
+`teacher_nols_lookalikes_cycle2` trains it (or reuses its run of the same seed), then a second
+cosine cycle from its checkpoint chosen on validation.
 Each model trains for the epochs of its config (a wall-clock cap only guards against a stuck
 run), is scored on the held-out speakers with test-time augmentation, and the frozen model is
 exported to tf_files/<out_dir's name>/ (model.pb, model.tflite, model_int8.tflite, labels.txt)
