@@ -467,7 +467,8 @@ def train_models(py, shared, models, data_args, held_out, out_dir, cap_minutes, 
                  teacher_checkpoint, results, pack_audio=0):
     """Train and score every model, a teacher first: the edge model then distils from it (or
     from teacher_checkpoint) and learns the hard negatives it mines; with pack_audio the
-    raw-audio models also learn from up to that many pack images a label rendered to audio."""
+    raw-audio models also learn from up to that many pack images a label rendered to audio;
+    a recipe of WARM_STARTS trains (or resumes) its first cycle, then starts from its weights."""
     for name in sorted(models, key=lambda m: m != "teacher"):
         if name in results["models"]:  # trained already, as a later recipe's first cycle
             continue
