@@ -75,7 +75,7 @@ def test_a_lookalike_recipe_learns_the_training_side_and_streams_the_validation_
     data = {"train_only": ["train_a"], "data_dir": "dev", "noise": "noise",
             "lookalikes": staged}
 
-    def train_and_score(py, name, data_args, *args, tag=""):
+    def train_and_score(py, name, data_args, *args, tag="", init=None):
         trained[name] = list(data_args["train_only"])
         return {"checkpoint": f"{name}.keras", "validation_accuracy": 0.9}
 

@@ -108,7 +108,7 @@ def test_only_the_student_learns_the_hard_negatives_its_teacher_mined(tmp_path, 
     trained, mined_with = {}, []
     data = {"train_only": ["train_a"], "data_dir": "dev", "noise": "noise"}
 
-    def train_and_score(py, name, data_args, *args, tag=""):
+    def train_and_score(py, name, data_args, *args, tag="", init=None):
         trained[name] = (list(data_args["train_only"]), args[-1])
         return {"checkpoint": f"{name}.keras"}
 
@@ -206,7 +206,7 @@ def test_only_the_raw_audio_models_learn_the_pack_rendered_as_audio(tmp_path, mo
     trained, rendered = {}, []
     data = {"train_only": ["train_a"], "data_dir": "dev", "noise": "noise", "pack_zip": "p.zip"}
 
-    def train_and_score(py, name, data_args, *args, tag=""):
+    def train_and_score(py, name, data_args, *args, tag="", init=None):
         trained[name] = (list(data_args["train_only"]), tag)
         return {"checkpoint": f"{name}.keras"}
 
