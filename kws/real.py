@@ -463,15 +463,24 @@ def timed(minutes, part):
         minutes[part] = round(minutes.get(part, 0.0) + (time.monotonic() - start) / 60, 2)
 
 
+def training_order(models):
+    """The models in the order they train: a teacher first, and each recipe of WARM_STARTS
+    just after the recipe it starts from (added when not asked for)."""
+    order = []
+    for name in sorted(models, key=lambda m: m != "teacher"):
+        for m in (WARM_STARTS.get(name), name):
+            if m and m not in order:
+                order.append(m)
+    return order
+
+
 def train_models(py, shared, models, data_args, held_out, out_dir, cap_minutes, seed,
                  teacher_checkpoint, results, pack_audio=0):
     """Train and score every model, a teacher first: the edge model then distils from it (or
     from teacher_checkpoint) and learns the hard negatives it mines; with pack_audio the
     raw-audio models also learn from up to that many pack images a label rendered to audio;
     a recipe of WARM_STARTS trains (or resumes) its first cycle, then starts from its weights."""
-    for name in sorted(models, key=lambda m: m != "teacher"):
-        if name in results["models"]:  # trained already, as a later recipe's first cycle
-            continue
+    for name in training_order(models):
         teacher = results["models"].get("teacher", {}).get("checkpoint", teacher_checkpoint)
         model_data, tag = data_args, ""
         if pack_audio and hears_raw_audio(RECIPES[name]):
@@ -493,14 +502,8 @@ def train_models(py, shared, models, data_args, held_out, out_dir, cap_minutes, 
         if name in LOOKALIKE_RECIPES:
             model_data = {**model_data, "train_only": model_data["train_only"]
                           + [data_args["lookalikes"]["training"]]}
-        init = None
-        if name in WARM_STARTS:
-            first = WARM_STARTS[name]
-            if first not in results["models"]:
-                with timed(results["minutes"], first):
-                    results["models"][first] = train_and_score(
-                        py, first, model_data, held_out, out_dir, cap_minutes, seed, tag=tag)
-            init = results["models"][first]["checkpoint"]
+        init = results["models"][WARM_STARTS[name]]["checkpoint"] if name in WARM_STARTS \
+            else None
         with timed(results["minutes"], name):
             results["models"][name] = train_and_score(py, name, model_data, held_out, out_dir,
                                                       cap_minutes, seed, teacher, tag=tag,
