@@ -32,7 +32,9 @@ teacher_nols_lookalikes` trains the teacher without label smoothing on lookalike
 command's sound inside another word, kws.synthetic.words.LOOKALIKES, said by synthetic voices)
 as unknown, and streams its validation negatives with other lookalike words;
 `teacher_nols_lookalikes_cycle2` trains it (or reuses its run of the same seed), then a second
-cosine cycle from its checkpoint chosen on validation.
+cosine cycle from its checkpoint chosen on validation; `teacher_nols_lookalikes_kd` a second
+cycle half as long that distils an ensemble's mean probabilities (`--teacher_checkpoint`,
+repeated: e.g. the three seeds' second cycles).
 Each model trains for the epochs of its config (a wall-clock cap only guards against a stuck
 run), is scored on the held-out speakers with test-time augmentation, and the frozen model is
 exported to tf_files/<out_dir's name>/ (model.pb, model.tflite, model_int8.tflite, labels.txt)
@@ -53,7 +55,7 @@ import argparse
 import sys
 
 from kws.common import UserError, require_file, run_cli
-from kws.real import RECIPES, run_recipe, stage_inputs
+from kws.real import DISTILLED_RECIPES, RECIPES, run_recipe, stage_inputs
 
 
 def build_parser():
@@ -64,10 +66,11 @@ def build_parser():
                         help=f"comma-separated, from {','.join(RECIPES)}; with teacher and "
                              "edge, the teacher trains first, mines hard negatives and edge "
                              "distils from it")
-    parser.add_argument("--teacher_checkpoint", default="",
+    parser.add_argument("--teacher_checkpoint", action="append", default=[],
                         help="with --models edge (no teacher): distil from this trained teacher "
                              "(e.g. another seed's checkpoints/real_teacher_s1/ep-*.keras) and "
-                             "mine hard negatives with it, instead of training one")
+                             "mine hard negatives with it, instead of training one; repeated "
+                             "for teacher_nols_lookalikes_kd: the ensemble it distils")
     parser.add_argument("--frozen", default="",
                         help="the trained model that is frozen, streamed and may ship (default: "
                              "edge if trained, else teacher, edge_tcs at width 3 and 749 KB as "
@@ -112,10 +115,18 @@ def main(argv=None):
         raise UserError("--cap_minutes must be > 0")
     if args.frozen and args.frozen not in models:
         raise UserError(f"--frozen {args.frozen} is not among --models {args.models}")
+    students = [m for m in models if m in DISTILLED_RECIPES]
     if args.teacher_checkpoint:
-        if "teacher" in models or "edge" not in models:
-            raise UserError("--teacher_checkpoint needs edge among --models and no teacher")
-        require_file(args.teacher_checkpoint, "--teacher_checkpoint")
+        if "teacher" in models or not students:
+            raise UserError(f"--teacher_checkpoint needs one of {', '.join(DISTILLED_RECIPES)} "
+                            "among --models and no teacher")
+        if "edge" in models and len(args.teacher_checkpoint) > 1:
+            raise UserError("edge distils from one --teacher_checkpoint")
+        for checkpoint in args.teacher_checkpoint:
+            require_file(checkpoint, "--teacher_checkpoint")
+    elif set(students) - {"edge"}:
+        raise UserError(f"{', '.join(sorted(set(students) - {'edge'}))} distils from "
+                        "--teacher_checkpoint (repeat it for an ensemble)")
     if args.zoo_cpu_minutes > 0:
         # TensorFlow: after the flags are checked
         from kws.zoo_compare import compare_zoo

@@ -101,12 +101,21 @@ RECIPES = {  # name -> config; each config's "epochs" is its training budget
     # a second cosine cycle of it, from its checkpoint chosen on validation (WARM_STARTS):
     # 44 epochs in two cycles, so 22 trained epochs are reused rather than redone
     "teacher_nols_lookalikes_cycle2": "experiments/real_teacher_nols.json",
+    # its second cycle half as long, distilled from an ensemble of trained teachers (their mean
+    # probabilities): can one model learn to score streams as an ensemble of them does?
+    "teacher_nols_lookalikes_kd": "experiments/real_teacher_nols_kd.json",
 }
 # recipe -> the recipe whose run (the same seed, trained first when absent) it starts from
-WARM_STARTS = {"teacher_nols_lookalikes_cycle2": "teacher_nols_lookalikes"}
+WARM_STARTS = {"teacher_nols_lookalikes_cycle2": "teacher_nols_lookalikes",
+               "teacher_nols_lookalikes_kd": "teacher_nols_lookalikes"}
+# the recipes that learn a teacher's soft targets (DISTILL): edge from the teacher recipe's run
+# of the same seed or one --teacher_checkpoint; the others only from --teacher_checkpoint,
+# repeated for an ensemble (train.py averages their probabilities)
+DISTILLED_RECIPES = ("edge", "teacher_nols_lookalikes_kd")
 # the recipes that learn the training lookalikes (kws.synthetic.words.LOOKALIKES, espeak-ng
 # voices) as unknown words, and whose streams' threshold sees the validation lookalikes too
-LOOKALIKE_RECIPES = ("teacher_nols_lookalikes", "teacher_nols_lookalikes_cycle2")
+LOOKALIKE_RECIPES = ("teacher_nols_lookalikes", "teacher_nols_lookalikes_cycle2",
+                     "teacher_nols_lookalikes_kd")
 LOOKALIKE_SPEAKERS = 80  # synthetic speakers a lookalike word
 LOOKALIKE_VALIDATION_CLIPS = 20  # of each validation word in the validation negative stream,
 # about as many clips as each real phrase there (alexa, smart mirror)
@@ -350,28 +359,32 @@ def teacher_tag(teacher, seed=None):
     return "" if run == own else "_" + run.removeprefix("real_")
 
 
-def train_and_score(py, name, data_args, held_out, out_dir, cap_minutes, seed, teacher=None,
+def train_and_score(py, name, data_args, held_out, out_dir, cap_minutes, seed, teachers=(),
                     tag="", init=None):
-    """Train one recipe (distilled from teacher's checkpoint for edge; from init's weights
-    when given) and score its best checkpoint on the held-out speakers with TTA; returns its
-    results entry. tag: what sets the run's data apart (its checkpoint folder's name says it,
-    so no run resumes another)."""
-    distils = name == "edge" and teacher is not None
-    exp = f"real_{name}" + ("_kd" + teacher_tag(teacher, seed) if distils else "") + tag + \
-        (f"_s{seed}" if seed is not None else "")
+    """Train one recipe (distilled from the teachers' checkpoints, their mean probabilities,
+    for a recipe of DISTILLED_RECIPES; from init's weights when given) and score its best
+    checkpoint on the held-out speakers with TTA; returns its results entry. tag: what sets
+    the run's data apart (its checkpoint folder's name says it, so no run resumes another)."""
+    distils = name in DISTILLED_RECIPES and bool(teachers)
+    exp = f"real_{name}" + ("_kd" + teacher_tag(teachers[0], seed) if name == "edge" and distils
+                            else "") + tag + (f"_s{seed}" if seed is not None else "")
     cmd = train_command(py, RECIPES[name], data_args, exp, cap_minutes, seed)
     if distils:
-        cmd += ["--teacher_checkpoint", teacher, *DISTILL]
+        for teacher in teachers:
+            cmd += ["--teacher_checkpoint", teacher]
+        cmd += DISTILL
     if init:
         cmd += ["--init_checkpoint", init]
-    run_step(f"train {name}" + (" (distilled from the teacher)" if distils else ""), cmd)
+    run_step(f"train {name}" + (f" (distilled from {len(teachers)} teacher(s))" if distils
+                                else ""), cmd)
     checkpoint = best_checkpoint(os.path.join("checkpoints", exp))
     scored = run_scored_step(f"score {name} on held-out speakers (TTA)", [
         py, "make_submission.py", "--checkpoint", checkpoint, "--test_data", held_out,
         "--submission_fn", os.path.join(out_dir, name, "held_out.csv"), *TTA,
         "--fresh"], os.path.join(out_dir, name, "held_out.metrics.json"))
-    return {"checkpoint": checkpoint, "accuracy_tta": scored["accuracy"],
-            "recall_tta": scored["recall"], "validation_accuracy":
+    return {"checkpoint": checkpoint, **({"teachers": list(teachers)} if distils else {}),
+            "accuracy_tta": scored["accuracy"], "recall_tta": scored["recall"],
+            "validation_accuracy":
             read_state(os.path.join("checkpoints", exp))["best_val_accuracy"],
             **training_record(os.path.join("checkpoints", exp))}
 
@@ -477,11 +490,13 @@ def training_order(models):
 def train_models(py, shared, models, data_args, held_out, out_dir, cap_minutes, seed,
                  teacher_checkpoint, results, pack_audio=0):
     """Train and score every model, a teacher first: the edge model then distils from it (or
-    from teacher_checkpoint) and learns the hard negatives it mines; with pack_audio the
-    raw-audio models also learn from up to that many pack images a label rendered to audio;
+    from teacher_checkpoint, a list of checkpoints: the edge model takes one, the other
+    DISTILLED_RECIPES their ensemble) and learns the hard negatives it mines; with pack_audio
+    the raw-audio models also learn from up to that many pack images a label rendered to audio;
     a recipe of WARM_STARTS trains (or resumes) its first cycle, then starts from its weights."""
     for name in training_order(models):
-        teacher = results["models"].get("teacher", {}).get("checkpoint", teacher_checkpoint)
+        own = results["models"].get("teacher", {}).get("checkpoint")
+        teachers = [own] if own and name == "edge" else list(teacher_checkpoint or [])
         model_data, tag = data_args, ""
         if pack_audio and hears_raw_audio(RECIPES[name]):
             if "pack_audio" not in results:
@@ -493,10 +508,10 @@ def train_models(py, shared, models, data_args, held_out, out_dir, cap_minutes, 
             model_data = {**data_args, "train_only": data_args["train_only"]
                           + [results["pack_audio"]["dir"]]}
             tag = f"_pack_audio{pack_audio}"
-        if name == "edge" and teacher:
-            results["teacher_checkpoint"] = teacher
+        if name == "edge" and teachers:
+            results["teacher_checkpoint"] = teachers[0]
             with timed(results["minutes"], "hard_negatives"):
-                results["hard_negatives"], mined = mine_hard_negatives(py, shared, teacher,
+                results["hard_negatives"], mined = mine_hard_negatives(py, shared, teachers[0],
                                                                        out_dir)
             model_data = {**data_args, "train_only": data_args["train_only"] + [mined]}
         if name in LOOKALIKE_RECIPES:
@@ -506,8 +521,9 @@ def train_models(py, shared, models, data_args, held_out, out_dir, cap_minutes, 
             else None
         with timed(results["minutes"], name):
             results["models"][name] = train_and_score(py, name, model_data, held_out, out_dir,
-                                                      cap_minutes, seed, teacher, tag=tag,
-                                                      init=init)
+                                                      cap_minutes, seed,
+                                                      teachers if name in DISTILLED_RECIPES
+                                                      else (), tag=tag, init=init)
 
 
 def default_frozen(models):
@@ -521,8 +537,9 @@ def run_recipe(shared, out_dir, models, cap_minutes=90.0, stream_minutes=20.0,
                ship_model=True, teacher_checkpoint=None, frozen=None, command="make real",
                pack_audio=0):
     """The whole recipe (real.py without --zoo_cpu_minutes); writes out_dir/results.json and
-    returns the results. teacher_checkpoint: a trained teacher the edge model distils from
-    (and mines hard negatives with) when "teacher" is not among models. frozen: the model
+    returns the results. teacher_checkpoint: trained teachers' checkpoints, the one the edge
+    model distils from (and mines hard negatives with) when "teacher" is not among models, or
+    the ensemble the other DISTILLED_RECIPES distil from. frozen: the model
     that is frozen, streamed and may ship (its int8 file under 1 MB; None: default_frozen);
     command: the card's."""
     frozen = default_frozen(models) if frozen is None else frozen

@@ -212,7 +212,7 @@ def cli_cases(tmp):
         "real-empty": ("real.py", ["--shared", empty, "--out_dir", tmp / "r"], "not found"),
         "real-bad": ("real.py", ["--shared", data, "--cap_minutes", "0"], "--cap_minutes"),
         "real-two-teachers": ("real.py", ["--models", "teacher,edge", "--teacher_checkpoint",
-                                          missing], "--teacher_checkpoint needs edge"),
+                                          missing], "--teacher_checkpoint needs one of edge"),
         "real-frozen": ("real.py", ["--models", "edge", "--frozen", "teacher"],
                         "--frozen teacher is not among --models"),
         "real-no-teacher": ("real.py", ["--models", "edge", "--teacher_checkpoint", missing],

@@ -137,3 +137,55 @@ def test_a_warm_started_run_passes_its_starting_checkpoint_to_train_py(tmp_path,
     assert cmd[cmd.index("--init_checkpoint") + 1] == "ck/first.keras"
     assert cmd[cmd.index("--exp_name") + 1] == "real_teacher_nols_lookalikes_cycle2_s2"
     assert entry["checkpoint"] == "checkpoints/real_teacher_nols_lookalikes_cycle2_s2/best.keras"
+
+
+def test_the_distilled_cycle_learns_the_ensemble_from_its_first_cycles_checkpoint(monkeypatch):
+    kd = "teacher_nols_lookalikes_kd"
+    assert kd in real.DISTILLED_RECIPES and kd in real.LOOKALIKE_RECIPES
+    trained = []
+
+    def train_and_score(py, name, data_args, held_out, out_dir, cap, seed, teachers=(), tag="",
+                        init=None):
+        trained.append((name, list(data_args["train_only"]), list(teachers), init))
+        return {"checkpoint": f"ck/{name}/best.keras"}
+
+    monkeypatch.setattr(real, "train_and_score", train_and_score)
+    data = {"train_only": ["train_a"], "lookalikes": {"training": "look"}}
+    results = {"models": {}, "minutes": {}}
+    real.train_models("py", "shared", [kd], data, "held_out", "out", 0, 1, ["t0.keras", "t1.keras"],
+                      results)
+    # the first cycle learns no teacher; the second distils both, from the first's weights
+    assert trained == [("teacher_nols_lookalikes", ["train_a", "look"], [], None),
+                       (kd, ["train_a", "look"], ["t0.keras", "t1.keras"],
+                        "ck/teacher_nols_lookalikes/best.keras")]
+
+
+def test_a_distilled_run_passes_every_teacher_and_the_distillation_to_train_py(tmp_path,
+                                                                              monkeypatch):
+    commands = []
+    monkeypatch.setattr(real, "run_step", lambda title, cmd: commands.append(cmd))
+    monkeypatch.setattr(real, "best_checkpoint", lambda d: d + "/best.keras")
+    monkeypatch.setattr(real, "run_scored_step", lambda *a: {"accuracy": 1, "recall": {}})
+    monkeypatch.setattr(real, "read_state", lambda d: {"best_val_accuracy": 0.9})
+    monkeypatch.setattr(real, "training_record", lambda d: {})
+    data = {"train_only": [], "data_dir": "dev", "noise": "noise", "pack": "pack.zip"}
+    entry = real.train_and_score("py", "teacher_nols_lookalikes_kd", data, "held_out",
+                                 str(tmp_path), 0, 2, ["a.keras", "b.keras"], init="first.keras")
+    cmd = commands[0]
+    assert [cmd[i + 1] for i, a in enumerate(cmd) if a == "--teacher_checkpoint"] == [
+        "a.keras", "b.keras"]
+    assert cmd[cmd.index("--distill_weight") + 1] == "0.5"
+    assert cmd[cmd.index("--exp_name") + 1] == "real_teacher_nols_lookalikes_kd_s2"
+    assert entry["teachers"] == ["a.keras", "b.keras"]
+
+
+def test_real_py_asks_the_distilled_cycle_for_its_teachers(tmp_path):
+    import real as real_script
+    from kws.common import UserError
+    with pytest.raises(UserError, match="distils from --teacher_checkpoint"):
+        real_script.main(["--models", "teacher_nols_lookalikes_kd", "--out_dir", str(tmp_path)])
+    teacher = tmp_path / "t.keras"
+    teacher.write_bytes(b"")
+    with pytest.raises(UserError, match="edge distils from one"):
+        real_script.main(["--models", "edge", "--teacher_checkpoint", str(teacher),
+                          "--teacher_checkpoint", str(teacher), "--out_dir", str(tmp_path)])

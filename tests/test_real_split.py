@@ -123,16 +123,16 @@ def test_only_the_student_learns_the_hard_negatives_its_teacher_mined(tmp_path, 
     monkeypatch.setattr(real, "edge_figures", lambda *a: None)
     monkeypatch.setattr(real, "print_summary", lambda *a: None)
     results = real.run_recipe("shared", str(tmp_path), ["edge", "teacher"], ship_model=False)
-    assert trained == {"teacher": (["train_a"], None),
-                       "edge": (["train_a", "mined_dir"], "teacher.keras")}
+    assert trained == {"teacher": (["train_a"], ()),
+                       "edge": (["train_a", "mined_dir"], ["teacher.keras"])}
     assert mined_with == [("shared", "teacher.keras")] and results["hard_negatives"] == {
         "windows": 3}
     trained.clear()
     real.run_recipe("shared", str(tmp_path), ["edge"], ship_model=False)
-    assert trained == {"edge": (["train_a"], None)} and len(mined_with) == 1
+    assert trained == {"edge": (["train_a"], [])} and len(mined_with) == 1
     results = real.run_recipe("shared", str(tmp_path), ["edge"], ship_model=False,
-                              teacher_checkpoint="kept.keras")  # another seed's teacher
-    assert trained == {"edge": (["train_a", "mined_dir"], "kept.keras")}
+                              teacher_checkpoint=["kept.keras"])  # another seed's teacher
+    assert trained == {"edge": (["train_a", "mined_dir"], ["kept.keras"])}
     assert mined_with[-1] == ("shared", "kept.keras")
     assert results["teacher_checkpoint"] == "kept.keras"
 
