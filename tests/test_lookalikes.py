@@ -123,13 +123,19 @@ def test_a_second_cycle_trains_its_first_cycle_first_then_starts_from_its_checkp
     assert set(results["minutes"]) == {"teacher_nols_lookalikes", cycle2}
 
 
-def test_a_warm_started_run_passes_its_starting_checkpoint_to_train_py(tmp_path, monkeypatch):
+def stub_training_steps(monkeypatch):
+    """train_and_score's steps stubbed: returns the list its commands are appended to."""
     commands = []
     monkeypatch.setattr(real, "run_step", lambda title, cmd: commands.append(cmd))
     monkeypatch.setattr(real, "best_checkpoint", lambda d: d + "/best.keras")
     monkeypatch.setattr(real, "run_scored_step", lambda *a: {"accuracy": 1, "recall": {}})
     monkeypatch.setattr(real, "read_state", lambda d: {"best_val_accuracy": 0.9})
     monkeypatch.setattr(real, "training_record", lambda d: {})
+    return commands
+
+
+def test_a_warm_started_run_passes_its_starting_checkpoint_to_train_py(tmp_path, monkeypatch):
+    commands = stub_training_steps(monkeypatch)
     data = {"train_only": [], "data_dir": "dev", "noise": "noise", "pack": "pack.zip"}
     entry = real.train_and_score("py", "teacher_nols_lookalikes_cycle2", data, "held_out",
                                  str(tmp_path), 0, 2, init="ck/first.keras")
@@ -162,12 +168,7 @@ def test_the_distilled_cycle_learns_the_ensemble_from_its_first_cycles_checkpoin
 
 def test_a_distilled_run_passes_every_teacher_and_the_distillation_to_train_py(tmp_path,
                                                                               monkeypatch):
-    commands = []
-    monkeypatch.setattr(real, "run_step", lambda title, cmd: commands.append(cmd))
-    monkeypatch.setattr(real, "best_checkpoint", lambda d: d + "/best.keras")
-    monkeypatch.setattr(real, "run_scored_step", lambda *a: {"accuracy": 1, "recall": {}})
-    monkeypatch.setattr(real, "read_state", lambda d: {"best_val_accuracy": 0.9})
-    monkeypatch.setattr(real, "training_record", lambda d: {})
+    commands = stub_training_steps(monkeypatch)
     data = {"train_only": [], "data_dir": "dev", "noise": "noise", "pack": "pack.zip"}
     entry = real.train_and_score("py", "teacher_nols_lookalikes_kd", data, "held_out",
                                  str(tmp_path), 0, 2, ["a.keras", "b.keras"], init="first.keras")
