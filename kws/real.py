@@ -23,7 +23,7 @@ from scipy import fft
 
 from kws import CLIP_SAMPLES
 from kws.audio import read_wav
-from kws.common import atomic_write_text, require_dir, require_file
+from kws.common import UserError, atomic_write_text, require_dir, require_file
 from kws.corpora import (
     EXTRA_SALT,
     EXTRA_VALIDATION_PERCENT,
@@ -497,6 +497,8 @@ def train_models(py, shared, models, data_args, held_out, out_dir, cap_minutes, 
     for name in training_order(models):
         own = results["models"].get("teacher", {}).get("checkpoint")
         teachers = [own] if own and name == "edge" else list(teacher_checkpoint or [])
+        if name in DISTILLED_RECIPES and name != "edge" and not teachers:
+            raise UserError(f"{name} distils from teacher checkpoints; none given")
         model_data, tag = data_args, ""
         if pack_audio and hears_raw_audio(RECIPES[name]):
             if "pack_audio" not in results:

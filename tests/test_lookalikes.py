@@ -9,6 +9,7 @@ import re
 import pytest
 
 from kws import real
+from kws.common import UserError
 from kws.labels import COMPETITION_WORDS
 from kws.synthetic.espeak import Espeak
 from kws.synthetic.forking import run_in_child
@@ -164,6 +165,9 @@ def test_the_distilled_cycle_learns_the_ensemble_from_its_first_cycles_checkpoin
     assert trained == [("teacher_nols_lookalikes", ["train_a", "look"], [], None),
                        (kd, ["train_a", "look"], ["t0.keras", "t1.keras"],
                         "ck/teacher_nols_lookalikes/best.keras")]
+    with pytest.raises(UserError, match="none given"):  # never a plain run under its name
+        real.train_models("py", "shared", [kd], data, "held_out", "out", 0, 1, None,
+                          {"models": {}, "minutes": {}})
 
 
 def test_a_distilled_run_passes_every_teacher_and_the_distillation_to_train_py(tmp_path,
@@ -182,7 +186,6 @@ def test_a_distilled_run_passes_every_teacher_and_the_distillation_to_train_py(t
 
 def test_real_py_asks_the_distilled_cycle_for_its_teachers(tmp_path):
     import real as real_script
-    from kws.common import UserError
     with pytest.raises(UserError, match="distils from --teacher_checkpoint"):
         real_script.main(["--models", "teacher_nols_lookalikes_kd", "--out_dir", str(tmp_path)])
     teacher = tmp_path / "t.keras"
