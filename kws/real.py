@@ -495,10 +495,12 @@ def train_models(py, shared, models, data_args, held_out, out_dir, cap_minutes, 
     the raw-audio models also learn from up to that many pack images a label rendered to audio;
     a recipe of WARM_STARTS trains (or resumes) its first cycle, then starts from its weights."""
     for name in training_order(models):
-        own = results["models"].get("teacher", {}).get("checkpoint")
-        teachers = [own] if own and name == "edge" else list(teacher_checkpoint or [])
-        if name in DISTILLED_RECIPES and name != "edge" and not teachers:
-            raise UserError(f"{name} distils from teacher checkpoints; none given")
+        teachers = ()
+        if name in DISTILLED_RECIPES:
+            own = results["models"].get("teacher", {}).get("checkpoint")
+            teachers = [own] if own and name == "edge" else list(teacher_checkpoint or [])
+            if name != "edge" and not teachers:
+                raise UserError(f"{name} distils from teacher checkpoints; none given")
         model_data, tag = data_args, ""
         if pack_audio and hears_raw_audio(RECIPES[name]):
             if "pack_audio" not in results:
@@ -523,9 +525,8 @@ def train_models(py, shared, models, data_args, held_out, out_dir, cap_minutes, 
             else None
         with timed(results["minutes"], name):
             results["models"][name] = train_and_score(py, name, model_data, held_out, out_dir,
-                                                      cap_minutes, seed,
-                                                      teachers if name in DISTILLED_RECIPES
-                                                      else (), tag=tag, init=init)
+                                                      cap_minutes, seed, teachers, tag=tag,
+                                                      init=init)
 
 
 def default_frozen(models):
