@@ -104,10 +104,14 @@ RECIPES = {  # name -> config; each config's "epochs" is its training budget
     # its second cycle half as long, distilled from an ensemble of trained teachers (their mean
     # probabilities): can one model learn to score streams as an ensemble of them does?
     "teacher_nols_lookalikes_kd": "experiments/real_teacher_nols_kd.json",
+    # its second cycle with the teacher's label smoothing (0.05), which gave the 44-epoch teacher
+    # the best clips: the lookalikes' streams and smoothing's clips in one model?
+    "teacher_lookalikes_cycle2": "experiments/real_teacher.json",
 }
 # recipe -> the recipe whose run (the same seed, trained first when absent) it starts from
 WARM_STARTS = {"teacher_nols_lookalikes_cycle2": "teacher_nols_lookalikes",
-               "teacher_nols_lookalikes_kd": "teacher_nols_lookalikes"}
+               "teacher_nols_lookalikes_kd": "teacher_nols_lookalikes",
+               "teacher_lookalikes_cycle2": "teacher_nols_lookalikes"}
 # the recipes that learn a teacher's soft targets (DISTILL): edge from the teacher recipe's run
 # of the same seed or one --teacher_checkpoint; the others only from --teacher_checkpoint,
 # repeated for an ensemble (train.py averages their probabilities)
@@ -115,7 +119,7 @@ DISTILLED_RECIPES = ("edge", "teacher_nols_lookalikes_kd")
 # the recipes that learn the training lookalikes (kws.synthetic.words.LOOKALIKES, espeak-ng
 # voices) as unknown words, and whose streams' threshold sees the validation lookalikes too
 LOOKALIKE_RECIPES = ("teacher_nols_lookalikes", "teacher_nols_lookalikes_cycle2",
-                     "teacher_nols_lookalikes_kd")
+                     "teacher_nols_lookalikes_kd", "teacher_lookalikes_cycle2")
 LOOKALIKE_SPEAKERS = 80  # synthetic speakers a lookalike word
 LOOKALIKE_VALIDATION_CLIPS = 20  # of each validation word in the validation negative stream,
 # about as many clips as each real phrase there (alexa, smart mirror)
