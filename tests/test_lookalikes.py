@@ -109,6 +109,10 @@ def test_a_lookalike_recipe_learns_the_training_side_and_streams_the_validation_
     ("teacher_lookalikes_cycle2", ["teacher_lookalikes_cycle2"])])
 def test_a_second_cycle_trains_its_first_cycle_first_then_starts_from_its_checkpoint(
         cycle2, models, monkeypatch):
+    # the unsmoothed second cycle differs from its first only in where it starts (the smoothed
+    # one's config: test_real_split's variants)
+    same_config = real.RECIPES[cycle2] == real.RECIPES[real.WARM_STARTS[cycle2]]
+    assert same_config == (cycle2 == "teacher_nols_lookalikes_cycle2")
     trained = []
 
     def train_and_score(py, name, data_args, *args, tag="", init=None):
