@@ -107,11 +107,15 @@ RECIPES = {  # name -> config; each config's "epochs" is its training budget
     # its second cycle with the teacher's label smoothing (0.05), which gave the 44-epoch teacher
     # the best clips: the lookalikes' streams and smoothing's clips in one model?
     "teacher_lookalikes_cycle2": "experiments/real_teacher.json",
+    # a third smoothed cycle from the second's checkpoint (66 epochs, 44 of them reused): the
+    # clips gained from 22 epochs to 44; do they gain again?
+    "teacher_lookalikes_cycle3": "experiments/real_teacher.json",
 }
 # recipe -> the recipe whose run (the same seed, trained first when absent) it starts from
 WARM_STARTS = {"teacher_nols_lookalikes_cycle2": "teacher_nols_lookalikes",
                "teacher_nols_lookalikes_kd": "teacher_nols_lookalikes",
-               "teacher_lookalikes_cycle2": "teacher_nols_lookalikes"}
+               "teacher_lookalikes_cycle2": "teacher_nols_lookalikes",
+               "teacher_lookalikes_cycle3": "teacher_lookalikes_cycle2"}
 # the recipes that learn a teacher's soft targets (DISTILL): edge from the teacher recipe's run
 # of the same seed or one --teacher_checkpoint; the others only from --teacher_checkpoint,
 # repeated for an ensemble (train.py averages their probabilities)
@@ -119,7 +123,8 @@ DISTILLED_RECIPES = ("edge", "teacher_nols_lookalikes_kd")
 # the recipes that learn the training lookalikes (kws.synthetic.words.LOOKALIKES, espeak-ng
 # voices) as unknown words, and whose streams' threshold sees the validation lookalikes too
 LOOKALIKE_RECIPES = ("teacher_nols_lookalikes", "teacher_nols_lookalikes_cycle2",
-                     "teacher_nols_lookalikes_kd", "teacher_lookalikes_cycle2")
+                     "teacher_nols_lookalikes_kd", "teacher_lookalikes_cycle2",
+                     "teacher_lookalikes_cycle3")
 LOOKALIKE_SPEAKERS = 80  # synthetic speakers a lookalike word
 LOOKALIKE_VALIDATION_CLIPS = 20  # of each validation word in the validation negative stream,
 # about as many clips as each real phrase there (alexa, smart mirror)
@@ -480,13 +485,23 @@ def timed(minutes, part):
         minutes[part] = round(minutes.get(part, 0.0) + (time.monotonic() - start) / 60, 2)
 
 
+def warm_start_chain(name):
+    """The recipes a run of name trains, first to last: the chain of WARM_STARTS it starts
+    from (a third cycle needs its second, which needs its first), then name itself."""
+    chain = [name]
+    while chain[0] in WARM_STARTS:
+        chain.insert(0, WARM_STARTS[chain[0]])
+    return chain
+
+
 def training_order(models):
     """The models in the order they train: a teacher first, and each recipe of WARM_STARTS
-    just after the recipe it starts from (added when not asked for)."""
+    just after the recipe it starts from (added, with the recipes that one starts from, when
+    not asked for)."""
     order = []
     for name in sorted(models, key=lambda m: m != "teacher"):
-        for m in (WARM_STARTS.get(name), name):
-            if m and m not in order:
+        for m in warm_start_chain(name):
+            if m not in order:
                 order.append(m)
     return order
 

@@ -129,6 +129,24 @@ def test_a_second_cycle_trains_its_first_cycle_first_then_starts_from_its_checkp
     assert set(results["minutes"]) == {"teacher_nols_lookalikes", cycle2}
 
 
+def test_a_third_cycle_trains_the_chain_it_starts_from_each_from_the_one_before(monkeypatch):
+    trained = []
+
+    def train_and_score(py, name, data_args, *args, tag="", init=None):
+        trained.append((name, init))
+        return {"checkpoint": f"ck/{name}/best.keras"}
+
+    monkeypatch.setattr(real, "train_and_score", train_and_score)
+    data = {"train_only": ["train_a"], "lookalikes": {"training": "look"}}
+    results = {"models": {}, "minutes": {}}
+    real.train_models("py", "shared", ["teacher_lookalikes_cycle3", "teacher_lookalikes_cycle2"],
+                      data, "held_out", "out", 0, 1, None, results)
+    assert trained == [("teacher_nols_lookalikes", None),
+                       ("teacher_lookalikes_cycle2", "ck/teacher_nols_lookalikes/best.keras"),
+                       ("teacher_lookalikes_cycle3", "ck/teacher_lookalikes_cycle2/best.keras")]
+    assert real.RECIPES["teacher_lookalikes_cycle3"] == real.RECIPES["teacher_lookalikes_cycle2"]
+
+
 def stub_training_steps(monkeypatch):
     """train_and_score's steps stubbed: returns the list its commands are appended to."""
     commands = []
