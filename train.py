@@ -48,7 +48,9 @@ def add_model_args(parser):
                    help="the architecture: a name from `python model.py --list`")
     g.add_argument("--model_options", type=json.loads, default={},
                    help='JSON dict of build_model options, e.g. \'{"width": 1.5}\'')
-    g.add_argument("--init_checkpoint", help="start from this checkpoint's weights (fine-tuning)")
+    g.add_argument("--init_checkpoint",
+                   help="start from this checkpoint's weights (a warm start: the same model, "
+                   "width and labels)")
     g.add_argument("--batch_size", type=int, default=100)
     g.add_argument("--epochs", type=int, default=30)
     g.add_argument("--max_minutes", type=float, default=0,

@@ -240,6 +240,22 @@ def test_distillation_loss_blends_only_where_a_teacher_speaks():
     assert np.isclose(soft, expected_kd, atol=1e-3)
 
 
+def test_a_warm_start_loads_every_weight_or_fails_loudly(tmp_path):
+    from kws.common import UserError
+    from kws.train.loop import load_init_weights
+    from kws.zoo import build_model
+    path = str(tmp_path / "start.keras")
+    build_model("ds_cnn_s", 3).save(path)
+    net = build_model("ds_cnn_s", 3)
+    load_init_weights(net, path)
+    assert all(np.array_equal(a, b) for a, b in zip(net.get_weights(), weights(path)))
+    for other in (build_model("ds_cnn_s", 4), build_model("tutorial_conv", 3)):
+        with pytest.raises(UserError, match="does not fit this model"):
+            load_init_weights(other, path)
+    with pytest.raises(UserError, match="init checkpoint"):
+        load_init_weights(net, str(tmp_path / "missing.keras"))
+
+
 def test_bad_flags_and_configs_exit_2(tmp_path, data):
     bad_config = tmp_path / "bad.json"
     bad_config.write_text('{"modle": "ds_cnn_s"}')

@@ -178,6 +178,18 @@ def make_optimizer(args):
     return keras.optimizers.Adam(args.learning_rate, **common)
 
 
+def load_init_weights(net, path):
+    """net's weights from path, a checkpoint of the same model and labels (a warm start): one
+    of another model, width or vocabulary is an error, never a silent partial load that would
+    train from fresh weights where the run means to continue."""
+    require_file(path, "init checkpoint")
+    try:
+        net.load_weights(path)
+    except ValueError as e:
+        reason = str(e).strip().splitlines()[0]
+        raise UserError(f"--init_checkpoint {path} does not fit this model ({reason})") from e
+
+
 def build_and_compile(args, num_classes, exp_dir, resume_state, replicas=1):
     """(the model, what trains: the model or its pack_trainer), compiled; a resumed run's
     model, optimizer slots and learning rate come from its resume files."""
@@ -190,8 +202,7 @@ def build_and_compile(args, num_classes, exp_dir, resume_state, replicas=1):
     else:
         net = build_model(args.model, num_classes, **args.model_options)
         if args.init_checkpoint:
-            require_file(args.init_checkpoint, "init checkpoint")
-            net.load_weights(args.init_checkpoint, skip_mismatch=True)
+            load_init_weights(net, args.init_checkpoint)
     if replicas > 1:
         synchronise_batch_norm(net)
     trainer = pack_trainer(net) if args.pack else net
