@@ -18,7 +18,9 @@ def write_run(path, int8, fa_per_hour, go_recall):
                "models": {"edge": {"epochs": 22},
                           "seed195": {"accuracy_tta": int8 - 0.05,
                                       "recall_tta": {"off": go_recall - 0.1}}},
-               "streaming": {"ours": {"false_accepts_per_hour": fa_per_hour}}}
+               "streaming": {"ours": {"false_accepts_per_hour": fa_per_hour},
+                             "chosen_on_validation": {"detection_rate": go_recall,
+                                                      "false_accepts_per_hour": 2.0}}}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results))
     return str(path)
@@ -40,6 +42,9 @@ def test_three_runs_are_summarised_figure_by_figure(tmp_path):
     assert summary["figures"]["edge_int8_accuracy"]["mean"] == pytest.approx(0.975)
     assert summary["figures"]["edge_int8_accuracy"]["values"] == [0.97, 0.98, 0.975]
     assert summary["figures"]["stream_false_accepts_per_hour"]["max"] == 18.0
+    # the point chosen on validation, as the validation streams read it, beside the held-out one
+    assert summary["figures"]["stream_validation_detection_rate"]["values"] == [0.88, 0.93, 0.99]
+    assert summary["figures"]["stream_validation_false_accepts_per_hour"]["std"] == 0.0
     assert summary["figures"]["edge_epochs"]["std"] == 0.0
     assert "edge_tta_accuracy" not in summary["figures"]  # in no run
     assert summary["figures"]["seed195_tta_accuracy"]["mean"] == pytest.approx(0.925)
