@@ -96,7 +96,7 @@ RECIPES = {  # name -> config; each config's "epochs" is its training budget
     "teacher_wide": "experiments/real_teacher_wide.json",
     # the teacher without label smoothing: do confident scores rank commands above lookalikes?
     "teacher_nols": "experiments/real_teacher_nols.json",
-    # the same teacher also learning the lookalike words (LOOKALIKE_RECIPES) as unknown
+    # the same teacher also learning the lookalike words (LOOKALIKE_TEACHER) as unknown
     "teacher_nols_lookalikes": "experiments/real_teacher_nols.json",
     # a second cosine cycle of it, from its checkpoint chosen on validation (WARM_STARTS):
     # 44 epochs in two cycles, so 22 trained epochs are reused rather than redone
@@ -120,11 +120,9 @@ WARM_STARTS = {"teacher_nols_lookalikes_cycle2": "teacher_nols_lookalikes",
 # of the same seed or one --teacher_checkpoint; the others only from --teacher_checkpoint,
 # repeated for an ensemble (train.py averages their probabilities)
 DISTILLED_RECIPES = ("edge", "teacher_nols_lookalikes_kd")
-# the recipes that learn the training lookalikes (kws.synthetic.words.LOOKALIKES, espeak-ng
-# voices) as unknown words, and whose streams' threshold sees the validation lookalikes too
-LOOKALIKE_RECIPES = ("teacher_nols_lookalikes", "teacher_nols_lookalikes_cycle2",
-                     "teacher_nols_lookalikes_kd", "teacher_lookalikes_cycle2",
-                     "teacher_lookalikes_cycle3")
+# the recipe that learns the training lookalikes (kws.synthetic.words.LOOKALIKES, espeak-ng
+# voices) as unknown words; so does every recipe warm-started from it (learns_lookalikes)
+LOOKALIKE_TEACHER = "teacher_nols_lookalikes"
 LOOKALIKE_SPEAKERS = 80  # synthetic speakers a lookalike word
 LOOKALIKE_VALIDATION_CLIPS = 20  # of each validation word in the validation negative stream,
 # about as many clips as each real phrase there (alexa, smart mirror)
@@ -328,7 +326,7 @@ def stage_inputs(py, shared, out_dir, models, synthetic_dir):
     }
     if not os.path.isdir(data_args["train_only"][-1]):
         run_step("synthetic speech", [py, "make_synthetic_data.py", "--out_dir", synthetic_dir])
-    if any(m in LOOKALIKE_RECIPES for m in models):
+    if any(learns_lookalikes(m) for m in models):
         data_args["lookalikes"] = stage_lookalikes(py, out_dir, synthetic_dir + "_lookalikes")
     return data_args, staged
 
@@ -453,7 +451,7 @@ def edge_figures(py, results, data_args, staged, held_out, out_dir, tf_dir, stre
     keyword spotting on long audio and on running speech; adds them to results (its int8
     figures as results["edge_int8"]: the model that may ship)."""
     v001, digits, other, running = (staged[k] for k in ("v001", "digits", "other", "running"))
-    lookalikes = [data_args["lookalikes"]["validation"]] if frozen in LOOKALIKE_RECIPES else []
+    lookalikes = [data_args["lookalikes"]["validation"]] if learns_lookalikes(frozen) else []
     results["frozen"] = frozen
     results["edge_int8"] = freeze_and_score_edge(py, results["models"][frozen]["checkpoint"],
                                                  data_args, held_out, out_dir, tf_dir)
@@ -492,6 +490,13 @@ def warm_start_chain(name):
     while chain[0] in WARM_STARTS:
         chain.insert(0, WARM_STARTS[chain[0]])
     return chain
+
+
+def learns_lookalikes(name):
+    """True for the lookalike teacher and every recipe that starts from it: a later cycle
+    trains on its first cycle's data, and its streams' threshold sees the validation
+    lookalikes too."""
+    return LOOKALIKE_TEACHER in warm_start_chain(name)
 
 
 def training_order(models):
@@ -537,7 +542,7 @@ def train_models(py, shared, models, data_args, held_out, out_dir, cap_minutes, 
                 results["hard_negatives"], mined = mine_hard_negatives(py, shared, teachers[0],
                                                                        out_dir)
             model_data = {**data_args, "train_only": data_args["train_only"] + [mined]}
-        if name in LOOKALIKE_RECIPES:
+        if learns_lookalikes(name):
             model_data = {**model_data, "train_only": model_data["train_only"]
                           + [data_args["lookalikes"]["training"]]}
         init = results["models"][WARM_STARTS[name]]["checkpoint"] if name in WARM_STARTS \
