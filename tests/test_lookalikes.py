@@ -134,6 +134,7 @@ def test_a_third_cycle_trains_the_chain_it_starts_from_each_from_the_one_before(
 
     def train_and_score(py, name, data_args, *args, tag="", init=None):
         trained.append((name, init))
+        assert data_args["train_only"] == ["train_a", "look"]  # every cycle, the lookalikes
         return {"checkpoint": f"ck/{name}/best.keras"}
 
     monkeypatch.setattr(real, "train_and_score", train_and_score)
