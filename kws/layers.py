@@ -307,6 +307,71 @@ class SpecAugment(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="kws")
+class FrequencyWarp(layers.Layer):
+    """Vocal tract length perturbation on [batch, frames, bands] mel features, during training
+    only: each clip's spectrum is stretched along frequency by a factor drawn from
+    [1 - max_warp, 1 + max_warp], as a longer or shorter vocal tract moves a speaker's formants.
+    Band k takes the feature at its centre frequency divided by the factor (HTK mel bands over
+    lower_hz..upper_hz, linear between bands; the edge band stands in beyond them). It reaches
+    the spectrogram pack's images too, which no audio augmentation touches. At inference it is
+    the identity.
+    """
+
+    def __init__(self, max_warp=0.1, lower_hz=0.0, upper_hz=4000.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.max_warp = float(max_warp)
+        self.lower_hz = float(lower_hz)
+        self.upper_hz = float(upper_hz)
+        if not 0 <= self.max_warp < 1:
+            raise ValueError(f"max_warp must be in [0, 1), got {self.max_warp:g}")
+        if not 0 <= self.lower_hz < self.upper_hz:
+            raise ValueError("need 0 <= lower_hz < upper_hz")
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    @staticmethod
+    def _mel(hz):
+        return 1127.0 * np.log1p(np.asarray(hz, np.float64) / 700.0)
+
+    def build(self, input_shape):
+        self.bands = int(input_shape[-1])
+        edges = np.linspace(self._mel(self.lower_hz), self._mel(self.upper_hz), self.bands + 2)
+        self._mel_low, self._mel_step = float(edges[0]), float(edges[1] - edges[0])
+        self._centre_hz = (700.0 * np.expm1(edges[1:-1] / 1127.0)).astype(np.float32)
+
+    def source_positions(self, factor):
+        """[batch, bands] fractional band index each output band reads, for factors [batch, 1]."""
+        source_hz = self._centre_hz[None, :] / factor
+        mel = 1127.0 * tf.math.log1p(source_hz / 700.0)
+        return tf.clip_by_value((mel - self._mel_low) / self._mel_step - 1.0, 0.0,
+                                self.bands - 1.0)
+
+    def warp(self, x, factor):
+        position = self.source_positions(factor)
+        low = tf.floor(position)
+        frac = (position - low)[:, None, :]
+        low = tf.cast(low, "int32")
+        high = tf.minimum(low + 1, self.bands - 1)
+        below = tf.gather(x, low, axis=2, batch_dims=1)
+        above = tf.gather(x, high, axis=2, batch_dims=1)
+        return below + frac * (above - below)
+
+    def call(self, x, training=None):
+        if not training or self.max_warp == 0:
+            return x
+        factor = keras.random.uniform((ops.shape(x)[0], 1), 1.0 - self.max_warp,
+                                      1.0 + self.max_warp, seed=self.seed_generator)
+        return self.warp(x, factor)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "max_warp": self.max_warp, "lower_hz": self.lower_hz,
+                "upper_hz": self.upper_hz, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="kws")
 class SubSpectralNorm(layers.Layer):
     """Batch norm with separate statistics per (frequency sub-band, channel) on [B, T, F, C].
 

@@ -96,7 +96,7 @@ RECIPES = {  # name -> config; each config's "epochs" is its training budget
     "teacher_wide": "experiments/real_teacher_wide.json",
     # the teacher without label smoothing: do confident scores rank commands above lookalikes?
     "teacher_nols": "experiments/real_teacher_nols.json",
-    # the same teacher also learning the lookalike words (LOOKALIKE_TEACHER) as unknown
+    # the same teacher also learning the lookalike words (LOOKALIKE_TEACHERS) as unknown
     "teacher_nols_lookalikes": "experiments/real_teacher_nols.json",
     # a second cosine cycle of it, from its checkpoint chosen on validation (WARM_STARTS):
     # 44 epochs in two cycles, so 22 trained epochs are reused rather than redone
@@ -110,6 +110,9 @@ RECIPES = {  # name -> config; each config's "epochs" is its training budget
     # a third smoothed cycle from the second's checkpoint (66 epochs, 44 of them reused): the
     # clips gained from 22 epochs to 44; do they gain again?
     "teacher_lookalikes_cycle3": "experiments/real_teacher.json",
+    # the lookalike teacher with each clip's mel bands stretched (vocal tract length
+    # perturbation), which reaches the pack's images as no audio augmentation does: new voices?
+    "teacher_nols_lookalikes_warp": "experiments/real_teacher_nols_warp.json",
 }
 # recipe -> the recipe whose run (the same seed, trained first when absent) it starts from
 WARM_STARTS = {"teacher_nols_lookalikes_cycle2": "teacher_nols_lookalikes",
@@ -120,9 +123,9 @@ WARM_STARTS = {"teacher_nols_lookalikes_cycle2": "teacher_nols_lookalikes",
 # of the same seed or one --teacher_checkpoint; the others only from --teacher_checkpoint,
 # repeated for an ensemble (train.py averages their probabilities)
 DISTILLED_RECIPES = ("edge", "teacher_nols_lookalikes_kd")
-# the recipe that learns the training lookalikes (kws.synthetic.words.LOOKALIKES, espeak-ng
-# voices) as unknown words; so does every recipe warm-started from it (learns_lookalikes)
-LOOKALIKE_TEACHER = "teacher_nols_lookalikes"
+# the recipes that learn the training lookalikes (kws.synthetic.words.LOOKALIKES, espeak-ng
+# voices) as unknown words; so does every recipe warm-started from one (learns_lookalikes)
+LOOKALIKE_TEACHERS = ("teacher_nols_lookalikes", "teacher_nols_lookalikes_warp")
 LOOKALIKE_SPEAKERS = 80  # synthetic speakers a lookalike word
 LOOKALIKE_VALIDATION_CLIPS = 20  # of each validation word in the validation negative stream,
 # about as many clips as each real phrase there (alexa, smart mirror)
@@ -493,10 +496,10 @@ def warm_start_chain(name):
 
 
 def learns_lookalikes(name):
-    """True for the lookalike teacher and every recipe that starts from it: a later cycle
+    """True for a lookalike teacher and every recipe that starts from one: a later cycle
     trains on its first cycle's data, and its streams' threshold sees the validation
     lookalikes too."""
-    return LOOKALIKE_TEACHER in warm_start_chain(name)
+    return warm_start_chain(name)[0] in LOOKALIKE_TEACHERS
 
 
 def training_order(models):

@@ -148,6 +148,21 @@ def test_a_third_cycle_trains_the_chain_it_starts_from_each_from_the_one_before(
     assert real.RECIPES["teacher_lookalikes_cycle3"] == real.RECIPES["teacher_lookalikes_cycle2"]
 
 
+def test_the_warped_teacher_learns_the_lookalikes_as_the_plain_one_does(monkeypatch):
+    trained = []
+
+    def train_and_score(py, name, data_args, *args, tag="", init=None):
+        trained.append((name, list(data_args["train_only"]), init))
+        return {"checkpoint": f"ck/{name}/best.keras"}
+
+    monkeypatch.setattr(real, "train_and_score", train_and_score)
+    data = {"train_only": ["train_a"], "lookalikes": {"training": "look"}}
+    real.train_models("py", "shared", ["teacher_nols_lookalikes_warp", "teacher"], data,
+                      "held_out", "out", 0, 1, None, {"models": {}, "minutes": {}})
+    assert trained == [("teacher", ["train_a"], None),
+                       ("teacher_nols_lookalikes_warp", ["train_a", "look"], None)]
+
+
 def stub_training_steps(monkeypatch):
     """train_and_score's steps stubbed: returns the list its commands are appended to."""
     commands = []

@@ -13,7 +13,7 @@ import model
 from kws.checkpoint import load_checkpoint, model_stats
 from kws.common import UserError
 from kws.export import tflite_bytes, tflite_ops
-from kws.layers import MFCC, LogMel, SpecAugment, TimeSlices
+from kws.layers import MFCC, FrequencyWarp, LogMel, SpecAugment, TimeSlices
 from kws.zoo import EDGE_MODEL, MODELS, build_model
 from kws.zoo.blocks import depthwise_freq_strided
 
@@ -125,6 +125,36 @@ def test_spec_augment_masks_only_in_training():
         dead_bands = clip.all(axis=0).sum()
         assert dead_frames <= 20 and dead_bands <= 10
         assert clip.sum() == dead_frames * 40 + dead_bands * 49 - dead_frames * dead_bands
+
+
+def test_frequency_warp_moves_formants_by_its_factor_and_only_in_training():
+    layer = FrequencyWarp(max_warp=0.1, lower_hz=0.0, upper_hz=4000.0, seed=1)
+    peak = np.zeros((1, 98, 40), np.float32)
+    peak[..., 20] = 1.0
+    np.testing.assert_array_equal(layer(peak, training=False), peak)
+    np.testing.assert_allclose(layer.warp(peak, np.ones((1, 1), np.float32)), peak, atol=1e-5)
+    centre_hz = layer._centre_hz
+    for factor in (0.9, 1.1):  # the peak's frequency (weighted by its spread) moves by factor
+        warped = layer.warp(peak, np.full((1, 1), factor, np.float32)).numpy()[0, 0]
+        moved_hz = (warped * centre_hz).sum() / warped.sum()
+        assert moved_hz == pytest.approx(centre_hz[20] * factor, rel=0.02)
+    x = np.random.default_rng(0).normal(size=(8, 98, 40)).astype(np.float32)
+    trained = layer(x, training=True).numpy()
+    assert trained.shape == x.shape and not np.allclose(trained, x)
+    assert trained.min() >= x.min() and trained.max() <= x.max()  # between bands, no new values
+
+
+def test_a_warped_model_builds_saves_and_is_plain_at_inference(tmp_path):
+    labels = [f"w{i}" for i in range(12)]
+    options = {"features": "pack", "spec_augment": {"freq_warp": 0.1}, "width": 1.0}
+    m = settle(build_model("edge_tcs", 12, **options))
+    assert "freq_warp" in [layer.name for layer in m.layers]
+    before = m.predict(CLIPS, verbose=0)
+    loaded, _ = load_checkpoint(_save(m, tmp_path / "warp", labels))
+    np.testing.assert_array_equal(loaded.predict(CLIPS, verbose=0), before)
+    assert loaded.get_layer("freq_warp").max_warp == 0.1
+    with pytest.raises(UserError, match="freq_warp stretches mel bands"):
+        build_model("ds_cnn_s", 12, features="mfcc", spec_augment={"freq_warp": 0.1})
 
 
 def test_model_stats_counts_by_hand():

@@ -195,6 +195,9 @@ def test_every_recipe_config_reads_as_train_flags(tmp_path):
     ("teacher", "teacher_nols", {"label_smoothing": 0.0}),
     # the smoothed second cycle differs from the first cycle it starts from in smoothing alone
     ("teacher_nols_lookalikes", "teacher_lookalikes_cycle2", {"label_smoothing": 0.05}),
+    ("teacher_nols_lookalikes", "teacher_nols_lookalikes_warp",
+     {"model_options": {"spec_augment": {"freq_warp": 0.1}, "width": 3.0, "features": "pack",
+                        "time_pool": 2}}),
     ("seed195", "seed195_cosine", {"lr_schedule": "cosine"}),
     ("seed195_cosine", "seed195_cosine14", {"epochs": 14}),
 ])

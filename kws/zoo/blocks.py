@@ -10,6 +10,7 @@ from kws.layers import (
     BN_MOMENTUM,
     MFCC,
     FrequencySubsample,
+    FrequencyWarp,
     LogMel,
     PackFeatures,
     SpecAugment,
@@ -51,7 +52,8 @@ def separable_1d(x, filters, strides, padding, l2, name):
 
 def front_end(audio, kind, spec_augment, **frontend):
     """Log-mel or MFCC [B, T, F], then SpecAugment when `spec_augment` is True or a dict of its
-    settings (training only)."""
+    settings (training only); a dict's "freq_warp" (e.g. 0.1) first stretches each clip's mel
+    bands (FrequencyWarp)."""
     if kind == "mfcc":
         layer = MFCC(name="mfcc", **frontend)
     elif kind == "pack":
@@ -60,7 +62,13 @@ def front_end(audio, kind, spec_augment, **frontend):
         layer = LogMel(name="log_mel", **frontend)
     x = layer(audio)
     if spec_augment:
-        settings = spec_augment if isinstance(spec_augment, dict) else {}
+        settings = dict(spec_augment) if isinstance(spec_augment, dict) else {}
+        warp = settings.pop("freq_warp", 0.0)
+        if warp:
+            if kind == "mfcc":
+                raise ValueError("freq_warp stretches mel bands; MFCC coefficients are not bands")
+            x = FrequencyWarp(max_warp=warp, lower_hz=layer.lower_hz, upper_hz=layer.upper_hz,
+                              name="freq_warp")(x)
         x = SpecAugment(name="spec_augment", **settings)(x)
     return x
 
