@@ -1,7 +1,7 @@
-"""The Keras layers inside every model: the feature front ends (raw audio in), SpecAugment,
-SubSpectralNorm and the pieces the architectures share. Registered under the package "kws", so
-checkpoints saved when they lived in model.py load unchanged. kws/frontend.py is their numpy twin
-for the Pi."""
+"""The Keras layers inside every model: the feature front ends (raw audio in), SpecAugment and
+FrequencyWarp (training only), SubSpectralNorm and the pieces the architectures share. Registered
+under the package "kws", so checkpoints saved when they lived in model.py load unchanged.
+kws/frontend.py is their numpy twin for the Pi."""
 
 import math
 
