@@ -102,6 +102,22 @@ def test_a_lookalike_recipe_learns_the_training_side_and_streams_the_validation_
     assert streamed == [["f", "f"], ["f", "f", staged["validation"]]]
 
 
+def train_recorded(monkeypatch, models):
+    """real.train_models over models with training stubbed: (name, its training folders, the
+    checkpoint it starts from) for each run in order, and the run's results."""
+    trained = []
+
+    def train_and_score(py, name, data_args, *args, tag="", init=None):
+        trained.append((name, list(data_args["train_only"]), init))
+        return {"checkpoint": f"ck/{name}/best.keras"}
+
+    monkeypatch.setattr(real, "train_and_score", train_and_score)
+    data = {"train_only": ["train_a"], "lookalikes": {"training": "look"}}
+    results = {"models": {}, "minutes": {}}
+    real.train_models("py", "shared", models, data, "held_out", "out", 0, 1, None, results)
+    return trained, results
+
+
 @pytest.mark.parametrize("cycle2, models", [
     ("teacher_nols_lookalikes_cycle2", ["teacher_nols_lookalikes_cycle2"]),
     ("teacher_nols_lookalikes_cycle2", ["teacher_nols_lookalikes_cycle2",
@@ -113,16 +129,7 @@ def test_a_second_cycle_trains_its_first_cycle_first_then_starts_from_its_checkp
     # one's config: test_real_split's variants)
     same_config = real.RECIPES[cycle2] == real.RECIPES[real.WARM_STARTS[cycle2]]
     assert same_config == (cycle2 == "teacher_nols_lookalikes_cycle2")
-    trained = []
-
-    def train_and_score(py, name, data_args, *args, tag="", init=None):
-        trained.append((name, list(data_args["train_only"]), init))
-        return {"checkpoint": f"ck/{name}/best.keras"}
-
-    monkeypatch.setattr(real, "train_and_score", train_and_score)
-    data = {"train_only": ["train_a"], "lookalikes": {"training": "look"}}
-    results = {"models": {}, "minutes": {}}
-    real.train_models("py", "shared", models, data, "held_out", "out", 0, 1, None, results)
+    trained, results = train_recorded(monkeypatch, models)
     # the first cycle once, on the same data (lookalikes too), the second from its checkpoint
     assert trained == [("teacher_nols_lookalikes", ["train_a", "look"], None),
                        (cycle2, ["train_a", "look"], "ck/teacher_nols_lookalikes/best.keras")]
@@ -130,35 +137,17 @@ def test_a_second_cycle_trains_its_first_cycle_first_then_starts_from_its_checkp
 
 
 def test_a_third_cycle_trains_the_chain_it_starts_from_each_from_the_one_before(monkeypatch):
-    trained = []
-
-    def train_and_score(py, name, data_args, *args, tag="", init=None):
-        trained.append((name, init))
-        assert data_args["train_only"] == ["train_a", "look"]  # every cycle, the lookalikes
-        return {"checkpoint": f"ck/{name}/best.keras"}
-
-    monkeypatch.setattr(real, "train_and_score", train_and_score)
-    data = {"train_only": ["train_a"], "lookalikes": {"training": "look"}}
-    results = {"models": {}, "minutes": {}}
-    real.train_models("py", "shared", ["teacher_lookalikes_cycle3", "teacher_lookalikes_cycle2"],
-                      data, "held_out", "out", 0, 1, None, results)
-    assert trained == [("teacher_nols_lookalikes", None),
-                       ("teacher_lookalikes_cycle2", "ck/teacher_nols_lookalikes/best.keras"),
-                       ("teacher_lookalikes_cycle3", "ck/teacher_lookalikes_cycle2/best.keras")]
+    trained, _ = train_recorded(monkeypatch, ["teacher_lookalikes_cycle3",
+                                              "teacher_lookalikes_cycle2"])
+    look = ["train_a", "look"]  # every cycle, the lookalikes
+    chain = ["teacher_nols_lookalikes", "teacher_lookalikes_cycle2", "teacher_lookalikes_cycle3"]
+    starts = [None] + [f"ck/{name}/best.keras" for name in chain[:-1]]
+    assert trained == [(name, look, init) for name, init in zip(chain, starts)]
     assert real.RECIPES["teacher_lookalikes_cycle3"] == real.RECIPES["teacher_lookalikes_cycle2"]
 
 
 def test_the_warped_teacher_learns_the_lookalikes_as_the_plain_one_does(monkeypatch):
-    trained = []
-
-    def train_and_score(py, name, data_args, *args, tag="", init=None):
-        trained.append((name, list(data_args["train_only"]), init))
-        return {"checkpoint": f"ck/{name}/best.keras"}
-
-    monkeypatch.setattr(real, "train_and_score", train_and_score)
-    data = {"train_only": ["train_a"], "lookalikes": {"training": "look"}}
-    real.train_models("py", "shared", ["teacher_nols_lookalikes_warp", "teacher"], data,
-                      "held_out", "out", 0, 1, None, {"models": {}, "minutes": {}})
+    trained, _ = train_recorded(monkeypatch, ["teacher_nols_lookalikes_warp", "teacher"])
     assert trained == [("teacher", ["train_a"], None),
                        ("teacher_nols_lookalikes_warp", ["train_a", "look"], None)]
 
