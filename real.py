@@ -35,7 +35,9 @@ as unknown, and streams its validation negatives with other lookalike words;
 cosine cycle from its checkpoint chosen on validation (`teacher_lookalikes_cycle2`: that cycle
 with label smoothing 0.05; `teacher_lookalikes_cycle3` a third such cycle from it);
 `teacher_nols_lookalikes_kd` a second cycle half as long that distils an ensemble's mean
-probabilities (`--teacher_checkpoint`, repeated: e.g. the three seeds' second cycles).
+probabilities (`--teacher_checkpoint`, repeated: e.g. the three seeds' second cycles);
+`teacher_nols_lookalikes_warp` the first cycle with each clip's mel bands stretched by up to 10%
+in training (kws.layers.FrequencyWarp, a vocal tract length perturbation).
 Each model trains for the epochs of its config (a wall-clock cap only guards against a stuck
 run), is scored on the held-out speakers with test-time augmentation, and the frozen model is
 exported to tf_files/<out_dir's name>/ (model.pb, model.tflite, model_int8.tflite, labels.txt)
