@@ -113,6 +113,9 @@ RECIPES = {  # name -> config; each config's "epochs" is its training budget
     # the lookalike teacher with each clip's mel bands stretched (vocal tract length
     # perturbation), which reaches the pack's images as no audio augmentation does: new voices?
     "teacher_nols_lookalikes_warp": "experiments/real_teacher_nols_warp.json",
+    # the lookalike teacher at width 3.5 (about 920 KB as int8, under the edge model's 1 MB):
+    # does the size headroom buy new voices?
+    "teacher_nols_lookalikes_wide": "experiments/real_teacher_nols_wide.json",
 }
 # recipe -> the recipe whose run (the same seed, trained first when absent) it starts from
 WARM_STARTS = {"teacher_nols_lookalikes_cycle2": "teacher_nols_lookalikes",
@@ -125,7 +128,8 @@ WARM_STARTS = {"teacher_nols_lookalikes_cycle2": "teacher_nols_lookalikes",
 DISTILLED_RECIPES = ("edge", "teacher_nols_lookalikes_kd")
 # the recipes that learn the training lookalikes (kws.synthetic.words.LOOKALIKES, espeak-ng
 # voices) as unknown words; so does every recipe warm-started from one (learns_lookalikes)
-LOOKALIKE_TEACHERS = ("teacher_nols_lookalikes", "teacher_nols_lookalikes_warp")
+LOOKALIKE_TEACHERS = ("teacher_nols_lookalikes", "teacher_nols_lookalikes_warp",
+                      "teacher_nols_lookalikes_wide")
 LOOKALIKE_SPEAKERS = 80  # synthetic speakers a lookalike word
 LOOKALIKE_VALIDATION_CLIPS = 20  # of each validation word in the validation negative stream,
 # about as many clips as each real phrase there (alexa, smart mirror)

@@ -146,10 +146,10 @@ def test_a_third_cycle_trains_the_chain_it_starts_from_each_from_the_one_before(
     assert real.RECIPES["teacher_lookalikes_cycle3"] == real.RECIPES["teacher_lookalikes_cycle2"]
 
 
-def test_the_warped_teacher_learns_the_lookalikes_as_the_plain_one_does(monkeypatch):
-    trained, _ = train_recorded(monkeypatch, ["teacher_nols_lookalikes_warp", "teacher"])
-    assert trained == [("teacher", ["train_a"], None),
-                       ("teacher_nols_lookalikes_warp", ["train_a", "look"], None)]
+@pytest.mark.parametrize("variant", real.LOOKALIKE_TEACHERS[1:])
+def test_each_lookalike_variant_learns_the_lookalikes_as_the_plain_one_does(monkeypatch, variant):
+    trained, _ = train_recorded(monkeypatch, [variant, "teacher"])
+    assert trained == [("teacher", ["train_a"], None), (variant, ["train_a", "look"], None)]
 
 
 def stub_training_steps(monkeypatch):
