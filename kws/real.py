@@ -92,7 +92,7 @@ RECIPES = {  # name -> config; each config's "epochs" is its training budget
     "teacher_ema": "experiments/real_teacher_ema.json",
     # the teacher without SpecAugment: is the 22-epoch teacher over-regularised for its budget?
     "teacher_nospec": "experiments/real_teacher_nospec.json",
-    # the teacher at width 3.5 (about 920 KB as int8): does the 1 MB headroom buy accuracy?
+    # the teacher at width 3.5 (about 935 KB as int8): does the 1 MB headroom buy accuracy?
     "teacher_wide": "experiments/real_teacher_wide.json",
     # the teacher without label smoothing: do confident scores rank commands above lookalikes?
     "teacher_nols": "experiments/real_teacher_nols.json",
@@ -113,7 +113,7 @@ RECIPES = {  # name -> config; each config's "epochs" is its training budget
     # the lookalike teacher with each clip's mel bands stretched (vocal tract length
     # perturbation), which reaches the pack's images as no audio augmentation does: new voices?
     "teacher_nols_lookalikes_warp": "experiments/real_teacher_nols_warp.json",
-    # the lookalike teacher at width 3.5 (about 920 KB as int8, under the edge model's 1 MB):
+    # the lookalike teacher at width 3.5 (935,248 bytes as int8, under the edge model's 1 MB):
     # does the size headroom buy new voices?
     "teacher_nols_lookalikes_wide": "experiments/real_teacher_nols_wide.json",
 }
