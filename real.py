@@ -38,7 +38,8 @@ with label smoothing 0.05; `teacher_lookalikes_cycle3` a third such cycle from i
 probabilities (`--teacher_checkpoint`, repeated: e.g. the three seeds' second cycles);
 `teacher_nols_lookalikes_warp` the first cycle with each clip's mel bands stretched by up to 10%
 in training (kws.layers.FrequencyWarp, a vocal tract length perturbation);
-`teacher_nols_lookalikes_wide` the first cycle at width 3.5 (935,248 bytes as int8).
+`teacher_nols_lookalikes_wide` the first cycle at width 3.5 (935,248 bytes as int8) and
+`teacher_lookalikes_wide_cycle2` its smoothed second cycle.
 Each model trains for the epochs of its config (a wall-clock cap only guards against a stuck
 run), is scored on the held-out speakers with test-time augmentation, and the frozen model is
 exported to tf_files/<out_dir's name>/ (model.pb, model.tflite, model_int8.tflite, labels.txt)

@@ -116,12 +116,16 @@ RECIPES = {  # name -> config; each config's "epochs" is its training budget
     # the lookalike teacher at width 3.5 (935,248 bytes as int8, under the edge model's 1 MB):
     # does the size headroom buy new voices?
     "teacher_nols_lookalikes_wide": "experiments/real_teacher_nols_wide.json",
+    # its smoothed second cycle (as teacher_lookalikes_cycle2, at width 3.5): the best clips
+    # at width 3.0 came from 44 smoothed epochs; does the wider model reach 0.985 with them?
+    "teacher_lookalikes_wide_cycle2": "experiments/real_teacher_wide.json",
 }
 # recipe -> the recipe whose run (the same seed, trained first when absent) it starts from
 WARM_STARTS = {"teacher_nols_lookalikes_cycle2": "teacher_nols_lookalikes",
                "teacher_nols_lookalikes_kd": "teacher_nols_lookalikes",
                "teacher_lookalikes_cycle2": "teacher_nols_lookalikes",
-               "teacher_lookalikes_cycle3": "teacher_lookalikes_cycle2"}
+               "teacher_lookalikes_cycle3": "teacher_lookalikes_cycle2",
+               "teacher_lookalikes_wide_cycle2": "teacher_nols_lookalikes_wide"}
 # the recipes that learn a teacher's soft targets (DISTILL): edge from the teacher recipe's run
 # of the same seed or one --teacher_checkpoint; the others only from --teacher_checkpoint,
 # repeated for an ensemble (train.py averages their probabilities)

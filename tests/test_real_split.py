@@ -200,6 +200,7 @@ def test_every_recipe_config_reads_as_train_flags(tmp_path):
                         "time_pool": 2}}),
     ("teacher_nols_lookalikes", "teacher_nols_lookalikes_wide",
      {"model_options": {"spec_augment": True, "width": 3.5, "features": "pack", "time_pool": 2}}),
+    ("teacher_nols_lookalikes_wide", "teacher_lookalikes_wide_cycle2", {"label_smoothing": 0.05}),
     ("seed195", "seed195_cosine", {"lr_schedule": "cosine"}),
     ("seed195_cosine", "seed195_cosine14", {"epochs": 14}),
 ])
