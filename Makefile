@@ -13,15 +13,17 @@ export PYTHONUNBUFFERED = 1
 
 .PHONY: demo test real serve lint setup setup-dev lock clean pi-bundle arm-check
 
-# requirements.txt and requirements-dev.txt are locks generated from the .in files (make lock)
+# requirements.txt and requirements-dev.txt are locks generated from the .in files (make lock).
+# No pip cache: a copy of every downloaded wheel (hundreds of MB) would sit beside the venv.
+PIP_INSTALL := $(PY) -m pip install --quiet --no-cache-dir
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PIP_INSTALL) --upgrade pip
+	$(PIP_INSTALL) -r requirements.txt
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PIP_INSTALL) -r requirements-dev.txt
 	touch $@
 
 setup: $(VENV)/.installed
