@@ -1,6 +1,6 @@
 """Compare models side by side: single-clip latency on one thread, peak memory, size, params, MACs.
 
-    python benchmark.py --checkpoint checkpoints/edge/ep-030-vl-0.2.keras --pb tf_files/frozen.pb \
+    python benchmark.py --checkpoint checkpoints/demo/last.keras --pb tf_files/frozen.pb \
         --tflite tf_files/frozen.tflite --tflite tf_files/frozen_int8.tflite --markdown bench.md
 
 Each model runs in a fresh subprocess (so its memory is its own): the runtime is limited to one

@@ -1,7 +1,7 @@
 """Freeze a train.py checkpoint into the files a Raspberry Pi runs: .pb, .tflite and int8 .tflite.
 
-    python freeze_graph.py --checkpoint checkpoints/195/ep-085-vl-0.2231.keras \
-        --frozen_path tf_files/frozen.pb --calibration_data data/train
+    python freeze_graph.py --checkpoint checkpoints/195/ep-055-vl-0.2231.keras \
+        --frozen_path tf_files/frozen.pb --calibration_data data/speech_commands_v0.01
 
 Writes, beside --frozen_path (tf_files/frozen.pb by default):
 - frozen.pb: a frozen TensorFlow GraphDef with the interface of the TF speech_commands tutorial

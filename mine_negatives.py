@@ -1,7 +1,8 @@
 """Mine hard negatives: windows of recordings with no command word that a model hears as one.
 
     python mine_negatives.py --model tf_files/real/model_int8.tflite \
-        --wav data/real/streams/train_negative.wav --out_dir data/real/hard_negatives
+        --data_dir ../shared/data/other_speech/picovoice_wake_words/computer \
+        --out_dir data/hard_negatives
 
 Slides the model (a frozen model or a train.py checkpoint) over each recording (`--wav`, any
 length and format kws.audio reads, those named in a `--wav_list` file, or every clip of

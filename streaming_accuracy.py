@@ -1,7 +1,7 @@
 """Measure keyword spotting on long audio: the TF example's figures and false accepts per hour.
 
     python streaming_accuracy.py --model tf_files/real/model_int8.tflite \
-        --wav data/streams/test.wav --negative_wav data/streams/test_negative.wav
+        --wav data/real/streams/test.wav --negative_wav data/real/streams/test_negative.wav
 
 The model scores every hop of each stream once; recognizer settings (from NAME_streaming.json
 beside the model, then flags) turn the scores into detections, which are matched to the ground
