@@ -31,8 +31,10 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
     args = parser.parse_args(argv)
     colors = parse_colors(args.colors)
-    if args.rms_db > 0:
+    if not args.rms_db <= 0:  # also refuses nan
         raise UserError(f"--rms_db must be <= 0 dBFS, got {args.rms_db}")
+    if not 0 < args.seconds <= 3600:
+        raise UserError(f"--seconds must be in (0, 3600], got {args.seconds:g}")
     if args.sample_rate < 1000:
         raise UserError(f"--sample_rate must be >= 1000, got {args.sample_rate}")
     if not 0 < args.low_hz < args.sample_rate / 2:

@@ -109,6 +109,8 @@ def main(argv=None):
     if args.raw and not heard:
         raise UserError("no audio on standard input: is the recorder running and is there a "
                         "microphone? (arecord -l lists them)")
+    if args.wav and not heard:
+        raise UserError(f"{args.wav}: no audio (0 samples)")
     write_outputs(args, found, trace, labels, settings.detection_threshold)
     print(f"{len(found)} detections in {heard:.1f} s of audio"
           + (f"; wrote {args.csv}" if args.csv else "") + (f", {args.plot}" if args.plot else ""),

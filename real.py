@@ -116,8 +116,12 @@ def main(argv=None):
         raise UserError(f"unknown models {unknown}; choose from {sorted(RECIPES)}")
     if args.pack_audio < 0:
         raise UserError("--pack_audio must be >= 0")
-    if args.cap_minutes <= 0:
-        raise UserError("--cap_minutes must be > 0")
+    for flag in ("cap_minutes", "stream_minutes", "negative_stream_minutes"):
+        if not getattr(args, flag) > 0:  # also refuses nan
+            raise UserError(f"--{flag} must be > 0, got {getattr(args, flag):g}")
+    if not args.zoo_cpu_minutes >= 0:
+        raise UserError(f"--zoo_cpu_minutes must be >= 0 (0: the recipe), got "
+                        f"{args.zoo_cpu_minutes:g}")
     if args.frozen and args.frozen not in models:
         raise UserError(f"--frozen {args.frozen} is not among --models {args.models}")
     students = [m for m in models if m in DISTILLED_RECIPES]

@@ -36,7 +36,7 @@ def main(argv=None):
     parser.add_argument("--metrics_json", default="", help="write the figures as JSON")
     add_settings_args(parser)
     args = parser.parse_args(argv)
-    if not args.wav and args.seconds < 1:
+    if not args.wav and not args.seconds >= 1:  # also refuses nan
         raise UserError("--seconds must be >= 1")
     settings = settings_from_flags(args)
     model, labels = load_streaming_model(args.model, args.labels or None, args.threads,

@@ -88,6 +88,12 @@ def main(argv=None):
     if args.save_settings and args.also_model:
         raise UserError("--save_settings stores settings beside one model; an ensemble's "
                         "threshold is not that model's (pass it as --detection_threshold)")
+    for flag, value, least in (("--after_ms", args.after_ms, 1e-9),
+                               ("--time_tolerance_ms", args.time_tolerance_ms, 0.0),
+                               ("--target_fa_per_hour", args.target_fa_per_hour, 0.0),
+                               ("--sweep_windows", min(args.sweep_windows, default=1.0), 1e-9)):
+        if not value >= least:  # also refuses nan
+            raise UserError(f"{flag} must be {'positive' if least else '0 or more'}, got {value:g}")
     settings = settings_from_flags(args)
     report = measure_streams(
         [args.model] + args.also_model, args.wav, args.negative_wav, settings,

@@ -63,6 +63,16 @@ def write_metrics(path, metrics):
         atomic_write_text(path, json.dumps(metrics, indent=1) + "\n")
 
 
+def read_text(path, what="file"):
+    """The text of a UTF-8 file; one that is not text (binary, another encoding) is a UserError
+    naming it. A missing file raises OSError, which run_cli reports in one line too."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError:
+        raise UserError(f"{what} {path}: not UTF-8 text") from None
+
+
 def require_dir(path, what="folder"):
     if not os.path.isdir(path):
         raise UserError(f"{what} not found: {path}")
@@ -127,6 +137,10 @@ def run_cli(main, argv=None):
             sys.exit(128 + terminated[0])
         if isinstance(e, (UserError, OSError)):  # OSError: missing paths, disk full
             print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        if isinstance(e, UnicodeDecodeError):  # a reader that does not name its file yet
+            print(f"error: a file read as text is not UTF-8 text ({e.reason} at byte "
+                  f"{e.start})", file=sys.stderr)
             sys.exit(2)
         raise
     sys.exit(result or 0)

@@ -9,7 +9,7 @@ import csv
 
 import numpy as np
 
-from kws.common import UserError
+from kws.common import UserError, read_text
 
 SILENCE_LABEL = "_silence_"
 UNKNOWN_LABEL = "_unknown_"
@@ -115,8 +115,7 @@ def read_answers(path):
 
 def read_labels(path):
     """A labels.txt: one label per line."""
-    with open(path, encoding="utf-8") as f:
-        labels = [line.strip() for line in f if line.strip()]
+    labels = [line.strip() for line in read_text(path, "labels").splitlines() if line.strip()]
     if not labels:
         raise UserError(f"{path}: no labels")
     return labels

@@ -15,7 +15,7 @@ from kws.bench import memory_kb
 from kws.common import UserError, machine_description
 from kws.data import AudioProcessor
 from kws.layers import PackFeatures, front_end_layer, pack_trainer
-from kws.pack import read_pack
+from kws.pack import open_pack, parse_name, read_pack
 from kws.pack_data import mix_with_pack, noise_images, pack_dataset, pack_examples
 from kws.zoo import build_model
 
@@ -89,6 +89,10 @@ def pipeline_benchmark(data_dir, steps, batch_size=64, pack="", rounds=5):
     train step of edge_tcs width 1.9 (and, with `pack`, the pack recipe's mix)."""
     if steps < 1 or rounds < 1:
         raise UserError("--pipeline_steps and --pipeline_rounds must be >= 1")
+    if pack:  # before minutes of audio figures: the pack is opened only at the end
+        with open_pack(pack) as archive:
+            if not any(map(parse_name, archive.namelist())):
+                raise UserError(f"{pack}: no spectrogram images inside")
     processor = AudioProcessor.from_settings({"data_dir": data_dir, "silence_percentage": 10,
                                               "unknown_percentage": 60})
     net = build_model("edge_tcs", len(processor.words_list), width=1.9, spec_augment=True)

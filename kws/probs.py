@@ -129,6 +129,9 @@ def read_probs_u8(json_path):
             sidecar = json.load(f)
         shape = tuple(int(n) for n in sidecar["shape"])
         fnames, labels, scale = sidecar["fnames"], sidecar["labels"], float(sidecar["scale"])
+        if not all(isinstance(v, list) and all(isinstance(x, str) for x in v)
+                   for v in (fnames, labels)):
+            raise TypeError("fnames and labels must be lists of strings")
     except (ValueError, KeyError, TypeError) as e:
         raise UserError(f"{json_path}: not a probabilities sidecar ({e})") from None
     u8_path = json_path[:-len(".json")] + ".u8" if json_path.endswith(".json") else json_path

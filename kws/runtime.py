@@ -71,10 +71,16 @@ def runtime_version(package):
         return "unknown"
 
 
+def check_threads(num_threads):
+    if num_threads < 1:
+        raise UserError(f"--threads must be 1 or more, got {num_threads}")
+
+
 class TFLiteModel:
     """A .tflite file run by LiteRT: float32 [1, 16000] in, probabilities [1, n] out."""
 
     def __init__(self, path, num_threads=1, input_shape=(1, CLIP_SAMPLES)):
+        check_threads(num_threads)
         runtime, Interpreter = tflite_interpreter()
         if Interpreter is None:
             raise UserError(f"{path}: a .tflite needs LiteRT: pip install ai-edge-litert "
@@ -119,6 +125,7 @@ class FrozenGraphModel:
     (past TensorFlow's 16-bit-PCM-only WAV decoder, so the project's reader decides)."""
 
     def __init__(self, path, num_threads=1):
+        check_threads(num_threads)
         try:
             import tensorflow as tf
         except ImportError:

@@ -135,6 +135,10 @@ def load_stream(model, wav, truth_path, stride_ms, negative=False):
     cpu_seconds = time.process_time() - t0
     if not len(times):
         raise UserError(f"{wav}: shorter than one second, nothing to score")
+    past = [t for _, t, _ in truth if t >= seconds * 1000]
+    if past:
+        raise UserError(f"{truth_path}: a word at {past[0]:.0f} ms, past the end of {wav} "
+                        f"({seconds:.1f} s): is it this stream's ground truth?")
     return ScoredStream(wav, truth, times, probs, seconds, cpu_seconds)
 
 

@@ -25,7 +25,7 @@ import os
 import numpy as np
 
 from kws import CLIP_SAMPLES, SAMPLE_RATE
-from kws.common import UserError, atomic_write_text
+from kws.common import UserError, atomic_write_text, read_text
 from kws.labels import SILENCE_LABEL
 from kws.runtime import predict_hop
 
@@ -283,8 +283,9 @@ def score_stream(model, chunks, stride_ms, progress=None):
             probs.append(predict_hop(model, window, advanced))
         if progress:
             progress(len(chunk))
-    k = len(probs[0]) if probs else 0
-    return np.asarray(times, np.float64), np.asarray(probs, np.float32).reshape(-1, k)
+    if not probs:  # shorter than one window: no hop
+        return np.zeros(0, np.float64), np.zeros((0, 0), np.float32)
+    return np.asarray(times, np.float64), np.asarray(probs, np.float32)
 
 
 def detections_csv(detections):
@@ -366,10 +367,10 @@ def read_ground_truth(path, with_clips=False):
     the TF example's files have none); with_clips, [(label, time_ms, clip)] with the optional
     third column make_streams.py writes (the clip's file; '' where absent)."""
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = [r for r in csv.reader(f) if r]
+        text = read_text(path, "ground truth")
     except OSError as e:
         raise UserError(f"ground truth {path}: {e.strerror or e}") from None
+    rows = [r for r in csv.reader(io.StringIO(text, newline="")) if r]
     if rows and rows[0][:2] == ["label", "time_ms"]:
         rows = rows[1:]
     truth = []

@@ -4,7 +4,7 @@ import os
 from typing import NamedTuple
 
 from kws.audio import check_source
-from kws.common import UserError, require_file
+from kws.common import UserError, read_text, require_file
 from kws.folders import list_test_clips
 
 RUNNERS = ("local", "ray")
@@ -25,8 +25,7 @@ def read_test_list(path):
     """(sources, fnames) of a --test_list file, sorted by fname: one path or URI a line, blank
     lines and `#` comments skipped; each clip's fname is its line as written."""
     require_file(path, "test list")
-    with open(path, encoding="utf-8") as f:
-        entries = [line.strip() for line in f]
+    entries = [line.strip() for line in read_text(path, "test list").splitlines()]
     entries = sorted(e for e in entries if e and not e.startswith("#"))
     if not entries:
         raise UserError(f"no clips listed in {path}")
