@@ -90,8 +90,7 @@ def main(argv=None):
                         "threshold is not that model's (pass it as --detection_threshold)")
     for flag, value, least in (("--after_ms", args.after_ms, 1e-9),
                                ("--time_tolerance_ms", args.time_tolerance_ms, 0.0),
-                               ("--target_fa_per_hour", args.target_fa_per_hour, 0.0),
-                               ("--sweep_windows", min(args.sweep_windows, default=1.0), 1e-9)):
+                               ("--target_fa_per_hour", args.target_fa_per_hour, 0.0)):
         if not value >= least:  # also refuses nan
             raise UserError(f"{flag} must be {'positive' if least else '0 or more'}, got {value:g}")
     settings = settings_from_flags(args)
