@@ -10,7 +10,8 @@ length and format kws.audio reads, those named in a `--wav_list` file, or every 
 probability reaches --threshold (the best one per second), and writes each as a one-second WAV
 under OUT_DIR/hard_negative/ (a folder name that is no command word, so the windows train as
 _unknown_: `train.py --train_only_dir OUT_DIR`). Use recordings of training speakers only.
-OUT_DIR/mined.json lists every window: source, time, the word heard and its score. The mining
+OUT_DIR/mined.json lists every window: source, time, the word heard and its score; a rerun into
+the same OUT_DIR replaces both. Not one readable recording is an error (exit 2). The mining
 itself is kws/mining.py.
 """
 
@@ -36,7 +37,7 @@ def sources(args):
         paths += list_test_clips(folder)[0]
     if not paths:
         raise UserError("give --wav recordings, a --wav_list or --data_dir folders to mine")
-    return paths
+    return list(dict.fromkeys(paths))  # a recording named twice is mined once
 
 
 def main(argv=None):

@@ -60,6 +60,16 @@ class TransientError(Exception):
     """A failure worth retrying: the connection dropped, timed out, or the server was busy."""
 
 
+def shown(text, limit=80):
+    """Text a server sent (or an error quoting it), fit for a one-line message: as is when short
+    and printable ASCII, else escaped like ascii() and cut to limit characters."""
+    text = str(text)
+    if text.isascii() and text.isprintable() and len(text) <= limit:
+        return text
+    more = f"... ({len(text)} characters)" if len(text) > limit else ""
+    return ascii(text[:limit]) + more
+
+
 # ----------------------------------------------------------------------------- download
 
 
@@ -107,13 +117,21 @@ def _open(url, start, timeout):
         if e.code == 416 and start:
             return e  # caller decides: the .part may already be whole
         if e.code in RETRYABLE_HTTP_CODES:
-            raise TransientError(f"HTTP {e.code} {e.reason}") from None
-        raise UserError(f"{url}: HTTP {e.code} {e.reason}") from None
+            raise TransientError(f"HTTP {e.code} {shown(e.reason)}") from None
+        raise UserError(f"{url}: HTTP {e.code} {shown(e.reason)}") from None
     except ValueError as e:  # unknown url type
-        raise UserError(f"{url}: {e}") from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        raise UserError(f"{url}: {shown(e)}") from None
+    except http.client.BadStatusLine as e:
+        if isinstance(e, http.client.RemoteDisconnected):  # closed before answering
+            raise TransientError(f"connection closed by the server: {shown(e)}") from None
+        # The status line is whatever the server sent: not worth retrying a server that is no
+        # HTTP server (or a wrong port)
+        raise UserError(f"{url}: not an HTTP reply from the server: {shown(e.line)}") from None
+    except http.client.HTTPException as e:
+        raise TransientError(f"bad HTTP reply from the server: {shown(e)}") from None
+    except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
-        raise TransientError(f"cannot connect: {reason}") from None
+        raise TransientError(f"cannot connect: {shown(reason)}") from None
 
 
 def fetch_once(url, part, expected_size=None, timeout=60.0, progress=True):
@@ -163,7 +181,8 @@ def _stream(resp, part, have, total, progress):
             try:
                 chunk = resp.read(CHUNK_BYTES)
             except (OSError, http.client.HTTPException) as e:  # reset, timeout, IncompleteRead
-                raise TransientError(f"connection lost after {have} bytes ({e!r})") from None
+                raise TransientError(f"connection lost after {have} bytes ({shown(repr(e))})") \
+                    from None
             if not chunk:
                 break
             f.write(chunk)
@@ -284,8 +303,10 @@ def extract(archive, out_dir, force=False):
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as e:
             if isinstance(e, tarfile.FilterError):
                 raise UserError(f"unsafe archive {os.path.basename(archive)}: {e}") from None
-            raise UserError(f"{archive}: corrupt or unsupported archive ({e})") from None
+            raise UserError(f"{archive}: corrupt or unsupported archive ({shown(e)})") from None
         files = sum(len(names) for _, _, names in os.walk(tmp))
+        if not files:  # an empty archive (or folders only) must not replace out_dir
+            raise UserError(f"{archive}: the archive holds no files")
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp made it private
@@ -358,8 +379,13 @@ def fetch_dataset(target, download_only=False, force=False, delete_archive=False
               f"(pass --sha256)", file=sys.stderr)
     download(target.url, archive, size=target.size, sha256=target.sha256, retries=retries,
              timeout=timeout, backoff=backoff, progress=progress)
-    print(f"{archive}: verified ({os.path.getsize(archive)} bytes"
-          f"{', sha256 ok' if target.sha256 else ''})", file=sys.stderr)
+    checked = [c for c, known in (("size ok", target.size), ("sha256 ok", target.sha256))
+               if known is not None]
+    size = os.path.getsize(archive)
+    if checked:
+        print(f"{archive}: verified ({size} bytes, {', '.join(checked)})", file=sys.stderr)
+    else:  # nothing was known to check it against: say so, not "verified"
+        print(f"{archive}: downloaded ({size} bytes, not verified)", file=sys.stderr)
     if download_only:
         return 0
     files = extract(archive, out_dir, force=force)

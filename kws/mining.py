@@ -5,11 +5,14 @@ training side: windows of held-out or validation audio would leak into training.
 
 import os
 import re
+import shutil
+import tempfile
 
 import numpy as np
 
 from kws import CLIP_SAMPLES, SAMPLE_RATE
 from kws.audio import AudioError, read_wav, write_wav
+from kws.common import UserError
 from kws.labels import COMPETITION_WORDS
 
 FOLDER = "hard_negative"  # no command word: its windows train as _unknown_
@@ -43,27 +46,69 @@ def hard_windows(starts, scores, threshold, min_gap=CLIP_SAMPLES * 3 // 2):
 
 
 def window_name(path, start):
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", os.path.splitext(os.path.basename(path))[0])
-    return f"{stem}_{start * 1000 // SAMPLE_RATE:08d}ms.wav"
+    """The recording's folder and name (yes/x.wav and no/x.wav get different windows) and the
+    window's start; not where the tree lives, so a run names its windows as on another machine
+    (their names order the training files)."""
+    folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    stem = os.path.splitext(os.path.basename(path))[0]
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "_", f"{folder}_{stem}")
+    return f"{safe}_{start * 1000 // SAMPLE_RATE:08d}ms.wav"
+
+
+def unique_name(name, taken):
+    """name, or name with _2, _3... before its extension when a recording of the same folder
+    and name elsewhere in the tree took it; adds it to taken."""
+    stem, ext = os.path.splitext(name)
+    n, unique = 1, name
+    while unique in taken:
+        n += 1
+        unique = f"{stem}_{n}{ext}"
+    taken.add(unique)
+    return unique
+
+
+def replace_folder(new, final):
+    """Put the folder new in place of final (which may not exist), removing the old one."""
+    if not os.path.isdir(final):
+        os.replace(new, final)
+        return
+    old = tempfile.mkdtemp(prefix=f".{os.path.basename(final)}.", suffix=".old",
+                           dir=os.path.dirname(final))
+    os.replace(final, os.path.join(old, "x"))
+    os.replace(new, final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def mine(model, labels, paths, threshold, hop, out_dir):
-    """Write the hard windows of every readable recording under out_dir/hard_negative/; returns
-    (rows of mined.json, unreadable recordings' errors)."""
-    rows, errors = [], []
-    for path in paths:
-        try:
-            samples = read_wav(path, num_samples=None)
-        except AudioError as e:
-            errors.append(e)
-            continue
-        starts, scores, words = command_scores(model, labels, samples, hop)
-        for i in hard_windows(starts, scores, threshold):
-            start = int(starts[i])
-            name = window_name(path, start)
-            write_wav(os.path.join(out_dir, FOLDER, name),
-                      samples[start:start + SAMPLE_RATE])
-            rows.append({"file": f"{FOLDER}/{name}", "source": path,
-                         "time_ms": start * 1000 // SAMPLE_RATE, "heard": labels[words[i]],
-                         "score": round(float(scores[i]), 4)})
+    """Write the hard windows of every readable recording as out_dir/hard_negative/, replacing
+    the windows of an earlier run (written into a hidden folder beside it, swapped in at the
+    end); returns (rows of mined.json, unreadable recordings' errors). A UserError, with
+    out_dir left as it was, when not one recording can be read."""
+    os.makedirs(out_dir, exist_ok=True)
+    folder = tempfile.mkdtemp(prefix=f".{FOLDER}.", suffix=".part", dir=out_dir)
+    try:
+        rows, errors, taken = [], [], set()
+        for path in paths:
+            try:
+                samples = read_wav(path, num_samples=None)
+            except AudioError as e:
+                errors.append(e)
+                continue
+            starts, scores, words = command_scores(model, labels, samples, hop)
+            for i in hard_windows(starts, scores, threshold):
+                start = int(starts[i])
+                name = unique_name(window_name(path, start), taken)
+                write_wav(os.path.join(folder, name), samples[start:start + SAMPLE_RATE])
+                rows.append({"file": f"{FOLDER}/{name}", "source": path,
+                             "time_ms": start * 1000 // SAMPLE_RATE, "heard": labels[words[i]],
+                             "score": round(float(scores[i]), 4)})
+        if paths and len(errors) == len(paths):
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise UserError(f"no recording to mine could be read: {errors[0]}{more}")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(folder, 0o777 & ~umask)  # mkdtemp made it private
+        replace_folder(folder, os.path.join(out_dir, FOLDER))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     return rows, errors

@@ -31,7 +31,7 @@ import tomllib
 
 from kws.common import REPO, UserError, atomic_path
 from kws.runtime import labels_path_for, load_model, stream_files_for
-from kws.streaming import settings_path
+from kws.streaming import load_settings, settings_path
 
 SCRIPTS = ("make_submission_on_rpi.py", "label_stream.py")
 REQUIREMENTS = "requirements-pi.txt"  # 64-bit Raspberry Pi OS (aarch64): ai-edge-litert
@@ -142,6 +142,12 @@ def model_files(model_path):
         files[os.path.basename(front_end)] = front_end
     settings = settings_path(model_path)
     if os.path.isfile(settings):
+        try:  # read as label_stream.py will on the Pi: a bad file stops the bundle here
+            load_settings(model_path)
+        except UserError as e:
+            message = str(e)
+            raise UserError(message if settings in message else f"{settings}: {message}") \
+                from None
         files[os.path.basename(settings)] = settings
     return files
 

@@ -65,14 +65,35 @@ def read_results(path):
         raise UserError(f"results not found: {path}")
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            results = json.load(f)
     except (OSError, ValueError) as e:
         raise UserError(f"{path}: not a results.json ({e})") from None
+    if not isinstance(results, dict):
+        raise UserError(f"{path}: not a results.json (a JSON {type(results).__name__}, "
+                        "not an object)")
+    return results
 
 
-def weakest_word(results):
+def number(path, results, keys):
+    """The figure at keys of one run's results: None where it has none, else a number."""
+    value = lookup(results, keys)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise UserError(f"{path}: {'.'.join(keys)} is not a number ({value!r:.40})")
+    return value
+
+
+def table(path, results, keys):
+    """The object at keys of one run's results ({} where it has none)."""
+    value = lookup(results, keys)
+    if value is not None and not isinstance(value, dict):
+        raise UserError(f"{path}: {'.'.join(keys)} is not an object ({value!r:.40})")
+    return value or {}
+
+
+def weakest_word(path, results):
     """(word, recall) of the int8 edge model's lowest per-word recall on the held-out speakers."""
-    recall = lookup(results, ("edge_int8", "int8", "recall")) or {}
+    keys = ("edge_int8", "int8", "recall")
+    recall = {w: number(path, results, (*keys, w)) for w in table(path, results, keys)}
     if not recall:
         return None, None
     word = min(recall, key=recall.get)
@@ -81,18 +102,24 @@ def weakest_word(results):
 
 def summarize_runs(paths):
     """{"runs": [path...], "figures": {name: Spread as a dict}, "weakest_word": [...]} over
-    the runs that have each figure (a figure missing from every run is left out)."""
+    the runs that have each figure (a figure missing from every run is left out). A run with
+    none of the figures, or with one that is no number, is a UserError naming its file."""
     runs = [read_results(p) for p in paths]
-    figures, paths_of = {}, dict(FIGURES)
-    for model in sorted({m for r in runs for m in (r.get("models") or {})}):
+    paths_of = dict(FIGURES)
+    for model in sorted({m for p, r in zip(paths, runs) for m in table(p, r, ("models",))}):
         paths_of.update({f"{model}_{figure}": ("models", model, key)
                          for figure, key in MODEL_FIGURES.items()})
-        words = {w for r in runs for w in lookup(r, ("models", model, "recall_tta")) or {}}
+        words = {w for p, r in zip(paths, runs)
+                 for w in table(p, r, ("models", model, "recall_tta"))}
         paths_of.update({f"{model}_recall_{word}": ("models", model, "recall_tta", word)
                          for word in sorted(words)})
-    for name, keys in paths_of.items():
-        values = [v for v in (lookup(r, keys) for r in runs) if isinstance(v, (int, float))]
-        if values:
-            figures[name] = asdict(spread(values))
-    weakest = [dict(zip(("word", "recall"), weakest_word(r))) for r in runs]
+    found = {name: [number(p, r, keys) for p, r in zip(paths, runs)]
+             for name, keys in paths_of.items()}
+    weakest = [dict(zip(("word", "recall"), weakest_word(p, r))) for p, r in zip(paths, runs)]
+    for n, path in enumerate(paths):
+        if weakest[n]["word"] is None and all(v[n] is None for v in found.values()):
+            raise UserError(f"{path}: not a real.py results.json (none of the figures it "
+                            "gives, such as edge_int8.int8.accuracy)")
+    figures = {name: asdict(spread([v for v in values if v is not None]))
+               for name, values in found.items() if any(v is not None for v in values)}
     return {"runs": list(paths), "figures": figures, "weakest_word": weakest}

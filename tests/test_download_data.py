@@ -6,6 +6,7 @@ import http.server
 import io
 import os
 import re
+import socket
 import stat
 import subprocess
 import sys
@@ -223,6 +224,15 @@ def test_second_run_does_nothing_and_force_reextracts(tmp_path, server, archive,
     assert leftovers(tmp_path / "data") == []
 
 
+def test_unchecked_download_is_not_called_verified(tmp_path, server, archive, capsys):
+    assert dd.main(args(server, tmp_path)) == 0  # no --sha256 / --size: nothing to check
+    err = capsys.readouterr().err
+    assert ": verified" not in err
+    assert f"downloaded ({len(archive)} bytes, not verified)" in err
+    assert dd.main(args(server, tmp_path, "--force", data=archive)) == 0
+    assert f"verified ({len(archive)} bytes, size ok, sha256 ok)" in capsys.readouterr().err
+
+
 def test_truncated_download_resumes_with_range_on_next_run(tmp_path, server, archive):
     server.actions = [("cut", 40000)]
     with pytest.raises(UserError, match="run again to resume"):
@@ -324,6 +334,29 @@ def test_existing_archive_that_fails_verification_is_kept_and_refused(tmp_path, 
     assert (tmp_path / "a.tar.gz").read_bytes() == b"stale" and server.requests == []
 
 
+def test_a_server_answering_raw_bytes_gives_one_escaped_line(tmp_path):
+    listener = socket.create_server(("127.0.0.1", 0))
+    noise = bytes(range(256)) * 8  # control characters, newlines, NULs: 2048 bytes
+
+    def answer():
+        with listener:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(noise)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/a.tar.gz"
+    with pytest.raises(UserError, match="not an HTTP reply from the server") as e:
+        download(url, tmp_path / "a.tar.gz", retries=3, backoff=0.01, timeout=5, progress=False)
+    thread.join(5)
+    message = str(e.value)
+    assert message.isascii() and message.isprintable() and len(message) < 300
+    assert "cannot connect" not in message and "\\x00" in message
+    assert not (tmp_path / "a.tar.gz").exists()
+
+
 def test_bad_flags_exit_2():
     for argv in (["--sha256", "xyz"], ["--retries", "-1"], ["--dataset", "v9"],
                  ["--timeout", "0"]):
@@ -403,6 +436,21 @@ def test_corrupt_archive_is_refused(tmp_path):
         path = tmp_path / f"{name}.tar.gz"
         path.write_bytes(data)
         with pytest.raises(UserError, match="corrupt or unsupported archive"):
+            extract(path, tmp_path / name)
+        assert not (tmp_path / name).exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_empty_archive_is_refused_and_out_dir_kept(tmp_path):
+    for name, members in [("empty", []), ("folders", [special("yes", tarfile.DIRTYPE)])]:
+        path = tmp_path / f"{name}.tar.gz"
+        path.write_bytes(tar_bytes(members))
+        (tmp_path / "out").mkdir(exist_ok=True)
+        (tmp_path / "out" / "mine.txt").write_text("keep")
+        with pytest.raises(UserError, match="holds no files"):
+            extract(path, tmp_path / "out", force=True)
+        assert (tmp_path / "out" / "mine.txt").read_text() == "keep"
+        with pytest.raises(UserError, match="holds no files"):
             extract(path, tmp_path / name)
         assert not (tmp_path / name).exists()
     assert leftovers(tmp_path) == []

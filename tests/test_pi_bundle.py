@@ -132,6 +132,23 @@ def test_a_module_level_heavy_import_is_refused(tmp_path):
         check_light(tmp_path, ["kws/light.py", "kws/heavy.py"])
 
 
+@pytest.mark.parametrize("settings, message", [
+    ('{"stride_ms": 30, "detection_thr', "m_streaming.json: not a streaming settings file"),
+    ('[30, 500]', "m_streaming.json: not a streaming settings file"),
+    ('{"stride_ms": 0}', "m_streaming.json: streaming settings: stride_ms must be in"),
+])
+def test_bad_streaming_settings_stop_the_bundle(tmp_path, settings, message):
+    import shutil
+
+    shutil.copy(DEFAULT_MODEL, tmp_path / "m.tflite")
+    shutil.copy(REPO / "models" / "edge_labels.txt", tmp_path / "m_labels.txt")
+    (tmp_path / "m_streaming.json").write_text(settings)
+    with pytest.raises(UserError, match=message) as e:
+        build_bundle([str(tmp_path / "m.tflite")], tmp_path / "dist")
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "dist").exists() or os.listdir(tmp_path / "dist") == []
+
+
 def test_requirements_pi_lock_matches_its_inputs():
     locked = pinned(REPO / REQUIREMENTS)
     direct = pinned(REPO / "requirements-pi.in")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import summarize_seeds
+from kws.common import UserError
 from kws.seeds import spread, summarize_runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,3 +64,27 @@ def test_the_script_writes_json_and_a_missing_run_is_one_line(tmp_path):
     assert done.returncode != 0
     assert done.stderr.strip().startswith("error:") and "results not found" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("content, message", [
+    ([1, 2], "not a results.json (a JSON list"),
+    ({"edge_int8": {"int8": {"accuracy": 0.9, "recall": {"go": "0.8"}}}},
+     "edge_int8.int8.recall.go is not a number ('0.8')"),
+    ({"edge_int8": {"int8": {"accuracy": "high"}}}, "edge_int8.int8.accuracy is not a number"),
+    ({"models": ["edge"]}, "models is not an object"),
+    ({"loss": 0.1, "config": {"lr": 3}}, "not a real.py results.json"),
+    ({}, "not a real.py results.json"),
+])
+def test_a_file_that_is_no_results_json_is_one_line_naming_it(tmp_path, content, message):
+    good = write_run(tmp_path / "a" / "results.json", 0.97, 1.0, 0.9)
+    bad = tmp_path / "b" / "X.json"
+    bad.parent.mkdir()
+    bad.write_text(json.dumps(content))
+    with pytest.raises(UserError) as e:
+        summarize_runs([good, str(bad)])
+    assert str(e.value).startswith(f"{bad}: ") and message in str(e.value)
+    assert "\n" not in str(e.value)
+    done = subprocess.run([sys.executable, "summarize_seeds.py", good, str(bad)],
+                          capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [f"error: {e.value}"]
