@@ -149,7 +149,7 @@ def parse_args(argv=None):
     parser = build_parser()
     pre, _ = parser.parse_known_args(argv)
     if pre.config:
-        parser.set_defaults(**read_config(pre.config, {a.dest for a in parser._actions}))
+        parser.set_defaults(**read_config(pre.config, parser))
     return check_args(parser.parse_args(argv))
 
 

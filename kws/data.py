@@ -89,7 +89,7 @@ class AudioProcessor:
                  noise_dirs=(), pseudo_dirs=(), pseudo_frequency=0.0,
                  eval_noise_fraction=EVAL_NOISE_FRACTION, train_only_dirs=(),
                  split_salt="", seed=RANDOM_SEED, strict=False, train_on_validation=False,
-                 balance_words=False):
+                 balance_words=False, check_words=True):
         if isinstance(data_dirs, str):
             data_dirs = [d for d in data_dirs.split(",") if d]
         if not data_dirs:
@@ -121,6 +121,8 @@ class AudioProcessor:
             self.data_index["training"] = self.data_index["training"] + \
                 self.data_index["validation"]
         self.pseudo_index = self._pseudo_items([scan_data_dir(d) for d in pseudo_dirs])
+        if check_words:
+            self._check_words_have_clips(data_dirs)
         noise_files = [f for s in scanned for f in s.noise_files]
         for d in pseudo_dirs:
             pseudo_noise = os.path.join(d, BACKGROUND_NOISE_DIR_NAME)
@@ -137,8 +139,11 @@ class AudioProcessor:
 
     @classmethod
     def from_settings(cls, settings):
-        """The processor of a DataSettings (or of a dict of its fields)."""
+        """The processor of a DataSettings (or of a dict of its fields; with train.py's `pack`,
+        a wanted word may have images in the pack and no clips)."""
+        check_words = True
         if isinstance(settings, dict):
+            check_words = not settings.get("pack")
             settings = DataSettings.from_dict(settings)
         s = settings
         return cls(s.data_dir, s.wanted_words, s.silence_percentage, s.unknown_percentage,
@@ -146,7 +151,8 @@ class AudioProcessor:
                    pseudo_dirs=s.pseudo_dir, pseudo_frequency=s.pseudo_frequency,
                    eval_noise_fraction=s.eval_noise_fraction, train_only_dirs=s.train_only_dir,
                    split_salt=s.split_salt, seed=s.seed, strict=s.strict,
-                   train_on_validation=s.train_on_validation, balance_words=s.balance_words)
+                   train_on_validation=s.train_on_validation, balance_words=s.balance_words,
+                   check_words=check_words)
 
     # ---- indexing -------------------------------------------------------------------------
     @staticmethod
@@ -163,6 +169,21 @@ class AudioProcessor:
         if len(set(wanted_words)) != len(wanted_words):
             raise UserError(f"repeated words in {wanted_words}")
         return [SILENCE_LABEL, UNKNOWN_LABEL] + list(wanted_words)
+
+    def _check_words_have_clips(self, data_dirs):
+        """A word the user chose (not the default competition words, which a partial folder may
+        lack) with no clip in any folder (train-only and pseudo folders too) is most likely a
+        typo: it would train a class that never occurs."""
+        if self.words_list[2:] == list(COMPETITION_WORDS):
+            return
+        found = {item["label"] for items in self.data_index.values() for item in items}
+        found |= {item["label"] for item in self.pseudo_index}
+        missing = [w for w in self.words_list[2:]
+                   if w not in found and w not in (SILENCE_LABEL, UNKNOWN_LABEL)]
+        if missing:
+            folders = ", ".join(map(str, data_dirs))
+            raise UserError(f"--wanted_words {','.join(missing)}: no clips in {folders} (a word "
+                            "is the name of its folder)")
 
     def _warn_near_words(self, scanned):
         """A folder `Yes ` or `YES` is not the word `yes`: its clips count as unknown. Say so."""

@@ -691,3 +691,125 @@ def test_bad_paths_and_flags_give_one_line_and_exit_2(cli_results, case):
     assert_one_line_error(done, fragment)
     if name == "train.py":  # fails before writing anything
         assert not (tmp / "ck").exists() and not (tmp / "logs").exists()
+
+
+# ---- 5. bad configs, flag values, words, checkpoints and teacher files for train.py -------------
+def test_a_bad_config_file_is_a_one_line_error_naming_it(tmp_path):
+    from kws.common import UserError
+    from kws.train.config import read_config
+    from train import build_parser, parse_args
+
+    parser = build_parser()
+    cases = {'{"epochs": 3,': "not a valid JSON config", "[3]": "expected a JSON object",
+             '{"epochs": [3]}': "epochs must be an integer",
+             '{"learning_rate": "fast", "epochs": true}': "epochs must be an integer",
+             '{"optimizer": "sdg"}': "optimizer must be one of sgd, rmsprop, adam",
+             '{"train_on_validation": 1}': "train_on_validation must be true or false",
+             '{"pseudo_dir": "x"}': "pseudo_dir must be a list of strings",
+             '{"model_options": [1]}': "model_options must be a JSON object",
+             '{"init_checkpoint": 5}': "init_checkpoint must be a string"}
+    for i, (text, said) in enumerate(cases.items()):
+        path = tmp_path / f"c{i}.json"
+        path.write_text(text)
+        with pytest.raises(UserError, match=said) as refused:
+            read_config(str(path), parser)
+        assert str(path) in str(refused.value) and "\n" not in str(refused.value)
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(UserError, match="not a valid JSON config"):
+        parse_args(["--config", str(tmp_path / "binary.json"), "--data_dir", "x"])
+    # what a flag would take is taken: a string argparse reads, an int where a float goes
+    (tmp_path / "ok.json").write_text('{"epochs": "3", "cap_minutes": 15, "balance_words": null, '
+                                      '"model_options": {"width": 2}, "noise_dir": ["n"]}')
+    config = read_config(str(tmp_path / "ok.json"), parser)
+    assert config["cap_minutes"] == 15.0 and isinstance(config["cap_minutes"], float)
+    for name in sorted((REPO / "experiments").glob("*.json")):  # every recipe still reads
+        read_config(str(name), parser)
+
+
+def test_out_of_range_training_flags_are_refused(tmp_path):
+    from kws.common import UserError
+    from train import parse_args
+
+    for flag, value in (("--steps_per_epoch", "-1"), ("--learning_rate", "-1"),
+                        ("--learning_rate", "0"), ("--lr_factor", "1"), ("--momentum", "1"),
+                        ("--min_lr", "-0.1"), ("--warmup_epochs", "-1"), ("--threads", "-2"),
+                        ("--max_minutes", "-1"), ("--weight_decay", "-0.1")):
+        with pytest.raises(UserError, match=flag):
+            parse_args(["--data_dir", "x", flag, value])
+    args = parse_args(["--data_dir", "x", "--steps_per_epoch", "0", "--min_lr", "0"])
+    assert args.steps_per_epoch == 0  # 0: one pass over the training set
+
+
+def test_wanted_words_without_clips_are_named(tmp_path):
+    from kws.common import UserError
+
+    speakers = [f"{i:08x}" for i in range(4)]
+    root = make_speech_commands(tmp_path / "sc", ["yes", "no", "cat"], speakers)
+    with pytest.raises(UserError, match=r"--wanted_words foo,bar: no clips in .*sc") as refused:
+        AudioProcessor(str(root), wanted_words="yes,foo,no,bar")
+    assert "\n" not in str(refused.value)
+    AudioProcessor(str(root), wanted_words="yes,no")
+    assert len(AudioProcessor(str(root), wanted_words="all").words_list) == 5
+    AudioProcessor(str(root))  # the default competition words: a partial folder still reads
+    extra = make_speech_commands(tmp_path / "extra", ["on"], ["feedf00d"], noise=False)
+    p = AudioProcessor(str(root), wanted_words="yes,on", train_only_dirs=[str(extra)])
+    assert p.label_counts("training")["on"] == 1  # a word only a train-only folder has
+    pool = make_speech_commands(tmp_path / "pool", ["off"], ["0badf00d"], noise=False)
+    AudioProcessor(str(root), wanted_words="yes,off", pseudo_dirs=[str(pool)],
+                   pseudo_frequency=0.5)  # a word only the pseudo pool has
+    # with train.py's --pack, a word may have pack images only
+    AudioProcessor.from_settings({"data_dir": str(root), "wanted_words": "yes,off",
+                                  "pack": str(tmp_path / "pack.zip")})
+    with pytest.raises(UserError, match="--wanted_words off"):
+        AudioProcessor.from_settings({"data_dir": str(root), "wanted_words": "yes,off",
+                                      "pack": ""})
+
+
+def test_an_unreadable_init_checkpoint_is_a_one_line_error(tmp_path):
+    from kws.common import UserError
+    from kws.train.loop import load_init_weights
+    from kws.zoo import build_model
+
+    net = build_model("ds_cnn_s", 3)
+    (tmp_path / "random.keras").write_bytes(np.random.default_rng(6).bytes(3000))
+    (tmp_path / "empty.keras").write_bytes(b"")
+    with zipfile.ZipFile(tmp_path / "no_weights.keras", "w") as z:
+        z.writestr("config.json", "{}")
+    (tmp_path / "random.weights.h5").write_bytes(np.random.default_rng(7).bytes(3000))
+    for name in ("random.keras", "empty.keras", "no_weights.keras", "random.weights.h5"):
+        path = str(tmp_path / name)
+        with pytest.raises(UserError, match="--init_checkpoint") as refused:
+            load_init_weights(net, path)
+        assert path in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_bad_teacher_probabilities_file_is_a_one_line_error(tmp_path):
+    from kws.common import UserError
+    from kws.train.distill import load_teacher_probs
+
+    labels = ["_silence_", "_unknown_", "yes", "no"]
+    header = "fname,silence,unknown,yes,no\n"
+    files = {"binary.csv": np.random.default_rng(8).bytes(2000), "empty.csv": b"",
+             "header.csv": header.encode(), "words.csv": (header + "a.wav,x,0,1,0\n").encode(),
+             "too_big.csv": (header + "a.wav,0,0,7,0\n").encode(),
+             "no_yes.csv": b"fname,silence,unknown,no\na.wav,0,0,1\n",
+             "repeated.csv": (header + "./a.wav,0,0,1,0\na.wav,0,0,1,0\n").encode()}
+    said = {"binary.csv": "not a readable CSV", "empty.csv": "not a readable CSV",
+            "header.csv": "no rows", "words.csv": "non-numeric", "too_big.csv": "finite and in",
+            "no_yes.csv": "needs columns", "repeated.csv": "repeated"}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(UserError, match=said[name]) as refused:
+            load_teacher_probs(str(tmp_path / name), labels)
+        assert str(tmp_path / name) in str(refused.value) and "\n" not in str(refused.value)
+    (tmp_path / "ok.csv").write_text("fname,no,yes,unknown,silence\n./yes/a.wav,0.5,0.5,0,0\n")
+    got = load_teacher_probs(str(tmp_path / "ok.csv"), labels)
+    np.testing.assert_allclose(got["yes/a.wav"], [0, 0, 0.5, 0.5])
+
+
+def test_train_py_gives_one_line_for_a_bad_config_and_learning_rate(tmp_path):
+    (tmp_path / "bad.json").write_text('{"epochs": 3,')
+    runs = [script("train.py", "--config", tmp_path / "bad.json", "--data_dir", tmp_path),
+            script("train.py", "--data_dir", tmp_path, "--learning_rate", "-1")]
+    assert_one_line_error(runs[0], "bad.json", "not a valid JSON config")
+    assert_one_line_error(runs[1], "--learning_rate must be > 0")

@@ -8,13 +8,12 @@ no teacher for that example)."""
 import sys
 
 import numpy as np
-import pandas as pd
 import tensorflow as tf
 
 from kws.checkpoint import load_checkpoint
 from kws.common import UserError, require_file
-from kws.labels import submission_label
 from kws.layers import pack_trainer
+from kws.probs import read_probs_csv
 
 
 def make_loss(num_classes, label_smoothing, temperature, distill_weight):
@@ -48,16 +47,16 @@ def hard_label_accuracy(y_true, y_pred):
 def load_teacher_probs(path, labels):
     """A probabilities CSV (fname,<label>...) as {fname: probabilities in the model's order}."""
     require_file(path, "teacher probabilities")
-    table = pd.read_csv(path)
-    columns = [label if label in table.columns else submission_label(label) for label in labels]
-    missing = [c for c in columns if c not in table.columns]
-    if "fname" not in table.columns or missing:
-        raise UserError(f"{path}: needs columns fname and {missing or columns}")
-    if table["fname"].map(normalise_fname).duplicated().any():
+    fnames, file_labels, table = read_probs_csv(path)  # one-line errors for a bad file
+    missing = [label for label in labels if label not in file_labels]
+    if missing:
+        raise UserError(f"{path}: needs columns fname and {missing}")
+    fnames = [normalise_fname(f) for f in fnames]
+    if len(set(fnames)) != len(fnames):
         raise UserError(f"{path}: repeated fnames")
-    probs = table[columns].to_numpy(np.float32)
+    probs = table[:, [file_labels.index(label) for label in labels]].astype(np.float32)
     probs /= np.maximum(probs.sum(axis=1, keepdims=True), 1e-9)
-    return dict(zip(table["fname"].map(normalise_fname), probs))
+    return dict(zip(fnames, probs))
 
 
 def normalise_fname(fname):

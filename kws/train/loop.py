@@ -6,11 +6,13 @@ import contextlib
 import math
 import os
 import sys
+import zipfile
 
 import keras
 import tensorflow as tf
 
 from kws.augment import Augmentation
+from kws.checkpoint import load_error_message
 from kws.common import UserError, require_file
 from kws.labels import SILENCE_LABEL, UNKNOWN_LABEL
 from kws.layers import PackFeatures, front_end_layer, pack_trainer
@@ -188,6 +190,8 @@ def load_init_weights(net, path):
     except ValueError as e:
         reason = str(e).strip().splitlines()[0]
         raise UserError(f"--init_checkpoint {path} does not fit this model ({reason})") from e
+    except (zipfile.BadZipFile, OSError, KeyError) as e:  # not a checkpoint, or a damaged one
+        raise UserError(f"--init_checkpoint: {load_error_message(path, e)}") from None
 
 
 def build_and_compile(args, num_classes, exp_dir, resume_state, replicas=1):
