@@ -45,8 +45,9 @@ def build_parser():
                         "raw-audio models)")
     p.add_argument("--calibration_data", default="",
                    help="comma-separated folders of training clips for int8 calibration and the "
-                        "checks (a data dir train.py reads, or a folder of WAVs); default: the "
-                        "data_dir of the checkpoint's config.json")
+                        "checks (a data dir train.py reads, or a folder of WAVs; a data dir's "
+                        "split lists leave out its validation and test clips); default: the "
+                        "training side of the data_dir of the checkpoint's config.json")
     p.add_argument("--num_calibration", type=int, default=200,
                    help="clips fed to the int8 calibration")
     p.add_argument("--num_check", type=int, default=50,

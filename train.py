@@ -116,6 +116,10 @@ def add_pack_args(parser):
     g.add_argument("--pack_frequency", type=float, default=0.5,
                    help="share of the training batches drawn from the pack")
     g.add_argument("--pack_cache_dir", default="data/pack", help="where the decoded pack is kept")
+    g.add_argument("--pack_held_out_dir", action="append", default=[], metavar="DIR",
+                   help="a folder of clips (<word>/<speaker>_nohash_<n>) training never reads, "
+                        "whose speakers' pack images must not train either: the speakers of "
+                        "streams or tests made from it (repeatable)")
     g.add_argument("--pack_silence", action="store_true",
                    help="also train on the pack's noise crops as silence (they come from the "
                         "recordings held-out silence is cut from)")

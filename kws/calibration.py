@@ -11,34 +11,56 @@ import numpy as np
 from kws import CLIP_SAMPLES, SAMPLE_RATE
 from kws.audio import AudioError, read_many, read_wav
 from kws.common import UserError
-from kws.folders import list_test_clips, scan_data_dir
+from kws.folders import assign_set, list_test_clips, scan_data_dir
 
 NOISE_FRACTION = 0.1  # share of calibration clips cut from _background_noise_ (silence-like input)
 
 
-def find_clips(folder):
-    """(clip paths, background-noise paths) of a data dir train.py reads or a flat WAV folder."""
+DEFAULT_SPLIT = (10.0, 10.0, "")  # train.py's validation and testing percentages, split salt
+
+
+def find_clips(folder, split=None):
+    """(clip paths, background-noise paths) of a flat WAV folder, or of the training side of a
+    data dir train.py reads: its split lists where it has them, else with `split` (validation
+    %, testing %, salt: a checkpoint's own data) the speaker hash, else every clip (a folder of
+    training clips). Validation and test speakers never calibrate."""
     if not os.path.isdir(folder):
         raise UserError(f"calibration folder not found: {folder}")
     try:
         data = scan_data_dir(folder)
     except UserError:  # no word folders: a flat folder of clips
         return list_test_clips(folder)[0], []
-    paths = [os.path.join(data.root, w, f) for w, files in data.words.items() for f in files]
+    listed = data.validation_list is not None or data.testing_list is not None
+    split = split or (DEFAULT_SPLIT if listed else None)
+    paths = [os.path.join(data.root, w, f) for w, files in data.words.items() for f in files
+             if split is None or assign_set(data, w, f, *split) == "training"]
+    if not paths:
+        raise UserError(f"{folder}: no clip on the training side of its split to calibrate on")
     return paths, data.noise_files
+
+
+def read_train_config(checkpoint_path):
+    """The config.json train.py wrote beside the checkpoint ({} if there is none)."""
+    config = os.path.join(os.path.dirname(os.path.abspath(checkpoint_path)), "config.json")
+    try:
+        with open(config, encoding="utf-8") as f:
+            settings = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return settings if isinstance(settings, dict) else {}
+
+
+def config_split(checkpoint_path):
+    """(validation %, testing %, split salt) the checkpoint was trained with."""
+    config = read_train_config(checkpoint_path)
+    keys = ("validation_percentage", "testing_percentage", "split_salt")
+    return tuple(config.get(k, d) for k, d in zip(keys, DEFAULT_SPLIT))
 
 
 def config_data_dirs(checkpoint_path):
     """data_dir from the config.json train.py wrote beside the checkpoint, if it still exists."""
-    config = os.path.join(os.path.dirname(os.path.abspath(checkpoint_path)), "config.json")
-    if not os.path.isfile(config):
-        return []
-    try:
-        with open(config, encoding="utf-8") as f:
-            data_dir = json.load(f).get("data_dir") or ""
-    except (OSError, ValueError):
-        return []
-    dirs = [d for d in str(data_dir).split(",") if d]
+    dirs = [d for d in str(read_train_config(checkpoint_path).get("data_dir") or "").split(",")
+            if d]
     return dirs if dirs and all(os.path.isdir(d) for d in dirs) else []
 
 
@@ -59,14 +81,15 @@ def noise_crops(noise_paths, count, rng):
     return np.asarray(crops, np.float32).reshape(-1, CLIP_SAMPLES)
 
 
-def load_clips(dirs, num_calibration, num_check, seed):
-    """(calibration clips [n, 16000], check clips [m, 16000]) drawn at random from dirs.
+def load_clips(dirs, num_calibration, num_check, seed, split=None):
+    """(calibration clips [n, 16000], check clips [m, 16000]) drawn at random from the training
+    side of dirs (find_clips).
 
     The two sets are disjoint when there are enough clips; with few, the checks reuse clips.
     """
     paths, noise = [], []
     for d in dirs:
-        p, n = find_clips(d)
+        p, n = find_clips(d, split)
         paths += p
         noise += n
     rng = np.random.RandomState(seed)
@@ -105,14 +128,15 @@ def synthetic_clips(count, seed):
 def pick_clips(checkpoint, calibration_data, num_calibration, num_check, seed, need_int8):
     """(calibration clips or None, check clips, description of where they came from), from the
     comma-separated folders of calibration_data, else the checkpoint's data_dir."""
-    dirs = [d for d in calibration_data.split(",") if d]
+    dirs, split = [d for d in calibration_data.split(",") if d], None
     if not dirs:
-        dirs = config_data_dirs(checkpoint)
+        dirs, split = config_data_dirs(checkpoint), config_split(checkpoint)
         if dirs:
             print(f"note: no --calibration_data; using the checkpoint's data_dir {','.join(dirs)}",
                   file=sys.stderr)
     if dirs:
-        calib, check = load_clips(dirs, num_calibration if need_int8 else 0, num_check, seed)
+        calib, check = load_clips(dirs, num_calibration if need_int8 else 0, num_check, seed,
+                                  split)
         return calib, check, ",".join(dirs)
     if need_int8:
         raise UserError("the int8 model needs --calibration_data DIR (training clips); or leave "

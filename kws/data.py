@@ -32,10 +32,10 @@ from kws.common import UserError
 from kws.folders import (
     BACKGROUND_NOISE_DIR_NAME,
     SETS,
+    assign_set,
     clips_in,
     scan_data_dir,
     speaker_id,
-    which_set,
 )
 from kws.labels import (
     COMPETITION_WORDS,
@@ -201,16 +201,6 @@ class AudioProcessor:
             return SILENCE_LABEL
         return folder if folder in self.word_to_index else UNKNOWN_LABEL
 
-    def _assign_set(self, data_dir, word, fname, val_pct, test_pct):
-        if data_dir.validation_list is not None or data_dir.testing_list is not None:
-            key = f"{word}/{fname}"
-            if data_dir.validation_list and key in data_dir.validation_list:
-                return "validation"
-            if data_dir.testing_list and key in data_dir.testing_list:
-                return "testing"
-            return "training"
-        return which_set(fname, val_pct, test_pct, self.split_salt)
-
     def _build_index(self, scanned, silence_pct, unknown_pct, val_pct, test_pct):
         rng = np.random.RandomState(self.seed)
         wanted = {s: [] for s in SETS}
@@ -228,7 +218,8 @@ class AudioProcessor:
                             continue
                         which = "training"
                     else:
-                        which = self._assign_set(data_dir, word, fname, val_pct, test_pct)
+                        which = assign_set(data_dir, word, fname, val_pct, test_pct,
+                                           self.split_salt)
                         trained = which == "training" or (which == "validation"
                                                           and self.train_on_validation)
                         if not trained and "_nohash_" in fname:
@@ -236,6 +227,11 @@ class AudioProcessor:
                     item = {"label": label, "file": os.path.join(data_dir.root, word, fname),
                             "key": f"{word}/{fname}"}
                     (unknown if label == UNKNOWN_LABEL else wanted)[which].append(item)
+        # every speaker held out anywhere (before unknown words are sampled): the pack's images
+        # and pseudo clips of these speakers must not train either
+        self.held_out_speakers = held_out
+        for pool in (wanted, unknown):
+            pool["training"] = self._without_held_out(pool["training"], "training clips")
         index = {}
         for which in SETS:
             items = wanted[which]
@@ -251,6 +247,17 @@ class AudioProcessor:
             index[which] = items
         return index
 
+    def _without_held_out(self, items, what):
+        """items less those of held-out speakers (said on stderr): a folder with split lists and
+        one split by the speaker hash can put one speaker on both sides, and a pseudo pool can
+        hold a held-out speaker's clip."""
+        kept = [it for it in items if "_nohash_" not in os.path.basename(it["file"] or "")
+                or speaker_id(os.path.basename(it["file"])) not in self.held_out_speakers]
+        if len(kept) < len(items):
+            print(f"warning: {len(items) - len(kept)} {what} of held-out speakers left out of "
+                  "training", file=sys.stderr)
+        return kept
+
     def _pseudo_items(self, scanned):
         items = []
         for data_dir in scanned:
@@ -260,7 +267,7 @@ class AudioProcessor:
                 items += [{"label": label, "file": os.path.join(data_dir.root, folder, f),
                            "key": sources.get(f"{folder}/{f}", f"{folder}/{f}"),
                            "pseudo": True} for f in files]
-        return items
+        return self._without_held_out(items, "pseudo clips")
 
     def _load_noise(self, files, eval_fraction):
         """Split every noise recording in time: the head trains, the tail makes eval silence."""

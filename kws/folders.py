@@ -53,6 +53,29 @@ def which_set(filename, validation_percentage, testing_percentage, salt=""):
     return "training"
 
 
+def speakers_in(folders):
+    """The speakers (of <speaker>_nohash_<n> names) of every clip in data folders."""
+    speakers = set()
+    for folder in folders:
+        data = scan_data_dir(folder)
+        speakers |= {speaker_id(f) for files in data.words.values() for f in files
+                     if "_nohash_" in f}
+    return speakers
+
+
+def assign_set(data_dir, word, fname, validation_percentage, testing_percentage, salt=""):
+    """The set of a clip of a scanned data dir: its split lists where it has them (a clip in
+    neither trains), else which_set's speaker hash."""
+    if data_dir.validation_list is not None or data_dir.testing_list is not None:
+        key = f"{word}/{fname}"
+        if data_dir.validation_list and key in data_dir.validation_list:
+            return "validation"
+        if data_dir.testing_list and key in data_dir.testing_list:
+            return "testing"
+        return "training"
+    return which_set(fname, validation_percentage, testing_percentage, salt)
+
+
 # make real's split of the real speakers, stated once (real.py stages it; fit_frontend.py fits
 # on its training speakers only)
 REAL_SALT, REAL_VALIDATION_PERCENT, REAL_TESTING_PERCENT = "real", 15.0, 25.0

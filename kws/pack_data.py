@@ -26,18 +26,17 @@ from kws.pack import (
 
 
 def mix_with_pack(processor, train, val, front, pack, frequency, batch_size, seed,
-                  train_on_validation=False, with_silence=False, shift_frames=10):
+                  more_held_out=(), with_silence=False, shift_frames=10):
     """(training batches, validation batches, report) for kws.layers.pack_trainer: batches of
     ((audio, image features, from_audio), labels), `frequency` of the training batches drawn
     from the pack (pack_dataset, augmented as features), the others audio clips of `train`
     (their front end, the PackFeatures layer `front`, runs in the train step); `val` is audio.
-    The speakers of the processor's testing set (and validation, unless train_on_validation)
-    lose their pack images too. shift_frames: the images' time shift, as the audio's
-    time_shift_ms."""
+    The speakers the processor holds out (testing, and validation unless it trains on it) lose
+    their pack images too, as do more_held_out (speakers of streams or tests made from folders
+    training never reads). shift_frames: the images' time shift, as the audio's time_shift_ms."""
     import tensorflow as tf
 
-    held_out = processor.speakers("testing") | (
-        set() if train_on_validation else processor.speakers("validation"))
+    held_out = processor.held_out_speakers | set(more_held_out)
     images, labels = pack_examples(pack, processor.words_list, held_out, with_silence)
     label_shape = train.element_spec[1].shape
     soft_width = label_shape[-1] if len(label_shape) > 1 else None

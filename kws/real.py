@@ -303,6 +303,8 @@ def train_command(py, config, data_args, exp_name, cap_minutes=0, seed=None):
            "--checkpoint_dir", "checkpoints", "--log_dir", "logs", "--resume"]
     if uses_pack(config):
         cmd += ["--pack", data_args["pack"]]
+        for folder in data_args.get("pack_held_out", []):
+            cmd += ["--pack_held_out_dir", folder]
     if seed is not None:
         cmd += ["--seed", str(seed)]
     for d in data_args["train_only"]:
@@ -331,6 +333,9 @@ def stage_inputs(py, shared, out_dir, models, synthetic_dir):
         "data_dir": ",".join([stage_dev_split(dev, noise, os.path.join(out_dir, "dev"))[0],
                               extra["dir"]]),
         "noise": noise,
+        # the v0.01 speakers of the validation and held-out streams are v0.02 pack speakers too
+        "pack_held_out": [staged["v001"][s] for s in ("validation", "testing")
+                          if os.path.isdir(staged["v001"][s])],
         "train_only": [staged["v001"]["training"], staged["digits"]["training"],
                        staged["other"]["training"], staged["running"]["training"],
                        os.path.join(synthetic_dir, "train", "audio")],

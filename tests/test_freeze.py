@@ -203,6 +203,32 @@ def test_config_data_dir_is_the_calibration_fallback(exported, tmp_path):
     assert config_data_dirs(tmp_path / "model.keras") == []
 
 
+def test_calibration_draws_only_on_the_training_side_of_a_split(tmp_path):
+    from conftest import make_speech_commands
+
+    from kws.calibration import config_split, find_clips
+    from kws.folders import speaker_id, which_set
+
+    speakers = [f"{i:08x}" for i in range(30)]
+    plain = make_speech_commands(tmp_path / "plain", ["yes"], speakers, noise=False)
+    listed = make_speech_commands(tmp_path / "listed", ["yes"], speakers, noise=False,
+                                  lists={"validation": speakers[:5], "testing": speakers[5:9]})
+
+    def speakers_of(paths):
+        return {speaker_id(Path(p).name) for p in paths}
+
+    assert speakers_of(find_clips(str(plain))[0]) == set(speakers)  # a folder of training clips
+    assert speakers_of(find_clips(str(listed))[0]) == set(speakers[9:])  # its lists decide
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"validation_percentage": 20, "testing_percentage": 20, "split_salt": "s"}))
+    split = config_split(tmp_path / "model.keras")  # the checkpoint's own data: its hash
+    assert split == (20, 20, "s")
+    assert speakers_of(find_clips(str(plain), split)[0]) == {
+        s for s in speakers if which_set(f"{s}_nohash_0.wav", 20, 20, "s") == "training"}
+    with pytest.raises(UserError, match="no clip on the training side"):
+        find_clips(str(plain), (50, 50, ""))
+
+
 def freeze_all_words_model(tmp_path, *flags):
     """An untrained ds_cnn_s over the 12 labels and two more words, frozen to f.tflite."""
 

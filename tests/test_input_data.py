@@ -312,6 +312,36 @@ def test_train_only_dirs_train_but_never_leak_held_out_speakers(tmp_path, speech
     assert q.set_size("validation") == p.set_size("validation")
 
 
+def test_a_speaker_held_out_by_one_folder_trains_in_no_other_nor_in_a_pseudo_pool(
+        tmp_path, speech_commands, capsys):
+    listed = make_speech_commands(tmp_path / "listed", ["yes", "no"], ["0000beef", "feedf00d"],
+                                  lists={"testing": ["feedf00d"]})
+    pseudo = make_speech_commands(tmp_path / "pseudo", ["yes"], ["feedf00d", "0000cafe"],
+                                  noise=False)
+    # the hash folder trains feedf00d (no split salt, 10/10), the listed folder tests it
+    assert which_set("feedf00d_nohash_0.wav", 10, 10) == "training"
+    make_speech_commands(speech_commands, ["yes"], ["feedf00d"], noise=False)
+    p = AudioProcessor(f"{speech_commands},{listed}", silence_percentage=0, unknown_percentage=0,
+                       pseudo_dirs=[str(pseudo)], pseudo_frequency=0.5)
+    assert "feedf00d" in p.held_out_speakers
+    assert "feedf00d" not in p.speakers("training")
+    assert "feedf00d" in p.speakers("testing")
+    assert {speaker_id(Path(it["file"]).name) for it in p.pseudo_index} == {"0000cafe"}
+    err = capsys.readouterr().err
+    assert "training clips of held-out speakers left out" in err
+    assert "1 pseudo clips of held-out speakers left out" in err
+
+
+def test_held_out_speakers_count_those_whose_only_clips_were_not_sampled(tmp_path):
+    speakers = [f"{i:08x}" for i in range(40)]
+    data = make_speech_commands(tmp_path / "sc", ["yes", "cat"], speakers, noise=False)
+    tested = [s for s in speakers if which_set(f"{s}_nohash_0.wav", 10, 10) == "testing"]
+    # a testing speaker with only an unknown word, which unknown_percentage 0 never samples
+    (data / "yes" / f"{tested[0]}_nohash_0.wav").unlink()
+    p = AudioProcessor(str(data), wanted_words="yes", silence_percentage=0, unknown_percentage=0)
+    assert tested[0] not in p.speakers("testing") and tested[0] in p.held_out_speakers
+
+
 def test_int16_rows_augment_as_their_float_values_and_silence_gets_only_noise():
 
     rng = np.random.default_rng(1)

@@ -81,13 +81,27 @@ def test_an_empty_or_mismatched_stream_is_refused(tmp_path):
         load_stream(model, str(short), None, 20.0)
 
 
-def run_main(module_name, argv):
-    """A script's main(argv), loaded from its file in this process."""
+def script_module(name):
+    """A root script loaded from its file in this process."""
     import importlib.util
-    spec = importlib.util.spec_from_file_location(module_name, REPO / f"{module_name}.py")
+    spec = importlib.util.spec_from_file_location(name, REPO / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.main(argv)
+    return module
+
+
+def run_main(name, argv):
+    return script_module(name).main(argv)
+
+
+def test_pack_held_out_folders_need_the_pack_and_must_exist(tmp_path):
+    parse_args = script_module("train").parse_args
+    with pytest.raises(UserError, match="--pack_held_out_dir needs --pack"):
+        parse_args(["--data_dir", "x", "--pack_held_out_dir", str(tmp_path)])
+    (tmp_path / "p.zip").write_bytes(b"")
+    with pytest.raises(UserError, match="--pack_held_out_dir folder not found"):
+        parse_args(["--data_dir", "x", "--model_options", '{"features": "pack"}', "--pack",
+                    str(tmp_path / "p.zip"), "--pack_held_out_dir", str(tmp_path / "gone")])
 
 
 @pytest.mark.parametrize("flag,value", [("--after_ms", "-5"), ("--time_tolerance_ms", "-5"),

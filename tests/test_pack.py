@@ -230,12 +230,15 @@ def test_train_mixes_the_pack_with_audio_and_saves_the_whole_model(small_pack, t
     # audio of the pack's speakers: whichever land in the audio's testing set lose their images
     data = make_speech_commands(tmp_path / "sc", WORDS + ["cat"], small_pack["speakers"] +
                                 [f"{i:08x}" for i in range(10, 20)])
+    # and a folder training never reads (a stream's clips) names the speaker without audio
+    streams = make_speech_commands(tmp_path / "streams", ["yes"], ["ffffffff"], noise=False)
     run = [sys.executable, str(REPO / "train.py"), "--config",
            str(REPO / "experiments" / "smoke.json"), "--data_dir", str(data),
            "--checkpoint_dir", str(tmp_path / "ck"), "--log_dir", str(tmp_path / "logs"),
            "--model", "edge_tcs", "--model_options",
            '{"features": "pack", "width": 0.25, "head_channels": 16}',
-           "--pack", str(small_pack["zip"]), "--pack_cache_dir", str(tmp_path / "cache")]
+           "--pack", str(small_pack["zip"]), "--pack_cache_dir", str(tmp_path / "cache"),
+           "--pack_held_out_dir", str(streams)]
     done = subprocess.run(run, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     from kws.folders import which_set
@@ -243,8 +246,11 @@ def test_train_mixes_the_pack_with_audio_and_saves_the_whole_model(small_pack, t
     held = {sp for sp in small_pack["speakers"] if which_set(f"{sp}_nohash_0.wav", 10, 10) !=
             "training"}  # train.py's default split of the audio
     line = next(ln for ln in done.stdout.splitlines() if ln.startswith("pack: "))
-    # 4 images (yes, no, up, cat) of each pack speaker not held out, + the one without audio
-    assert int(line.split()[1]) == 4 * (5 - len(held)) + 1, (line, held)
+    # 4 images (yes, no, up, cat) of each pack speaker not held out; not the one without audio
+    assert int(line.split()[1]) == 4 * (5 - len(held)), (line, held)
+    audio_held = {sp for sp in small_pack["speakers"] + [f"{i:08x}" for i in range(10, 20)]
+                  if which_set(f"{sp}_nohash_0.wav", 10, 10) != "training"}
+    assert f"({len(audio_held) + 1} held-out speakers left out)" in line, line
     assert "6 steps per epoch" in done.stdout  # 3 audio steps at --pack_frequency 0.5
     net, labels = load_checkpoint(tmp_path / "ck" / "smoke" / "last.keras")
     assert net.input_shape == (None, 16000) and len(labels) == 12

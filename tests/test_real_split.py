@@ -257,3 +257,15 @@ def test_students_of_other_teachers_train_in_their_own_folders():
     assert real.teacher_tag("checkpoints/real_teacher_long_s2/ep-042-vl-0.1820.keras", 1) \
         == "_teacher_long_s2"
     assert real.teacher_tag("/elsewhere/my_teacher/best.keras", 1) == "_my_teacher"
+
+
+def test_pack_recipes_leave_out_the_pack_images_of_the_v001_stream_speakers():
+    data = {"data_dir": "dev,extra", "train_only": [], "noise": "noise", "pack": "p.zip",
+            "pack_held_out": ["v001/validation", "v001/testing"]}
+    pack_recipe = next(m for m, c in real.RECIPES.items() if real.uses_pack(c))
+    audio_recipe = next(m for m, c in real.RECIPES.items() if not real.uses_pack(c))
+    cmd = real.train_command("py", real.RECIPES[pack_recipe], data, "exp")
+    named = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--pack_held_out_dir"]
+    assert named == ["v001/validation", "v001/testing"] and "--pack" in cmd
+    assert "--pack_held_out_dir" not in real.train_command("py", real.RECIPES[audio_recipe],
+                                                           data, "exp")

@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 
-from kws.common import UserError, require_file
+from kws.common import UserError, require_dir, require_file
 from kws.train.cluster import parse_tf_config
 
 OPTIMIZERS = ("sgd", "rmsprop", "adam")
@@ -95,6 +95,8 @@ def check_args(args):
         raise UserError("--ema_momentum must be in [0, 1)")
     if args.pack:
         check_pack_args(args)
+    elif args.pack_held_out_dir:
+        raise UserError("--pack_held_out_dir needs --pack")
     if args.cpu_devices < 0 or (args.cpu_devices and args.strategy != "mirrored"):
         raise UserError("--cpu_devices takes N >= 1 with --strategy mirrored only")
     args.cluster = parse_tf_config(os.environ.get("TF_CONFIG")) \
@@ -109,6 +111,8 @@ def check_pack_args(args):
         raise UserError("--pack takes teachers as --teacher_checkpoint (a probabilities "
                         "file has no rows for the pack's images)")
     require_file(args.pack, "spectrogram pack")
+    for folder in args.pack_held_out_dir:
+        require_dir(folder, "--pack_held_out_dir folder")
     if args.strategy != "default":
         raise UserError("--pack trains on one device for now: its batches are not split "
                         "between replicas")

@@ -14,6 +14,7 @@ import tensorflow as tf
 from kws.augment import Augmentation
 from kws.checkpoint import load_error_message
 from kws.common import UserError, require_file
+from kws.folders import speakers_in
 from kws.labels import SILENCE_LABEL, UNKNOWN_LABEL
 from kws.layers import PackFeatures, front_end_layer, pack_trainer
 from kws.pack import read_pack
@@ -158,7 +159,7 @@ def with_pack(args, processor, train, val, net, audio_steps):
     train, val, report = mix_with_pack(
         processor, train, val, front_end_layer(net, PackFeatures),
         read_pack(args.pack, args.pack_cache_dir), args.pack_frequency, args.batch_size,
-        args.seed, args.train_on_validation, args.pack_silence,
+        args.seed, speakers_in(args.pack_held_out_dir), args.pack_silence,
         shift_frames=round(args.time_shift_ms / 10))  # the pack's frames are 10 ms apart
     print(f"pack: {report['images']:,} images train ({report['held_out_speakers']} held-out "
           "speakers left out)")
