@@ -6,6 +6,8 @@ recomputed here with numpy. Clips are constant (DC) signals whose sign picks `ye
 
 import csv
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -238,6 +240,19 @@ def test_changed_inputs_start_afresh(model12, flat_clips, tmp_path, monkeypatch,
     run(args + ["--tta_gain", "1.2"])  # other flags: the saved chunk must not be reused
     assert len(calls) == 3
     assert "starting afresh" in capsys.readouterr().err
+    # a clip rewritten in place (same name, same size): the saved chunk must not be reused
+    calls.clear()
+    monkeypatch.setattr(chunks, "predict_chunk", crash_after_one)
+    with pytest.raises(RuntimeError):
+        run(args)
+    clip = sorted(Path(flat_clips).glob("*.wav"))[0]
+    os.utime(clip, ns=(clip.stat().st_atime_ns, clip.stat().st_mtime_ns + 10**9))
+    calls.clear()
+    monkeypatch.setattr(chunks, "predict_chunk",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    capsys.readouterr()
+    run(args)
+    assert len(calls) == 3 and "starting afresh" in capsys.readouterr().err
 
 
 def test_labelled_folders_are_scored_with_confusion_png(model12, tmp_path, capsys):

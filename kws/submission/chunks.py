@@ -16,7 +16,7 @@ from tqdm import tqdm
 from kws.audio import local_path, read_many
 from kws.common import UserError, atomic_path, atomic_write_text, remove_partial_files
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 
 
 def predict_chunk(predict, clips, variants, batch_size):
@@ -41,8 +41,10 @@ def run_manifest(checkpoint, labels, test_data, fnames, paths, variants, chunk_s
     clips = hashlib.sha1()
     for fname, path in zip(fnames, paths):
         local = local_path(path)
-        size = os.path.getsize(local) if local and os.path.isfile(local) else -1
-        clips.update(f"{fname}\0{size}\n".encode())
+        # every one-second WAV has the same size: a clip rewritten in place changes its mtime
+        stat = os.stat(local) if local and os.path.isfile(local) else None
+        identity = f"{stat.st_size}\0{stat.st_mtime_ns}" if stat else "-1"
+        clips.update(f"{fname}\0{identity}\n".encode())
     return {"version": MANIFEST_VERSION, "checkpoint": os.path.realpath(checkpoint),
             "checkpoint_sha1": file_sha1(checkpoint), "labels": labels,
             "test_data": os.path.realpath(test_data), "clips": len(fnames),
