@@ -12,11 +12,9 @@ import hashlib
 import http.client
 import os
 import re
-import shutil
 import stat
 import sys
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -27,7 +25,7 @@ from pathlib import PurePosixPath
 
 from tqdm import tqdm
 
-from kws.common import UserError
+from kws.common import UserError, atomic_dir
 
 BASE_URL = "https://download.tensorflow.org/data/"
 CHUNK_BYTES = 1 << 20
@@ -291,11 +289,7 @@ def extract(archive, out_dir, force=False):
         raise UserError(f"{out_dir} exists and is not empty (use --force to replace it)")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise UserError(f"{out_dir} exists and is not a folder")
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".", suffix=".extracting",
-                           dir=parent)
-    try:
+    with atomic_dir(out_dir) as tmp:
         with open(archive, "rb") as f:
             is_zip = f.read(4) == b"PK\x03\x04"
         try:
@@ -307,21 +301,7 @@ def extract(archive, out_dir, force=False):
         files = sum(len(names) for _, _, names in os.walk(tmp))
         if not files:  # an empty archive (or folders only) must not replace out_dir
             raise UserError(f"{archive}: the archive holds no files")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp made it private
-        if os.path.exists(out_dir):
-            old = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".", suffix=".old",
-                                   dir=parent)
-            os.replace(out_dir, os.path.join(old, "x"))
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-        return files
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+    return files
 
 
 # ----------------------------------------------------------------------------- the data sets

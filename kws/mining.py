@@ -5,14 +5,12 @@ training side: windows of held-out or validation audio would leak into training.
 
 import os
 import re
-import shutil
-import tempfile
 
 import numpy as np
 
 from kws import CLIP_SAMPLES, SAMPLE_RATE
 from kws.audio import AudioError, read_wav, write_wav
-from kws.common import UserError
+from kws.common import UserError, atomic_dir
 from kws.labels import COMPETITION_WORDS
 
 FOLDER = "hard_negative"  # no command word: its windows train as _unknown_
@@ -67,26 +65,12 @@ def unique_name(name, taken):
     return unique
 
 
-def replace_folder(new, final):
-    """Put the folder new in place of final (which may not exist), removing the old one."""
-    if not os.path.isdir(final):
-        os.replace(new, final)
-        return
-    old = tempfile.mkdtemp(prefix=f".{os.path.basename(final)}.", suffix=".old",
-                           dir=os.path.dirname(final))
-    os.replace(final, os.path.join(old, "x"))
-    os.replace(new, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def mine(model, labels, paths, threshold, hop, out_dir):
     """Write the hard windows of every readable recording as out_dir/hard_negative/, replacing
     the windows of an earlier run (written into a hidden folder beside it, swapped in at the
     end); returns (rows of mined.json, unreadable recordings' errors). A UserError, with
     out_dir left as it was, when not one recording can be read."""
-    os.makedirs(out_dir, exist_ok=True)
-    folder = tempfile.mkdtemp(prefix=f".{FOLDER}.", suffix=".part", dir=out_dir)
-    try:
+    with atomic_dir(os.path.join(out_dir, FOLDER)) as folder:
         rows, errors, taken = [], [], set()
         for path in paths:
             try:
@@ -105,10 +89,4 @@ def mine(model, labels, paths, threshold, hop, out_dir):
         if paths and len(errors) == len(paths):
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             raise UserError(f"no recording to mine could be read: {errors[0]}{more}")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(folder, 0o777 & ~umask)  # mkdtemp made it private
-        replace_folder(folder, os.path.join(out_dir, FOLDER))
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
     return rows, errors

@@ -2,6 +2,7 @@
 flag values out of range (nan included), malformed probability sidecars. Each is a UserError
 (one line, exit code 2 under run_cli) raised before any long work starts."""
 
+import importlib
 import json
 import subprocess
 import sys
@@ -81,21 +82,13 @@ def test_an_empty_or_mismatched_stream_is_refused(tmp_path):
         load_stream(model, str(short), None, 20.0)
 
 
-def script_module(name):
-    """A root script loaded from its file in this process."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(name, REPO / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def run_main(name, argv):
-    return script_module(name).main(argv)
+    """A root script's main(argv), in this process (the scripts do no work at import)."""
+    return importlib.import_module(name).main(argv)
 
 
 def test_pack_held_out_folders_need_the_pack_and_must_exist(tmp_path):
-    parse_args = script_module("train").parse_args
+    parse_args = importlib.import_module("train").parse_args
     with pytest.raises(UserError, match="--pack_held_out_dir needs --pack"):
         parse_args(["--data_dir", "x", "--pack_held_out_dir", str(tmp_path)])
     (tmp_path / "p.zip").write_bytes(b"")
